@@ -1,0 +1,47 @@
+# tanya: `make console` to ask questions, `make test` to run the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of PyTorch (on this machine's disk); an unpinned torch pulls a CUDA build.
+TORCH := torch==2.13.0
+
+.PHONY: console test reindex bot check lint install install-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[st,test]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+# Incremental: does nothing when the index is up to date with corpus/.
+reindex: install
+	$(BIN)/tanya-reindex
+
+console: reindex
+	$(BIN)/python bot.py --console
+
+bot: reindex
+	$(BIN)/python bot.py
+
+check: install
+	$(BIN)/python bot.py --check
+
+test: install-test
+	$(BIN)/python -m pytest
+
+lint: install-test
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf .index .index.builds .index.lock .cache

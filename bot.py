@@ -1,0 +1,70 @@
+"""tanya: answers questions about news articles with exact quotes, in Telegram or a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from retrieval.answer import Answerer
+from retrieval.config import Config, load_config
+from retrieval.errors import TanyaError
+
+log = logging.getLogger("tanya")
+
+TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
+
+
+def run_bot(config: Config, answerer: Answerer, token: str) -> int:
+    """Run the Telegram bot until interrupted."""
+    raise TanyaError("the Telegram bot is not available yet; use --console or --ask")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="tanya", description=__doc__)
+    parser.add_argument("--config", help="config file (default: config.yaml)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--console", action="store_true", help="ask questions in this terminal")
+    mode.add_argument("--ask", metavar="QUESTION", help="answer one question and exit")
+    mode.add_argument("--check", action="store_true", help="health check: load, answer, exit 0/1")
+    parser.add_argument("--json", action="store_true", help="with --ask: print the answer as JSON")
+    args = parser.parse_args(argv)
+    if args.json and args.ask is None:
+        parser.error("--json goes with --ask")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `tanya` command."""
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+        logging.basicConfig(
+            level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        if not (args.console or args.ask is not None or args.check) and not token:
+            print(
+                f"tanya: set {TOKEN_ENV} to run the Telegram bot "
+                "(see the README), or use console mode: python bot.py --console",
+                file=sys.stderr,
+            )
+            return 2
+        answerer = Answerer(config)
+        import console
+
+        if args.ask is not None:
+            return console.ask_once(answerer, args.ask, args.json)
+        if args.console:
+            return console.run_console(answerer, config.telegram.history_size)
+        if args.check:
+            return console.health_check(answerer)
+        return run_bot(config, answerer, token)
+    except TanyaError as exc:
+        print(f"tanya: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

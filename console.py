@@ -1,0 +1,134 @@
+"""Console mode: the bot's answers in a terminal (interactive loop, one-shot, JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from typing import TextIO
+
+from retrieval.answer import Answer, Answerer, Quote
+from retrieval.errors import QuestionError
+
+BOLD, RESET = "\033[1m", "\033[0m"
+DECLINE_TEXT = "The articles do not seem to cover this question."
+CLOSEST_LABEL = "Closest passage (not an answer):"
+PROMPT = "tanya> "
+HELP = "Ask a question about the articles. /sources lists them; :q or Ctrl-D quits."
+
+
+def source_line(quote: Quote) -> str:
+    """'— Title, paragraph N' (a photo caption is labelled as such)."""
+    caption = " (photo caption)" if quote.kind == "caption" else ""
+    return f"— {quote.title or quote.doc_id}, paragraph {quote.paragraph}{caption}"
+
+
+def format_quote(quote: Quote, color: bool) -> str:
+    """The quote's text with its highlighted sentence in bold (on a terminal), then its source."""
+    a = quote.highlight_start - quote.start
+    b = quote.highlight_end - quote.start
+    text = quote.text
+    if color:
+        text = f"{text[:a]}{BOLD}{text[a:b]}{RESET}{text[b:]}"
+    body = textwrap.indent(text, "  ")
+    source = source_line(quote) + (f" <{quote.url}>" if quote.url else "")
+    return f"{body}\n  {source}"
+
+
+def format_answer(answer: Answer, color: bool) -> str:
+    """The whole answer as terminal text."""
+    if answer.declined:
+        lines = [DECLINE_TEXT]
+        if answer.quotes:
+            lines += [CLOSEST_LABEL, format_quote(answer.quotes[0], color)]
+        return "\n".join(lines)
+    return "\n\n".join(format_quote(q, color) for q in answer.quotes)
+
+
+def format_sources(answerer: Answerer) -> str:
+    """The indexed articles, one per line."""
+    lines = [f"{len(answerer.articles())} articles indexed:"]
+    for info in answerer.articles():
+        extra = f" <{info.url}>" if info.url else ""
+        lines.append(f"  - {info.title or info.doc_id} [{info.doc_id}]{extra}")
+    return "\n".join(lines)
+
+
+def ask_once(answerer: Answerer, question: str, as_json: bool, out: TextIO = sys.stdout) -> int:
+    """`bot.py --ask`: print one answer; exit code 0, or 1 for a question that cannot be asked."""
+    try:
+        answer = answerer.ask(question)
+    except QuestionError as exc:
+        print(f"tanya: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        out.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
+    else:
+        out.write(format_answer(answer, color=out.isatty()) + "\n")
+    return 0
+
+
+def _read_line(prompt: str, interactive: bool) -> str | None:
+    if interactive:
+        try:
+            return input(prompt)
+        except EOFError:
+            return None
+    line = sys.stdin.readline()
+    return line.rstrip("\n") if line else None
+
+
+def run_console(answerer: Answerer, history_size: int = 5) -> int:
+    """The interactive loop: line editing and history on a terminal; :q or Ctrl-D exits."""
+    interactive = sys.stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401 - input() gains line editing and history
+        except ImportError:
+            pass
+        print(HELP)
+    color = sys.stdout.isatty()
+    history: list[str] = []
+    while True:
+        try:
+            line = _read_line(PROMPT, interactive)
+        except KeyboardInterrupt:
+            print()
+            continue
+        if line is None:
+            if interactive:
+                print()
+            return 0
+        line = line.strip()
+        if not line:
+            continue
+        if line in (":q", ":quit", "/quit", "/exit"):
+            return 0
+        if line in ("/sources", ":sources"):
+            print(format_sources(answerer))
+            continue
+        if line in ("/help", ":help", "?"):
+            print(HELP)
+            continue
+        try:
+            answer = answerer.ask(line, history)
+        except QuestionError as exc:
+            print(f"tanya: {exc}")
+            continue
+        print(format_answer(answer, color) + "\n", flush=True)
+        history = [*history, line][-history_size:]
+
+
+def health_check(answerer: Answerer, question: str = "Apa isi artikel ini?") -> int:
+    """`bot.py --check`: the index loads and a question gets an answer; exit 0 or 1."""
+    index = answerer.index
+    try:
+        answer = answerer.ask(question)
+    except Exception as exc:  # noqa: BLE001 - a health check reports any failure
+        print(f"FAIL: answering a test question raised {exc.__class__.__name__}: {exc}")
+        return 1
+    print(
+        f"OK: {len(index.articles)} articles, {index.count} chunks, index {index.version}, "
+        f"model {index.manifest.get('model')}; test question gave {len(answer.quotes)} quote(s)"
+    )
+    return 0

@@ -1,0 +1,239 @@
+"""From a question (and the chat's earlier questions) to an Answer: quotes, highlights, declining."""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config, SearchConfig
+from .embedding import Embedder, make_embedder
+from .errors import IndexMismatchError, QuestionError
+from .index import ArticleInfo, IndexData, load_index, read_manifest
+from .keyword import tokenize
+from .search import Hit, search
+
+MAX_QUESTION_CHARS = 1000
+# Invisible characters that change nothing for a reader but break tokens.
+INVISIBLE = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Words that make a question lean on an earlier one.
+ANAPHORA = frozenset(
+    "itu ini tersebut dia ia beliau mereka nya -nya sana situ begitu "
+    "it that this he she they them his her their there then".split()
+)
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A passage quoted exactly from an article, with its best sentence marked."""
+
+    text: str
+    doc_id: str
+    title: str
+    paragraph: int
+    start: int
+    end: int
+    highlight_start: int
+    highlight_end: int
+    score: float
+    url: str | None = None
+    kind: str = "body"
+
+    @property
+    def highlight(self) -> str:
+        """The text of the highlighted sentence."""
+        return self.text[self.highlight_start - self.start : self.highlight_end - self.start]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The bot's whole reply as a value: when declined, quotes hold the closest passage only."""
+
+    question: str
+    declined: bool
+    quotes: tuple[Quote, ...]
+
+    def to_dict(self) -> dict:
+        """The JSON shape printed by `bot.py --json`."""
+        return {
+            "question": self.question,
+            "declined": self.declined,
+            "quotes": [
+                {
+                    "text": q.text,
+                    "doc_id": q.doc_id,
+                    "title": q.title,
+                    "paragraph": q.paragraph,
+                    "start": q.start,
+                    "end": q.end,
+                    "highlight": q.highlight,
+                    "score": round(q.score, 4),
+                }
+                for q in self.quotes
+            ],
+        }
+
+
+def clean_question(question: str) -> str:
+    """The question as searched: normalised Unicode, no invisible or control characters."""
+    if not isinstance(question, str):
+        raise QuestionError("a question must be text")
+    text = unicodedata.normalize("NFC", question)
+    text = INVISIBLE.sub("", text)
+    text = CONTROL.sub(" ", text)
+    text = " ".join(text.split())
+    if not text:
+        raise QuestionError("the question is empty: type a question about the articles")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise QuestionError(
+            f"the question is too long ({len(text)} characters); "
+            f"please keep it under {MAX_QUESTION_CHARS}"
+        )
+    if not any(ch.isalnum() for ch in text):
+        raise QuestionError("the question has no words in it: type a question about the articles")
+    return text
+
+
+def is_follow_up(question: str) -> bool:
+    """A question that leans on an earlier one: very short, or pointing back with a pronoun."""
+    words = tokenize(question)
+    return len(words) <= 3 or any(w in ANAPHORA for w in words)
+
+
+def search_text(question: str, history: Sequence[str], config: SearchConfig) -> str:
+    """What is searched: a follow-up is read together with the chat's last questions."""
+    recent = [h for h in history[-config.history_turns :] if h.strip()] if config.history_turns else []
+    if recent and is_follow_up(question):
+        return " ".join([*recent, question])
+    return question
+
+
+def highlight(index: IndexData, hit: Hit, query: str, query_vector: np.ndarray) -> tuple[int, int]:
+    """The sentence of the hit that best answers: dense similarity plus keyword overlap."""
+    chunk = hit.chunk
+    if len(chunk.sentences) == 1:
+        return chunk.sentences[0]
+    a, b = index.sentence_offsets[hit.row], index.sentence_offsets[hit.row + 1]
+    dense = index.sentence_vectors[a:b] @ query_vector
+    words = set(tokenize(query))
+    overlap = []
+    for s, e in chunk.sentences:
+        tokens = set(tokenize(chunk.text[s - chunk.start : e - chunk.start]))
+        overlap.append(len(words & tokens) / max(1, len(words)))
+    score = dense + 0.5 * np.asarray(overlap)
+    return chunk.sentences[int(np.argmax(score))]
+
+
+def compose(
+    question: str,
+    hits: list[Hit],
+    index: IndexData,
+    query: str,
+    query_vector: np.ndarray,
+    config: SearchConfig,
+) -> Answer:
+    """Pick the quotes, mark their best sentences, and decline when the evidence is weak."""
+    if not hits:
+        return Answer(question, True, ())
+    declined = hits[0].dense < config.decline_threshold
+    chosen: list[Hit] = []
+    for hit in hits:
+        if len(chosen) >= (1 if declined else config.max_quotes):
+            break
+        if chosen and hit.score < 0.5 * chosen[0].score:
+            break
+        vector = index.vectors[hit.row]
+        if any(float(vector @ index.vectors[c.row]) > config.duplicate_similarity for c in chosen):
+            continue
+        chosen.append(hit)
+    quotes = []
+    for hit in chosen:
+        info = index.articles.get(hit.chunk.doc_id) or ArticleInfo(hit.chunk.doc_id, "", "")
+        s, e = highlight(index, hit, query, query_vector)
+        quotes.append(
+            Quote(
+                hit.chunk.text,
+                hit.chunk.doc_id,
+                info.title,
+                hit.chunk.paragraph,
+                hit.chunk.start,
+                hit.chunk.end,
+                s,
+                e,
+                hit.score,
+                info.url,
+                hit.chunk.kind,
+            )
+        )
+    return Answer(question, declined, tuple(quotes))
+
+
+class Answerer:
+    """Holds the model and the live index; answers questions; picks up a rebuilt index."""
+
+    def __init__(self, config: Config, embedder: Embedder | None = None):
+        self.config = config
+        self.embedder = embedder or make_embedder(config.embedding)
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple, Answer] = OrderedDict()
+        self._index = self._load()
+
+    def _load(self) -> IndexData:
+        index = load_index(self.config.index_path, self.config)
+        if index.manifest.get("dimension") != self.embedder.dim:
+            raise IndexMismatchError(
+                f"the index holds {index.manifest.get('dimension')}-d vectors but the model "
+                f"gives {self.embedder.dim}-d ones. Rebuild it with: tanya-reindex --full"
+            )
+        return index
+
+    @property
+    def index(self) -> IndexData:
+        return self._index
+
+    def articles(self) -> list[ArticleInfo]:
+        """The indexed articles, by title."""
+        return sorted(self._index.articles.values(), key=lambda a: (a.title.lower(), a.doc_id))
+
+    def live_version(self) -> str:
+        """The build id of the index the config points at now (may be newer than the loaded one)."""
+        path = Path(self.config.index_path)
+        return read_manifest(Path(path.resolve())).get("build_id", "")
+
+    def reload_if_changed(self) -> bool:
+        """Load a newer index if one was swapped in; the old one serves until it is complete."""
+        if self.live_version() == self._index.version:
+            return False
+        fresh = self._load()
+        with self._lock:
+            self._index = fresh
+            self._cache.clear()
+        return True
+
+    def ask(self, question: str, history: Sequence[str] = ()) -> Answer:
+        """Answer one question, given the chat's earlier questions (oldest first)."""
+        text = clean_question(question)
+        history = tuple(clean_question(h) for h in history if h and h.strip())
+        index = self._index
+        key = (text.casefold(), history[-self.config.search.history_turns :], index.version)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        query = search_text(text, history, self.config.search)
+        vector = self.embedder.encode_queries([query])[0]
+        hits = search(index, query, vector, self.config.search)
+        answer = compose(text, hits, index, query, vector, self.config.search)
+        if self.config.search.cache_size:
+            with self._lock:
+                self._cache[key] = answer
+                while len(self._cache) > self.config.search.cache_size:
+                    self._cache.popitem(last=False)
+        return answer

@@ -1,0 +1,243 @@
+"""Reading article files (.txt, .md, .jsonl) into Articles with exact paragraph offsets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+SUFFIXES = (".txt", ".md", ".jsonl")
+METADATA_KEYS = ("url", "source", "published", "language")
+
+# Page furniture: never answer text.
+READ_ALSO = re.compile(r"^\s*(baca juga|lihat juga|read also|see also)\s*:", re.IGNORECASE)
+EDITOR_TAG = re.compile(r"\s*\[[a-z]{1,5}(?:/[a-z]{1,5})+\]\s*$", re.IGNORECASE)
+PHOTO_CREDIT = re.compile(
+    r"\s*\((?:foto|photo|gambar|image|ilustrasi|sumber foto)\s*:[^()]*\)\s*$", re.IGNORECASE
+)
+BLANK_LINES = re.compile(r"\n[ \t\r]*\n")
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A span of answer text inside an article: 1-based number, [start, end) offsets, kind."""
+
+    number: int
+    start: int
+    end: int
+    kind: str = "body"  # "body" or "caption"
+
+
+@dataclass(frozen=True)
+class Article:
+    """One article: its exact source text and where the answerable paragraphs lie in it."""
+
+    doc_id: str
+    title: str
+    text: str
+    paragraphs: tuple[Paragraph, ...]
+    path: str
+    url: str | None = None
+    source: str | None = None
+    published: str | None = None
+    language: str | None = None
+
+    def paragraph_text(self, paragraph: Paragraph) -> str:
+        """The exact source text of one paragraph."""
+        return self.text[paragraph.start : paragraph.end]
+
+    @property
+    def content_hash(self) -> str:
+        """Changes whenever anything that is indexed or shown changes."""
+        meta = [self.title, self.url, self.source, self.published, self.language]
+        digest = hashlib.sha256(json.dumps([self.text, meta]).encode("utf-8"))
+        return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class CorpusProblem:
+    """A file (or JSONL line) that was skipped, and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """What loading a corpus gave: the articles and the files it had to skip."""
+
+    articles: tuple[Article, ...]
+    problems: tuple[CorpusProblem, ...]
+
+
+class _Skip(Exception):
+    """Raised while parsing one file or line: skip it, with this reason."""
+
+
+def split_paragraphs(text: str, start: int = 0) -> list[tuple[int, int]]:
+    """Spans of the blank-line-separated blocks of text[start:], whitespace trimmed."""
+    spans, pos = [], start
+    for sep in [*BLANK_LINES.finditer(text, start), None]:
+        end = sep.start() if sep else len(text)
+        block = text[pos:end]
+        stripped = block.strip()
+        if stripped:
+            lead = len(block) - len(block.lstrip())
+            spans.append((pos + lead, pos + lead + len(stripped)))
+        if sep:
+            pos = sep.end()
+    return spans
+
+
+def _clean_paragraphs(text: str, spans: list[tuple[int, int]]) -> tuple[Paragraph, ...]:
+    """Drop furniture and trim trailing tags and credits; mark photo captions."""
+    paragraphs: list[Paragraph] = []
+    for start, end in spans:
+        block = text[start:end]
+        if READ_ALSO.match(block):
+            continue
+        kind = "body"
+        tag = EDITOR_TAG.search(block)
+        if tag:
+            block = block[: tag.start()]
+        credit = PHOTO_CREDIT.search(block)
+        if credit:
+            block, kind = block[: credit.start()], "caption"
+        block = block.rstrip()
+        if not block.strip():
+            continue
+        paragraphs.append(Paragraph(len(paragraphs) + 1, start, start + len(block), kind))
+    return tuple(paragraphs)
+
+
+def _front_matter(text: str) -> tuple[dict, int]:
+    """YAML front matter between leading '---' lines, and where the body starts."""
+    match = re.match(r"---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|$)", text, re.DOTALL)
+    if not match:
+        return {}, 0
+    try:
+        meta = yaml.safe_load(match.group(1)) or {}
+    except yaml.YAMLError as exc:
+        raise _Skip(f"front matter is not valid YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(meta, dict):
+        raise _Skip("front matter must be a mapping of keys to values")
+    unknown = sorted(set(meta) - set(METADATA_KEYS) - {"title", "id"})
+    if unknown:
+        raise _Skip(f"unknown front matter key {unknown[0]!r}; known: {', '.join(METADATA_KEYS)}")
+    return {k: str(v) for k, v in meta.items() if v is not None}, match.end()
+
+
+def parse_text(text: str, doc_id: str, path: str, markdown: bool = False) -> Article:
+    """Parse a .txt or .md article: optional front matter, title line, paragraphs."""
+    meta, body_start = _front_matter(text)
+    spans = split_paragraphs(text, body_start)
+    if not spans:
+        raise _Skip("no text")
+    title_start, title_end = spans[0]
+    first_line_end = text.find("\n", title_start, title_end)
+    if first_line_end != -1:
+        # The title is only the first line; the rest of its block is a paragraph.
+        rest = text[first_line_end:title_end]
+        lead = len(rest) - len(rest.lstrip())
+        spans[0] = (first_line_end + lead, title_end)
+        title_end = first_line_end
+    else:
+        spans = spans[1:]
+    title = text[title_start:title_end].strip()
+    if markdown:
+        title = title.lstrip("#").strip()
+    title = meta.pop("title", None) or title
+    paragraphs = _clean_paragraphs(text, spans)
+    if not paragraphs:
+        raise _Skip("no paragraphs after the title")
+    meta.pop("id", None)
+    return Article(doc_id, title, text, paragraphs, path, **meta)
+
+
+def _parse_json_line(line: str, path: str) -> Article:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise _Skip(f"not valid JSON ({exc.msg})") from exc
+    if not isinstance(record, dict):
+        raise _Skip("expected a JSON object")
+    for key in ("id", "text"):
+        if not isinstance(record.get(key), str) or not record[key].strip():
+            raise _Skip(f"missing or empty {key!r}")
+    text = record["text"]
+    paragraphs = _clean_paragraphs(text, split_paragraphs(text))
+    if not paragraphs:
+        raise _Skip("no paragraphs in 'text'")
+    meta = {k: str(record[k]) for k in METADATA_KEYS if record.get(k) is not None}
+    title = record.get("title") or ""
+    return Article(record["id"], str(title), text, paragraphs, path, **meta)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _Skip(f"not UTF-8 text (byte {exc.start})") from exc
+    except OSError as exc:
+        raise _Skip(f"cannot read ({exc.strerror or exc})") from exc
+
+
+def load_file(path: Path, doc_id: str) -> tuple[list[Article], list[CorpusProblem]]:
+    """Articles from one file; what could not be parsed is returned as problems."""
+    try:
+        text = _read(path)
+        if path.suffix == ".jsonl":
+            articles, problems = [], []
+            for number, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    articles.append(_parse_json_line(line, str(path)))
+                except _Skip as skip:
+                    problems.append(CorpusProblem(f"{path}:{number}", str(skip)))
+            return articles, problems
+        return [parse_text(text, doc_id, str(path), markdown=path.suffix == ".md")], []
+    except _Skip as skip:
+        return [], [CorpusProblem(str(path), str(skip))]
+
+
+def corpus_files(root: Path) -> list[Path]:
+    """Article files under a folder (hidden ones skipped), or the one file given."""
+    if root.is_file():
+        return [root]
+    files = [
+        p
+        for p in root.rglob("*")
+        if p.suffix in SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
+    return sorted(files)
+
+
+def load_corpus(root: str | Path) -> Corpus:
+    """Load every article under root; skip and report files that cannot be read."""
+    root = Path(root)
+    if not root.exists():
+        return Corpus((), (CorpusProblem(str(root), "no such file or folder"),))
+    articles: dict[str, Article] = {}
+    problems: list[CorpusProblem] = []
+    base = root if root.is_dir() else root.parent
+    for path in corpus_files(root):
+        doc_id = path.relative_to(base).with_suffix("").as_posix()
+        found, skipped = load_file(path, doc_id)
+        problems.extend(skipped)
+        for article in found:
+            if article.doc_id in articles:
+                other = articles[article.doc_id].path
+                problems.append(CorpusProblem(article.path, f"duplicate id {article.doc_id!r} (also in {other})"))
+                continue
+            articles[article.doc_id] = article
+    return Corpus(tuple(articles.values()), tuple(problems))

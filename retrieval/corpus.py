@@ -216,7 +216,7 @@ def corpus_files(root: Path) -> list[Path]:
         p
         for p in root.rglob("*")
         if p.suffix in SUFFIXES
-        and p.is_file()
+        and (p.is_file() or p.is_symlink())  # a dangling link is reported, not ignored
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     ]
     return sorted(files)

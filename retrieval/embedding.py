@@ -114,7 +114,9 @@ class SentenceTransformerEmbedder:
             ) from exc
         self._lock = threading.Lock()
         self._config = config
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        dimension = getattr(self._model, "get_embedding_dimension", None)
+        dimension = dimension or self._model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
         self.name = f"sentence-transformers/{config.model}"
         limit = getattr(self._model, "max_seq_length", None) or config.max_tokens
         self.max_tokens = min(int(limit), config.max_tokens)

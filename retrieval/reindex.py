@@ -135,8 +135,6 @@ def reindex(
     started = time.perf_counter()
     index_path = config.index_path
     corpus = load_corpus(config.corpus_path)
-    for problem in corpus.problems:
-        log.warning("skipped %s", problem)
     with reindex_lock(index_path):
         prune_builds(index_path)
         previous = _previous(index_path, config, full)
@@ -195,12 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
         result = reindex(config, full=args.full, progress_factory=_progress_factory(not args.quiet))
     except TanyaError as exc:
         print(f"tanya-reindex: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ReindexLockedError) else 1
+    for problem in result.problems:
+        print(f"skipped {problem}", file=sys.stderr)
     s = result.stats
     state = "index updated" if result.swapped else "index already up to date"
     print(

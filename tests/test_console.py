@@ -1,0 +1,141 @@
+"""Console mode as a person uses it: bot.py --console / --ask / --json in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+HANDSHAKE = "Siapa yang berjabat tangan dengan Kim Jong Un?"
+
+
+@pytest.fixture(scope="module")
+def config_file(seed_index, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("console") / "config.yaml"
+    path.write_text(
+        f"corpus: {{path: {seed_index.corpus_path}}}\nindex: {{path: {seed_index.index_path}}}\n",
+        "utf-8",
+    )
+    return path
+
+
+def run(config_file: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bot.py"), "--config", str(config_file), *args],
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"},
+    )
+
+
+def test_console_answers_and_quits(config_file):
+    result = run(config_file, "--console", stdin=f"{HANDSHAKE}\n/sources\n:q\nnot reached\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Sergei Shoigu" in out
+    assert "— Politbiro Korea Utara Bahas Langkah Tindak Lanjut Lawatan Kim Jong Un ke Rusia, paragraph 1" in out
+    assert "1 articles indexed" in out
+    assert "\033[1m" not in out  # plain text when output is not a terminal
+
+
+def test_console_with_stdin_closed_exits_0(config_file):
+    result = run(config_file, "--console")
+    assert result.returncode == 0, result.stderr
+
+
+def test_console_reports_bad_questions_and_goes_on(config_file):
+    long_question = "kata " * 400
+    result = run(config_file, "--console", stdin=f"!!!\n{long_question}\n{HANDSHAKE}\n")
+    assert result.returncode == 0
+    assert "the question has no words in it" in result.stdout
+    assert "too long" in result.stdout
+    assert "Sergei Shoigu" in result.stdout
+
+
+def test_ask_json_has_the_documented_shape(config_file):
+    result = run(config_file, "--ask", HANDSHAKE, "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert set(answer) == {"question", "declined", "quotes"}
+    assert answer["declined"] is False
+    first = answer["quotes"][0]
+    assert set(first) == {"text", "doc_id", "title", "paragraph", "start", "end", "highlight", "score"}
+    assert "Sergei Shoigu" in first["highlight"]
+    source = (ROOT / "corpus" / "korea-utara-politbiro-lawatan-kim-ke-rusia.txt").read_text("utf-8")
+    assert source[first["start"] : first["end"]] == first["text"]
+    assert first["highlight"] in first["text"]
+
+
+def test_out_of_scope_question_declines(config_file):
+    result = run(config_file, "--ask", "Berapa harga beras di Jakarta hari ini?", "--json")
+    assert result.returncode == 0
+    answer = json.loads(result.stdout)
+    assert answer["declined"] is True
+    plain = run(config_file, "--ask", "Berapa harga beras di Jakarta hari ini?")
+    assert "do not seem to cover" in plain.stdout
+    assert "Closest passage (not an answer)" in plain.stdout
+
+
+def test_empty_question_is_a_clear_error(config_file):
+    result = run(config_file, "--ask", "   ")
+    assert result.returncode == 1
+    assert "the question is empty" in result.stderr
+
+
+def test_highlight_is_bold_on_a_terminal(config_file):
+    pid, fd = pty.fork()
+    if pid == 0:  # child: stdout is a terminal
+        os.execv(
+            sys.executable,
+            [sys.executable, str(ROOT / "bot.py"), "--config", str(config_file), "--ask", HANDSHAKE],
+        )
+    output = b""
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        output += data
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"\x1b[1mPemimpin Korea Utara Kim Jong Un berjabat tangan" in output
+
+
+def test_missing_index_says_what_to_run(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"index: {{path: {tmp_path / 'none'}}}\n", "utf-8")
+    result = run(config, "--ask", HANDSHAKE)
+    assert result.returncode == 1
+    assert "there is no index at" in result.stderr and "tanya-reindex" in result.stderr
+
+
+def test_bad_config_value_stops_start_up(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("search: {dense_weight: 2}\n", "utf-8")
+    result = run(config, "--console")
+    assert result.returncode == 1
+    assert "search.dense_weight: 2.0 is out of range" in result.stderr
+
+
+def test_bot_without_token_points_to_console_mode(config_file):
+    result = run(config_file)
+    assert result.returncode == 2
+    assert "TELEGRAM_BOT_TOKEN" in result.stderr and "--console" in result.stderr
+
+
+def test_health_check(config_file):
+    result = run(config_file, "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: 1 articles, 8 chunks")

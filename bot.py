@@ -3,22 +3,473 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import html
 import logging
 import os
+import secrets
+import signal
 import sys
+import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from urllib.parse import urlparse
 
-from retrieval.answer import Answerer
+import httpx
+from telegram import (
+    BotCommand,
+    LinkPreviewOptions,
+    Message,
+    MessageEntity,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ChatAction, ChatType, ParseMode
+from telegram.error import BadRequest, NetworkError, TelegramError, TimedOut
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from retrieval.answer import Answerer, clean_question
 from retrieval.config import Config, load_config
-from retrieval.errors import TanyaError
+from retrieval.errors import QuestionError, TanyaError
+from telegram_format import answer_messages, sources_html
 
 log = logging.getLogger("tanya")
 
 TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
 
+COMMANDS = (
+    ("start", "What this bot does and which articles it knows"),
+    ("help", "How to ask questions"),
+    ("sources", "The indexed articles"),
+    ("ask", "Ask a question (in groups): /ask your question"),
+)
+START_TEXT = (
+    "Hello! Ask me a question about the news articles I know, and I answer with the exact "
+    "passages that answer it, each with its source. Nothing is made up: every answer is a quote."
+)
+HELP_TEXT = (
+    "<b>How to ask</b>\n"
+    "In a private chat, just send your question.\n"
+    "In a group, use <code>/ask your question</code>, mention me, or reply to one of my "
+    "messages.\n"
+    "A follow-up such as <i>When did that happen?</i> is read together with your chat's "
+    "last questions.\n\n"
+    "/sources lists the articles I know."
+)
+ASK_USAGE = "Put your question after the command, for example: <code>/ask Who met whom?</code>"
+REFUSAL = "Sorry, this bot is private and does not answer in this chat."
+SLOW_DOWN = "You are asking faster than I can keep up. Please wait a minute and ask again."
+APOLOGY = "Sorry, something went wrong while answering. Please try again in a moment."
+
+# How long an answer may take before the chat is shown "typing…" (each action is a request
+# that counts against Telegram's flood limit, so quick answers go without one).
+TYPING_AFTER_SECONDS = 1.0
+# Bot API calls that fail on the network are retried this many times, waiting twice as long
+# before each new try.
+NETWORK_RETRIES = 5
+RETRY_FIRST_DELAY = 0.5
+RETRY_MAX_DELAY = 30.0
+# Telegram's 429 answers are retried (after the wait it asks for) this many times.
+FLOOD_RETRIES = 3
+# Start-up calls (getMe, deleteWebhook or setWebhook) are retried this many times.
+BOOTSTRAP_RETRIES = 5
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGABRT)
+# Memory bounds: chats with a history, users with a rate-limit window, chats refused.
+MAX_CHATS = 10_000
+
+
+class ChatHistories:
+    """The last few questions of each chat, bounded in questions per chat and in chats."""
+
+    def __init__(self, size: int, max_chats: int = MAX_CHATS):
+        self.size = size
+        self.max_chats = max_chats
+        self._chats: OrderedDict[int, deque[str]] = OrderedDict()
+
+    def record(self, chat_id: int, question: str) -> tuple[str, ...]:
+        """The chat's earlier questions (oldest first), then remember this one."""
+        if self.size == 0:
+            return ()
+        history = self._chats.pop(chat_id, None) or deque(maxlen=self.size)
+        earlier = tuple(history)
+        history.append(question)
+        self._chats[chat_id] = history
+        while len(self._chats) > self.max_chats:
+            self._chats.popitem(last=False)
+        return earlier
+
+
+class RateLimit:
+    """At most `per_minute` questions per user in any 60 seconds (0 = no limit)."""
+
+    def __init__(self, per_minute: int, max_users: int = MAX_CHATS, window: float = 60.0):
+        self.per_minute = per_minute
+        self.window = window
+        self.max_users = max_users
+        self._times: OrderedDict[int, deque[float]] = OrderedDict()
+        self._warned: set[int] = set()
+
+    def allow(self, user_id: int, now: float) -> bool:
+        """Count a question; False when the user is over the limit."""
+        if self.per_minute == 0:
+            return True
+        times = self._times.pop(user_id, None) or deque()
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        allowed = len(times) < self.per_minute
+        if allowed:
+            times.append(now)
+            self._warned.discard(user_id)
+        self._times[user_id] = times
+        while len(self._times) > self.max_users:
+            old, _ = self._times.popitem(last=False)
+            self._warned.discard(old)
+        return allowed
+
+    def first_refusal(self, user_id: int) -> bool:
+        """True once per stretch of refused questions, so "slow down" is not sent on every one."""
+        if user_id in self._warned:
+            return False
+        self._warned.add(user_id)
+        return True
+
+
+def _safe_to_retry(exc: NetworkError, endpoint: str) -> bool:
+    """Whether repeating the call cannot deliver a message twice."""
+    if isinstance(exc, BadRequest):
+        return False
+    if isinstance(exc, TimedOut):
+        # A connect or pool timeout means the request never left; after a read timeout a
+        # message may have been sent, so only calls that are harmless to repeat are retried.
+        never_sent = isinstance(exc.__cause__, (httpx.ConnectTimeout, httpx.PoolTimeout))
+        return never_sent or endpoint != "sendMessage"
+    return True
+
+
+class RetryingRateLimiter(AIORateLimiter):
+    """Telegram's flood limits and 429 waits (PTB's AIORateLimiter), plus network retries."""
+
+    async def process_request(self, callback, args, kwargs, endpoint, data, rate_limit_args):
+        delay = RETRY_FIRST_DELAY
+        for attempt in range(NETWORK_RETRIES + 1):
+            try:
+                return await super().process_request(
+                    callback, args, kwargs, endpoint, data, rate_limit_args
+                )
+            except NetworkError as exc:
+                if attempt == NETWORK_RETRIES or not _safe_to_retry(exc, endpoint):
+                    raise
+                log.warning("Bot API %s failed (%s); retrying in %.1f s", endpoint, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+        raise AssertionError("unreachable")
+
+
+class TanyaBot:
+    """The Telegram adapter: turns messages into questions and Answers into HTML replies."""
+
+    def __init__(self, config: Config, answerer: Answerer):
+        self.config = config
+        self.answerer = answerer
+        self.histories = ChatHistories(config.telegram.history_size)
+        self.rate_limit = RateLimit(config.telegram.rate_limit_per_minute)
+        self.allowed = frozenset(config.telegram.allowed_chat_ids)
+        self.refused: set[int] = set()
+        self._watcher: asyncio.Task | None = None
+
+    # Start-up and shut-down
+
+    async def post_init(self, app: Application) -> None:
+        """Register the command menu and start watching for a rebuilt index."""
+        await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+        self._watcher = asyncio.create_task(self.watch_index())
+        log.info(
+            "bot @%s ready: %d articles, index %s",
+            app.bot.username,
+            len(self.answerer.articles()),
+            self.answerer.index.version,
+        )
+
+    async def post_shutdown(self, app: Application) -> None:
+        """Stop watching the index."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            try:
+                await self._watcher
+            except asyncio.CancelledError:
+                pass
+
+    async def watch_index(self) -> None:
+        """Swap in a rebuilt index when the reindex script publishes one."""
+        while True:
+            await asyncio.sleep(self.config.telegram.reload_check_seconds)
+            try:
+                # Loading is blocking work; the old index serves until the new one is complete.
+                if await asyncio.to_thread(self.answerer.reload_if_changed):
+                    log.info("now serving index %s", self.answerer.index.version)
+            except Exception:  # noqa: BLE001 - a bad new index must not stop the bot
+                log.exception("cannot load the rebuilt index; still serving the previous one")
+
+    # Who gets answers
+
+    def chat_allowed(self, update: Update) -> bool:
+        """Whether this chat may use the bot (an empty allowlist lets everyone in)."""
+        chat = update.effective_chat
+        return not self.allowed or (chat is not None and chat.id in self.allowed)
+
+    async def refuse(self, update: Update) -> None:
+        """One polite refusal per chat; every attempt is logged."""
+        chat, user = update.effective_chat, update.effective_user
+        first = chat.id not in self.refused
+        log.log(
+            logging.WARNING if first else logging.INFO,
+            "refused chat %s (%s) from user %s: not in telegram.allowed_chat_ids",
+            chat.id,
+            chat.type,
+            user.id if user else None,
+        )
+        if first:
+            if len(self.refused) >= MAX_CHATS:
+                self.refused.clear()
+            self.refused.add(chat.id)
+            await reply(update.effective_message, html.escape(REFUSAL))
+
+    def addressed(self, message: Message, bot_id: int, username: str) -> str | None:
+        """The question in a group message meant for the bot (mention or reply), else None."""
+        text = message.text or ""
+        replied = message.reply_to_message
+        to_bot = bool(replied and replied.from_user and replied.from_user.id == bot_id)
+        kinds = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
+        for entity, part in message.parse_entities(kinds).items():
+            if entity.type == MessageEntity.MENTION:
+                mine = part.lower() == f"@{username}".lower()
+            else:
+                mine = entity.user is not None and entity.user.id == bot_id
+            if mine:
+                to_bot = True
+                text = text.replace(part, " ", 1)
+        return text if to_bot else None
+
+    # Handlers
+
+    async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/start: what the bot does and which articles it knows."""
+        if not self.chat_allowed(update):
+            return await self.refuse(update)
+        text = f"{html.escape(START_TEXT)}\n\n{sources_html(self.answerer.articles(), 5)}"
+        await reply_parts(update.effective_message, [text, HELP_TEXT])
+
+    async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/help: how to ask."""
+        if not self.chat_allowed(update):
+            return await self.refuse(update)
+        await reply(update.effective_message, HELP_TEXT)
+
+    async def sources(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/sources: the indexed articles, linked where known."""
+        if not self.chat_allowed(update):
+            return await self.refuse(update)
+        await reply_parts(update.effective_message, [sources_html(self.answerer.articles())])
+
+    async def ask_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/ask <question>: the way to ask in a group (works in private chats too)."""
+        if not self.chat_allowed(update):
+            return await self.refuse(update)
+        parts = (update.effective_message.text or "").split(maxsplit=1)
+        if len(parts) < 2:
+            return await reply(update.effective_message, ASK_USAGE)
+        await self.answer(update, parts[1])
+
+    async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A text message: a question in a private chat; in a group only when meant for the bot."""
+        message = update.effective_message
+        if message.chat.type == ChatType.PRIVATE:
+            question = message.text
+        else:
+            question = self.addressed(message, context.bot.id, context.bot.username)
+            if question is None:
+                return
+        if not self.chat_allowed(update):
+            return await self.refuse(update)
+        await self.answer(update, question)
+
+    async def answer(self, update: Update, question: str) -> None:
+        """Answer one question in its chat, off the event loop, with the chat's history."""
+        message = update.effective_message
+        user = update.effective_user
+        user_id = user.id if user else message.chat.id
+        if not self.rate_limit.allow(user_id, time.monotonic()):
+            log.info("rate limit: user %s in chat %s", user_id, message.chat.id)
+            if self.rate_limit.first_refusal(user_id):
+                await reply(message, html.escape(SLOW_DOWN))
+            return
+        try:
+            question = clean_question(question)
+        except QuestionError as exc:
+            return await reply(message, html.escape(_sentence(str(exc))))
+        history = self.histories.record(message.chat.id, question)
+        # Encoding and search are CPU work: a thread keeps other chats' updates flowing.
+        work = asyncio.ensure_future(asyncio.to_thread(self.answerer.ask, question, history))
+        done, _ = await asyncio.wait({work}, timeout=TYPING_AFTER_SECONDS)
+        if not done:
+            try:
+                await message.get_bot().send_chat_action(message.chat.id, ChatAction.TYPING)
+            except TelegramError as exc:  # only a courtesy: the answer still goes out
+                log.info("typing action failed in chat %s: %s", message.chat.id, exc)
+        try:
+            result = await work
+        except QuestionError as exc:
+            return await reply(message, html.escape(_sentence(str(exc))))
+        await reply_parts(message, answer_messages(result))
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log the failure with its update id, tell the user, keep running."""
+        if not isinstance(update, Update):
+            # Polling trouble: PTB retries getUpdates itself, with backoff.
+            log.warning("Bot API polling error: %s", context.error)
+            return
+        log.error("update %s failed", update.update_id, exc_info=context.error)
+        if update.effective_message is not None:
+            try:
+                await reply(update.effective_message, html.escape(APOLOGY))
+            except TelegramError as exc:
+                log.warning("could not send the apology for update %s: %s", update.update_id, exc)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+
+
+async def reply(message: Message, text: str) -> Message:
+    """Send HTML text in answer to message (still sent if that message is gone)."""
+    return await message.get_bot().send_message(
+        chat_id=message.chat.id,
+        text=text,
+        parse_mode=ParseMode.HTML,
+        reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+    )
+
+
+async def reply_parts(message: Message, parts: Sequence[str]) -> None:
+    """Send each part in order, each in answer to message."""
+    for part in parts:
+        await reply(message, part)
+
+
+def build_application(
+    config: Config, answerer: Answerer, token: str, *, flood_limits: bool = True
+) -> Application:
+    """The python-telegram-bot Application with tanya's handlers, pointed at config's Bot API.
+
+    flood_limits=False drops the client-side pacing to Telegram's message rates (for a fake
+    Bot API in tests and benchmarks); 429 answers and network errors are still retried.
+    """
+    tanya = TanyaBot(config, answerer)
+    limits = {} if flood_limits else {"overall_max_rate": 0, "group_max_rate": 0}
+    app = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(config.telegram.base_url)
+        .base_file_url(config.telegram.base_file_url)
+        .concurrent_updates(True)
+        .rate_limiter(RetryingRateLimiter(max_retries=FLOOD_RETRIES, **limits))
+        .post_init(tanya.post_init)
+        .post_shutdown(tanya.post_shutdown)
+        .build()
+    )
+    messages = filters.UpdateType.MESSAGE
+    app.add_handler(CommandHandler("start", tanya.start, filters=messages))
+    app.add_handler(CommandHandler("help", tanya.help, filters=messages))
+    app.add_handler(CommandHandler("sources", tanya.sources, filters=messages))
+    app.add_handler(CommandHandler("ask", tanya.ask_command, filters=messages))
+    app.add_handler(MessageHandler(messages & filters.TEXT & ~filters.COMMAND, tanya.text))
+    app.add_error_handler(tanya.on_error)
+    app.bot_data["tanya"] = tanya
+    return app
+
+
+class RedactToken(logging.Filter):
+    """Replaces the bot token in log lines and tracebacks (it is part of every API URL)."""
+
+    def __init__(self, token: str):
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, "<token>"), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and self.token in record.exc_text:
+            record.exc_text = record.exc_text.replace(self.token, "<token>")
+        return True
+
+
+def protect_token_in_logs(token: str) -> None:
+    """Keep the token out of every log handler; httpx logs each request URL at INFO."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactToken(token))
+
+
+def poll(
+    app: Application, *, timeout: float = 10, stop_signals: Sequence[int] | None = STOP_SIGNALS
+) -> None:
+    """Long-poll the Bot API until stopped (the default mode)."""
+    app.run_polling(
+        timeout=timeout,
+        bootstrap_retries=BOOTSTRAP_RETRIES,
+        allowed_updates=[Update.MESSAGE],
+        stop_signals=stop_signals,
+    )
+
+
+def serve_webhook(
+    app: Application, config: Config, *, stop_signals: Sequence[int] | None = STOP_SIGNALS
+) -> None:
+    """Receive updates on config's webhook until stopped."""
+    url = config.telegram.webhook_url
+    app.run_webhook(
+        listen=config.telegram.webhook_listen,
+        port=config.telegram.webhook_port,
+        url_path=urlparse(url).path.lstrip("/"),
+        webhook_url=url,
+        # Telegram sends this back on every update; PTB drops requests without it.
+        secret_token=secrets.token_urlsafe(32),
+        bootstrap_retries=BOOTSTRAP_RETRIES,
+        allowed_updates=[Update.MESSAGE],
+        stop_signals=stop_signals,
+    )
+
 
 def run_bot(config: Config, answerer: Answerer, token: str) -> int:
     """Run the Telegram bot until interrupted."""
-    raise TanyaError("the Telegram bot is not available yet; use --console or --ask")
+    protect_token_in_logs(token)
+    app = build_application(config, answerer, token)
+    try:
+        if config.telegram.webhook_url:
+            log.info("webhook mode: %s", config.telegram.webhook_url)
+            serve_webhook(app, config)
+        else:
+            log.info("long polling %s", config.telegram.base_url)
+            poll(app)
+    except TelegramError as exc:
+        raise TanyaError(
+            f"the Bot API at {config.telegram.base_url} refused to start the bot: {exc}. "
+            f"Check {TOKEN_ENV} and telegram.base_url"
+        ) from exc
+    return 0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

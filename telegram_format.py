@@ -1,0 +1,161 @@
+"""Telegram replies as HTML: quotes in blockquotes, sources linked, split to fit one message."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from html import escape
+from urllib.parse import urlparse
+
+from console import source_line
+from retrieval.answer import Answer, Quote
+from retrieval.index import ArticleInfo
+
+# Telegram's limit per message. Counted here over the HTML itself in UTF-16 units, as Telegram
+# counts, which can only overestimate the visible text it measures.
+MESSAGE_LIMIT = 4096
+MAX_URL_CHARS = 1000
+SOURCES_SHOWN = 50
+
+DECLINE_TEXT = "Sorry, the articles do not seem to cover this question."
+CLOSEST_LABEL = "The closest passage I found (<i>not an answer</i>):"
+
+_TOKEN = re.compile(r"<[^>]*>|&#?\w+;|[^<&]|[<&]", re.S)
+_TAG = re.compile(r"<(/?)([a-zA-Z-]+)")
+_SENTENCE_END = frozenset(".!?…\"'”’)")
+
+
+def tg_len(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def safe_url(url: str | None) -> str | None:
+    """The URL if Telegram can link it (http or https, sensible length), else None."""
+    if not url or len(url) > MAX_URL_CHARS:
+        return None
+    parsed = urlparse(url.strip())
+    return url.strip() if parsed.scheme in ("http", "https") and parsed.netloc else None
+
+
+def link(text: str, url: str | None) -> str:
+    """Escaped text, linked to url when it is a usable one."""
+    url = safe_url(url)
+    if url is None:
+        return escape(text, quote=False)
+    return f'<a href="{escape(url, quote=True)}">{escape(text, quote=False)}</a>'
+
+
+def source_html(quote: Quote) -> str:
+    """'— Title, paragraph N', linked to the article when it has a URL."""
+    dash, _, rest = source_line(quote).partition(" ")
+    return f"{dash} {link(rest, quote.url)}"
+
+
+def quote_html(quote: Quote) -> str:
+    """The quote in a blockquote with its highlighted sentence in bold, then its source."""
+    text = quote.text
+    a = max(0, quote.highlight_start - quote.start)
+    b = min(len(text), quote.highlight_end - quote.start)
+    if a < b:
+        body = (
+            f"{escape(text[:a], False)}<b>{escape(text[a:b], False)}</b>{escape(text[b:], False)}"
+        )
+    else:
+        body = escape(text, quote=False)
+    return f"<blockquote>{body}</blockquote>\n{source_html(quote)}"
+
+
+def answer_html(answer: Answer) -> str:
+    """The whole answer as one HTML text, however long."""
+    if answer.declined:
+        blocks = [escape(DECLINE_TEXT, quote=False)]
+        if answer.quotes:
+            blocks.append(f"{CLOSEST_LABEL}\n{quote_html(answer.quotes[0])}")
+        return "\n\n".join(blocks)
+    return "\n\n".join(quote_html(q) for q in answer.quotes)
+
+
+def answer_messages(answer: Answer, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """The answer as HTML messages, each within Telegram's limit."""
+    return split_html(answer_html(answer), limit)
+
+
+def sources_html(articles: Sequence[ArticleInfo], shown: int = SOURCES_SHOWN) -> str:
+    """The indexed articles as an HTML list, linked where they have a URL."""
+    if not articles:
+        return "No articles are indexed yet."
+    lines = [f"<b>{len(articles)} article{'s' if len(articles) != 1 else ''} indexed:</b>"]
+    lines += [f"• {link(a.title or a.doc_id, a.url)}" for a in articles[:shown]]
+    if len(articles) > shown:
+        lines.append(f"… and {len(articles) - shown} more.")
+    return "\n".join(lines)
+
+
+def _closing(stack: Sequence[tuple[str, str]]) -> str:
+    return "".join(f"</{name}>" for name, _ in reversed(stack))
+
+
+def _cut_level(tokens: list[str], j: int, depth: int) -> int:
+    """How good a place to cut right after tokens[j] is: 0 (between blocks) .. 4 (anywhere)."""
+    token = tokens[j]
+    if token == "\n":
+        return 0 if depth == 0 and j > 0 and tokens[j - 1] == "\n" else 1
+    if token.isspace():
+        k = j - 1
+        while k >= 0 and tokens[k].startswith("<"):
+            k -= 1  # a sentence may end just inside a closing </b>
+        return 2 if k >= 0 and tokens[k] in _SENTENCE_END else 3
+    return 4
+
+
+def split_html(html: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Split HTML into parts within limit, each valid on its own.
+
+    Cuts go between blocks (a blank line outside any tag) where possible, else at a line
+    break, a sentence end, a space, and only as a last resort between two characters. Tags
+    open at a cut are closed at the end of one part and opened again at the start of the next.
+    """
+    if tg_len(html) <= limit:
+        return [html] if html.strip() else []
+    tokens = _TOKEN.findall(html)
+    parts: list[str] = []
+    stack: list[tuple[str, str]] = []
+    i = 0
+    while i < len(tokens):
+        prefix = "".join(tag for _, tag in stack)
+        length = tg_len(prefix)
+        current = list(stack)
+        best: dict[int, tuple[int, tuple[tuple[str, str], ...]]] = {}
+        has_text = False
+        j = i
+        while j < len(tokens):
+            token = tokens[j]
+            length += tg_len(token)
+            tag = _TAG.match(token)
+            if tag and tag.group(1):
+                if current and current[-1][0] == tag.group(2).lower():
+                    current.pop()
+            elif tag:
+                current.append((tag.group(2).lower(), token))
+            elif not token.isspace():
+                has_text = True
+            if length + tg_len(_closing(current)) > limit:
+                break
+            if has_text:
+                best[_cut_level(tokens, j, len(current))] = (j + 1, tuple(current))
+            j += 1
+        if j == len(tokens):
+            parts.append(prefix + "".join(tokens[i:]))
+            break
+        if best:
+            end, after = best[min(best)]
+        else:  # one token longer than a message: cannot happen with escaped text and short tags
+            end, after = j + 1, tuple(current)
+        body = (prefix + "".join(tokens[i:end])).rstrip()
+        parts.append(body + _closing(after))
+        stack = list(after)
+        i = end
+        while i < len(tokens) and tokens[i].isspace():
+            i += 1
+    return [p for p in parts if re.sub(r"<[^>]*>", "", p).strip()]

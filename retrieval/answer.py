@@ -7,11 +7,12 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .chunking import Chunk
 from .config import Config, SearchConfig
 from .embedding import Embedder, make_embedder
 from .errors import IndexMismatchError, QuestionError
@@ -20,6 +21,7 @@ from .keyword import tokenize
 from .search import Hit, search
 
 MAX_QUESTION_CHARS = 1000
+RANKING_SIZE = 10
 # Invisible characters that change nothing for a reader but break tokens.
 INVISIBLE = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -59,6 +61,8 @@ class Answer:
     question: str
     declined: bool
     quotes: tuple[Quote, ...]
+    # The top of the ranking before quotes were picked: what the evaluation measures.
+    ranking: tuple[Chunk, ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """The JSON shape printed by `bot.py --json`."""
@@ -172,7 +176,8 @@ def compose(
                 hit.chunk.kind,
             )
         )
-    return Answer(question, declined, tuple(quotes))
+    ranking = tuple(h.chunk for h in hits[:RANKING_SIZE])
+    return Answer(question, declined, tuple(quotes), ranking)
 
 
 class Answerer:

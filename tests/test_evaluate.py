@@ -1,0 +1,131 @@
+"""The evaluation command: the found rule, the figures, the throwaway index and its cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from retrieval.errors import TanyaError
+from retrieval.evaluate import (
+    EvalQuestion,
+    Outcome,
+    eval_config,
+    evaluate,
+    is_found,
+    load_questions,
+    main,
+    prepare,
+    summarise,
+)
+
+EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval"
+
+
+@pytest.mark.parametrize(
+    ("text", "doc_id", "expected"),
+    [
+        ("Presiden Yoon  Suk\nYeol berpidato", "a", True),  # whitespace folded
+        ("presiden YOON SUK YEOL berpidato", "a", True),  # case folded
+        ("Presiden Yoon Suk Yeol berpidato", "b", False),  # wrong document
+        ("Presiden Yoon berpidato", "a", False),  # span not there
+    ],
+)
+def test_found_rule_folds_case_and_space_and_checks_the_document(text, doc_id, expected):
+    question = EvalQuestion("Siapa?", ("Yoon Suk Yeol",), doc_id="a")
+    assert is_found(text, doc_id, question) is expected
+
+
+def test_any_of_the_answers_counts_and_no_doc_id_means_any_document():
+    question = EvalQuestion("Siapa?", ("Kim Jong Un", "Kim"))
+    assert is_found("Pemimpin Kim tiba", "whatever", question)
+
+
+def test_load_questions_reads_answers_history_and_split(tmp_path: Path):
+    path = tmp_path / "q.jsonl"
+    lines = [
+        {"question": "A?", "answer": "x", "answers": ["x", "y"], "split": "train", "doc_id": "d"},
+        {"question": "B?", "answer": None, "split": "test"},
+        {"question": "C?", "answer": "z", "history": ["A?"], "split": "test"},
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n", encoding="utf-8")
+    everything = load_questions(path)
+    assert [q.answers for q in everything] == [("x", "y"), (), ("z",)]
+    assert everything[2].history == ("A?",)
+    test = load_questions(path, "test")
+    assert [q.question for q in test] == ["B?", "C?"]
+    assert not test[0].answerable
+    with pytest.raises(TanyaError, match="no questions of split 'valid'"):
+        load_questions(path, "valid")
+
+
+def test_a_broken_question_file_is_reported_with_its_line(tmp_path: Path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "A?", "answer": "x"}\n{"answer": "y"}\n', encoding="utf-8")
+    with pytest.raises(TanyaError, match=r"q.jsonl:2"):
+        load_questions(path)
+
+
+def test_summarise_computes_recall_mrr_and_decline_rates():
+    answerable = EvalQuestion("q", ("a",))
+    unanswerable = EvalQuestion("q", ())
+    outcomes = [
+        Outcome(answerable, 1, True, False),
+        Outcome(answerable, 3, False, False),
+        Outcome(answerable, 7, False, True),
+        Outcome(answerable, 0, False, False),
+        Outcome(unanswerable, 0, False, True),
+        Outcome(unanswerable, 2, False, False),
+    ]
+    report = summarise(outcomes, seconds=2.0)
+    assert (report.r1, report.r5, report.r10) == (0.25, 0.5, 0.75)
+    assert report.mrr10 == round((1 + 1 / 3 + 1 / 7) / 4, 4)
+    assert report.highlight1 == 0.25
+    assert report.false_decline_rate == 0.25
+    assert report.decline_rate_unanswerable == 0.5
+    assert (report.n, report.qps) == (6, 3.0)
+
+
+def test_throwaway_index_is_keyed_by_corpus_and_settings(tiny_config, tmp_path: Path):
+    a = eval_config(tiny_config, tmp_path / "one", tmp_path / "cache")
+    b = eval_config(tiny_config, tmp_path / "two", tmp_path / "cache")
+    assert a.index_path != b.index_path
+    assert a.index_path != tiny_config.index_path
+    assert a.index_path.is_relative_to(tmp_path / "cache")
+    assert a.search.cache_size == 0
+
+
+def test_second_run_reuses_the_cached_embeddings(tiny_config, tiny_corpus, fake_embedder, tmp_path):
+    questions = [EvalQuestion("Berapa harga cabai rawit di Pasar Minggu?", ("Rp80.000",), "pasar")]
+    cache = tmp_path / "cache"
+    first = evaluate(prepare(tiny_config, tiny_corpus, cache, fake_embedder), questions)
+    embedded = len(fake_embedder.calls)
+    assert embedded > 0
+    second = evaluate(prepare(tiny_config, tiny_corpus, cache, fake_embedder), questions)
+    assert len(fake_embedder.calls) == embedded
+    assert first.r1 == second.r1 == 1.0
+    assert not tiny_config.index_path.exists()  # the live index is never built or touched
+
+
+def test_command_prints_the_json_keys(seed_corpus, tmp_path: Path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"corpus:\n  path: {seed_corpus}\nindex:\n  path: {tmp_path / 'live'}\n")
+    code = main(
+        ["--questions", str(EVAL_DIR / "seed_dev.jsonl"), "--config", str(config), "--json"]
+    )
+    assert code == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert set(figures) == {
+        "r1", "r5", "r10", "mrr10", "highlight1",
+        "decline_rate_unanswerable", "false_decline_rate", "n", "qps",
+    }  # fmt: skip
+    assert figures["n"] == 13
+    assert (tmp_path / ".cache" / "eval").is_dir()
+    assert not (tmp_path / "live").exists()
+
+
+def test_missing_question_file_is_a_clear_error(tmp_path: Path, capsys):
+    code = main(["--questions", str(tmp_path / "nope.jsonl")])
+    assert code == 1
+    assert "cannot read the question file" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from typing import TextIO
 
 from retrieval.answer import Answer, Answerer, Quote
 from retrieval.errors import QuestionError
+from retrieval.reindex import stale_documents
 
 BOLD, RESET = "\033[1m", "\033[0m"
 DECLINE_TEXT = "The articles do not seem to cover this question."
@@ -131,4 +132,7 @@ def health_check(answerer: Answerer, question: str = "Apa isi artikel ini?") -> 
         f"OK: {len(index.articles)} articles, {index.count} chunks, index {index.version}, "
         f"model {index.manifest.get('model')}; test question gave {len(answer.quotes)} quote(s)"
     )
+    stale = stale_documents(answerer.config, index)
+    if stale:
+        print(f"WARNING: the index is stale ({len(stale)} documents changed): run make reindex")
     return 0

@@ -103,6 +103,13 @@ def prune_builds(index_path: Path, keep: int = 2) -> None:
         link.unlink(missing_ok=True)
 
 
+def stale_documents(config: Config, index: IndexData) -> list[str]:
+    """Ids of articles added, changed or removed in the corpus since the index was built."""
+    current = {a.doc_id: a.content_hash for a in load_corpus(config.corpus_path).articles}
+    indexed = index.manifest.get("documents", {})
+    return sorted(k for k in current.keys() | indexed.keys() if current.get(k) != indexed.get(k))
+
+
 @dataclass(frozen=True)
 class ReindexResult:
     """What a reindex did: the build's stats, skipped files, and whether it swapped."""

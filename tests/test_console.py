@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,14 @@ def test_health_check(config_file):
     result = run(config_file, "--check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK: 1 articles, 8 chunks")
+
+
+def test_health_check_warns_about_a_stale_index(seed_index, tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(seed_index.corpus_path, corpus)
+    (corpus / "baru.txt").write_text("Judul Baru\n\nIsi baru.", "utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"corpus: {{path: {corpus}}}\nindex: {{path: {seed_index.index_path}}}\n")
+    result = run(config, "--check")
+    assert result.returncode == 0
+    assert "WARNING: the index is stale (1 documents changed): run make reindex" in result.stdout

@@ -25,7 +25,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType, ParseMode
-from telegram.error import BadRequest, NetworkError, TelegramError, TimedOut
+from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -146,12 +146,14 @@ def _safe_to_retry(exc: NetworkError, endpoint: str) -> bool:
     """Whether repeating the call cannot deliver a message twice."""
     if isinstance(exc, BadRequest):
         return False
-    if isinstance(exc, TimedOut):
-        # A connect or pool timeout means the request never left; after a read timeout a
-        # message may have been sent, so only calls that are harmless to repeat are retried.
-        never_sent = isinstance(exc.__cause__, (httpx.ConnectTimeout, httpx.PoolTimeout))
-        return never_sent or endpoint != "sendMessage"
-    return True
+    cause = exc.__cause__
+    if not isinstance(cause, httpx.TransportError):
+        return True  # the Bot API answered with a server error: nothing was sent
+    if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return True  # the request never left
+    # The connection broke after the request went out: a message may have been sent, so
+    # only calls that are harmless to repeat are retried.
+    return endpoint != "sendMessage"
 
 
 class RetryingRateLimiter(AIORateLimiter):

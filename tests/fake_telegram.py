@@ -90,6 +90,12 @@ class Request:
     at: float
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 resets connections when a whole load test connects at once.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class _BadRequest(Exception):
     pass
 
@@ -136,14 +142,16 @@ def entities_of(text: str) -> list[dict]:
 class FakeTelegram:
     """The Bot API methods the bot calls, served from a thread; tests inject and inspect."""
 
-    def __init__(self, token: str = TOKEN, max_poll_seconds: float = 1.0):
+    def __init__(self, token: str = TOKEN, max_poll_seconds: float = 0.2):
         self.token = token
         self.max_poll_seconds = max_poll_seconds
         self._state = _State()
         self._cond = threading.Condition()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
 
     # Life cycle
 

@@ -61,7 +61,7 @@ def one_reply(fake: FakeTelegram, message: dict, timeout: float = 10.0) -> dict:
 def settle(fake: FakeTelegram) -> None:
     """Let every injected update be fetched and handled (negative checks wait on this)."""
     fake.wait_for(lambda: fake.pending_updates() == 0)
-    time.sleep(0.3)
+    time.sleep(0.2)
 
 
 def test_private_question_gets_quoted_html_reply(qa, fake):

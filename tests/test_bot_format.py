@@ -1,0 +1,199 @@
+"""The bot's pure parts: HTML formatting and splitting, history and rate-limit bookkeeping."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from telegram.error import BadRequest, NetworkError, TimedOut
+
+import bot
+from retrieval.answer import Answer, Quote
+from retrieval.index import ArticleInfo
+from telegram_format import (
+    answer_html,
+    answer_messages,
+    quote_html,
+    safe_url,
+    sources_html,
+    split_html,
+    tg_len,
+)
+from tests.fake_telegram import html_errors
+
+
+def make_quote(text: str, highlight: tuple[int, int], **extra) -> Quote:
+    values = dict(doc_id="doc", title="Judul <Berita> & Co", paragraph=2, score=0.9)
+    values.update(extra)
+    a, b = highlight
+    return Quote(text, start=100, end=100 + len(text), highlight_start=100 + a,
+                 highlight_end=100 + b, **values)  # fmt: skip
+
+
+def visible(html: str) -> str:
+    text = re.sub(r"<[^>]*>", "", html)
+    return (
+        text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
+    )
+
+
+def test_quote_is_escaped_bolded_and_sourced():
+    quote = make_quote("Satu <dua> & tiga. Empat lima.", (0, 18), url="https://x.org/a?b=1&c=2")
+    html = quote_html(quote)
+    assert html == (
+        "<blockquote><b>Satu &lt;dua&gt; &amp; tiga.</b> Empat lima.</blockquote>\n"
+        '— <a href="https://x.org/a?b=1&amp;c=2">Judul &lt;Berita&gt; &amp; Co, paragraph 2</a>'
+    )
+    assert html_errors(html) == []
+
+
+def test_caption_and_unlinkable_urls():
+    quote = make_quote("Foto.", (0, 5), kind="caption", url="javascript:alert(1)")
+    assert quote_html(quote).endswith(
+        "— Judul &lt;Berita&gt; &amp; Co, paragraph 2 (photo caption)"
+    )
+    assert safe_url("javascript:alert(1)") is None
+    assert safe_url("https://example.org/x") == "https://example.org/x"
+    assert safe_url("https://" + "a" * 2000) is None
+
+
+def test_declined_answer_labels_the_closest_passage():
+    quote = make_quote("Tidak relevan.", (0, 14))
+    html = answer_html(Answer("q", True, (quote,)))
+    assert html.startswith("Sorry, the articles do not seem to cover this question.\n\n")
+    assert "(<i>not an answer</i>)" in html
+    assert answer_html(Answer("q", True, ())) == (
+        "Sorry, the articles do not seem to cover this question."
+    )
+
+
+def test_sources_are_linked_and_capped():
+    articles = [ArticleInfo(f"d{i}", f"Artikel {i}", "p", None) for i in range(60)]
+    articles[0] = ArticleInfo("d0", "A & B", "p", "https://e.org/ab")
+    html = sources_html(articles, shown=50)
+    assert html.startswith("<b>60 articles indexed:</b>")
+    assert '• <a href="https://e.org/ab">A &amp; B</a>' in html
+    assert html.endswith("… and 10 more.")
+    assert html_errors(html) == []
+
+
+def test_short_html_is_one_part():
+    assert split_html("<b>hi</b>", 100) == ["<b>hi</b>"]
+
+
+def test_split_prefers_block_boundaries():
+    blocks = [f"<blockquote>{'kata ' * 15}x.</blockquote>\n— Sumber {i}" for i in range(3)]
+    html = "\n\n".join(blocks)
+    parts = split_html(html, 200)
+    assert parts == blocks
+
+
+def test_a_long_quote_splits_at_sentences_and_reopens_tags():
+    sentence = "Harga cabai & bawang naik lagi. "
+    quote = make_quote(sentence * 300, (0, len(sentence) * 150))
+    parts = answer_messages(Answer("q", False, (quote,)))
+    assert len(parts) >= 3
+    for part in parts:
+        assert tg_len(part) <= 4096
+        assert html_errors(part) == []
+        assert part.startswith("<blockquote>")
+    assert parts[0].startswith("<blockquote><b>Harga")
+    assert parts[1].startswith("<blockquote><b>Harga")  # the bold sentence run continues
+    assert all(re.sub(r"(</\w+>)+$", "", p).endswith(".") for p in parts[:-1])
+    assert "".join(visible(p) for p in parts).replace(" ", "") == visible(
+        quote_html(quote)
+    ).replace(" ", "")
+
+
+def test_text_without_spaces_is_still_split_safely():
+    quote = make_quote("&" * 9000, (10, 20), title="T")
+    parts = answer_messages(Answer("q", False, (quote,)))
+    for part in parts:
+        assert tg_len(part) <= 4096
+        assert html_errors(part) == []
+    assert sum(visible(p).count("&") for p in parts) == 9000
+
+
+def test_astral_characters_count_double():
+    text = "😀" * 3000  # 6,000 UTF-16 units
+    parts = split_html(f"<b>{text}</b>", 4096)
+    assert len(parts) == 2
+    assert all(tg_len(p) <= 4096 for p in parts)
+
+
+segments = st.lists(
+    st.tuples(
+        st.text(alphabet=st.sampled_from(list("ab cd.&<>\n😀é")), max_size=300),
+        st.sampled_from(["", "b", "i", "blockquote"]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(segments, st.integers(min_value=40, max_value=400))
+def test_every_part_is_valid_html_within_the_limit(parts, limit):
+    from html import escape
+
+    html = "\n\n".join(
+        f"<{tag}>{escape(text, False)}</{tag}>" if tag else escape(text, False)
+        for text, tag in parts
+        if text.strip()
+    )
+    split = split_html(html, limit)
+    for part in split:
+        assert tg_len(part) <= limit
+        assert html_errors(part) == []
+        assert visible(part).strip()
+    # No visible character is lost (whitespace at cuts may go).
+    squeeze = lambda s: re.sub(r"\s+", "", s)  # noqa: E731
+    assert squeeze("".join(visible(p) for p in split)) == squeeze(visible(html))
+
+
+def test_chat_history_is_bounded():
+    histories = bot.ChatHistories(size=2, max_chats=2)
+    assert histories.record(1, "a") == ()
+    assert histories.record(1, "b") == ("a",)
+    assert histories.record(1, "c") == ("a", "b")
+    assert histories.record(1, "d") == ("b", "c")
+    histories.record(2, "x")
+    histories.record(3, "y")  # chat 1 is the least recent: forgotten
+    assert histories.record(1, "e") == ()
+    assert bot.ChatHistories(size=0).record(1, "a") == ()
+
+
+def test_rate_limit_window_slides():
+    limit = bot.RateLimit(per_minute=2)
+    assert limit.allow(1, 0.0) and limit.allow(1, 10.0)
+    assert not limit.allow(1, 20.0)
+    assert limit.first_refusal(1) and not limit.first_refusal(1)
+    assert limit.allow(2, 20.0)  # per user
+    assert limit.allow(1, 60.0)  # the first question left the window
+    assert limit.first_refusal(1)  # a new stretch of refusals warns again
+    assert all(bot.RateLimit(per_minute=0).allow(1, 0.0) for _ in range(100))
+
+
+def _error(exc_type, cause=None):
+    exc = exc_type("boom")
+    exc.__cause__ = cause
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "endpoint", "retry"),
+    [
+        (_error(NetworkError), "sendMessage", True),  # a 5xx answer: nothing was sent
+        (_error(NetworkError, httpx.ConnectError("x")), "sendMessage", True),
+        (_error(TimedOut, httpx.ConnectTimeout("x")), "sendMessage", True),
+        (_error(TimedOut, httpx.PoolTimeout("x")), "sendMessage", True),
+        (_error(TimedOut, httpx.ReadTimeout("x")), "sendMessage", False),
+        (_error(NetworkError, httpx.ReadError("x")), "sendMessage", False),
+        (_error(TimedOut, httpx.ReadTimeout("x")), "sendChatAction", True),
+        (_error(BadRequest), "sendMessage", False),
+    ],
+)
+def test_network_retries_never_send_twice(exc, endpoint, retry):
+    assert bot._safe_to_retry(exc, endpoint) is retry

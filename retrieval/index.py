@@ -6,9 +6,9 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import faiss
 import numpy as np
@@ -202,8 +202,16 @@ def load_index(path: Path, config: Config) -> IndexData:
         )
     tune_faiss(faiss_index, config.index)
     return IndexData(
-        manifest, chunks, articles, vectors, sentence_vectors, offsets, faiss_index, keyword,
-        real, manifest.get("build_id", ""),
+        manifest,
+        chunks,
+        articles,
+        vectors,
+        sentence_vectors,
+        offsets,
+        faiss_index,
+        keyword,
+        real,
+        manifest.get("build_id", ""),
     )
 
 
@@ -287,7 +295,8 @@ def build_index(
         "faiss": _faiss_kind(config.index, len(chunks)),
         "documents": documents,
         "chunks": len(chunks),
-        "build_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.perf_counter_ns() % 10**6}",
+        "build_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-"
+        f"{time.perf_counter_ns() % 10**6}",
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     data = IndexData(
@@ -301,7 +310,9 @@ def build_index(
         KeywordIndex.build([c.text for c in chunks], config.search.stemming),
         version=manifest["build_id"],
     )
-    changed = sum(1 for a in articles if a.doc_id in old_hashes and old_hashes[a.doc_id] != a.content_hash)
+    changed = sum(
+        1 for a in articles if a.doc_id in old_hashes and old_hashes[a.doc_id] != a.content_hash
+    )
     added = sum(1 for a in articles if a.doc_id not in old_hashes)
     stats = BuildStats(
         added=added,
@@ -315,7 +326,24 @@ def build_index(
     return data, stats
 
 
-def _embed(chunks: list[Chunk], embedder: Embedder, progress: Progress | None):
+def encoder_texts(chunks: Sequence[Chunk]) -> tuple[list[str], list[str]]:
+    """What indexing encodes: every chunk's text, and each sentence of multi-sentence chunks.
+
+    A one-sentence chunk's sentence vector is the chunk's own, so it is not encoded twice.
+    """
+    passages = [c.text for c in chunks]
+    sentences = [
+        c.text[a - c.start : b - c.start]
+        for c in chunks
+        if len(c.sentences) > 1
+        for a, b in c.sentences
+    ]
+    return passages, sentences
+
+
+def _embed(
+    chunks: list[Chunk], embedder: Embedder, progress: Progress | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Vectors for the chunks and for every sentence of theirs (for highlighting)."""
     dim = embedder.dim
     if not chunks:
@@ -324,29 +352,24 @@ def _embed(chunks: list[Chunk], embedder: Embedder, progress: Progress | None):
     vectors, sentence_vectors = [], []
     for i in range(0, len(chunks), step):
         batch = chunks[i : i + step]
-        vectors.append(embedder.encode_passages([c.text for c in batch]))
-        texts = [c.text[a - c.start : b - c.start] for c in batch for a, b in c.sentences]
-        single = [len(c.sentences) == 1 for c in batch]
-        # A one-sentence chunk's sentence vector is the chunk's own: no need to encode it twice.
-        if all(single):
-            sentence_vectors.append(vectors[-1])
-        else:
-            sentence_vectors.append(_sentence_rows(batch, texts, vectors[-1], embedder))
+        passages, sentences = encoder_texts(batch)
+        # One encoder call per step: passages and sentences share its batches and threads.
+        encoded = np.asarray(embedder.encode_passages(passages + sentences), dtype=np.float32)
+        vectors.append(encoded[: len(batch)])
+        sentence_vectors.append(encoded[_sentence_rows(batch)])
         if progress:
             progress.update(len(batch))
     return np.concatenate(vectors), np.concatenate(sentence_vectors)
 
 
-def _sentence_rows(batch: list[Chunk], texts: list[str], chunk_vectors: np.ndarray, embedder):
-    multi_texts, rows, k = [], [], 0
+def _sentence_rows(batch: list[Chunk]) -> np.ndarray:
+    """Per sentence of the batch, its row in [chunk vectors..., multi-chunk sentence vectors...]."""
+    rows, k = [], len(batch)
     for c_index, chunk in enumerate(batch):
         n = len(chunk.sentences)
         if n == 1:
-            rows.append(("chunk", c_index))
+            rows.append(c_index)
         else:
-            for j in range(n):
-                rows.append(("new", len(multi_texts)))
-                multi_texts.append(texts[k + j])
-        k += n
-    encoded = embedder.encode_passages(multi_texts)
-    return np.stack([chunk_vectors[i] if kind == "chunk" else encoded[i] for kind, i in rows])
+            rows.extend(range(k, k + n))
+            k += n
+    return np.asarray(rows, dtype=np.int64)

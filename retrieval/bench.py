@@ -1,0 +1,594 @@
+"""Measure speed: cold start, warm answers by stage, indexing, no-change reindex, and scale.
+
+    python -m retrieval.bench [--config PATH] [--json] [--scale N] [--only SECTIONS]
+
+Every index is built in a throwaway folder; the live index is never touched. Latencies are
+medians (p50) and 95th percentiles over the questions of the evaluation files, asked with the
+answer cache off (a repeated question would only measure the cache); cache hits are timed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .answer import Answerer
+from .config import Config, IndexConfig, load_config
+from .embedding import Embedder, make_embedder
+from .errors import TanyaError
+from .index import encoder_texts, make_faiss
+from .keyword import KeywordIndex
+from .reindex import reindex
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL = ROOT.parent / "shared" / "eval"
+COLD_QUESTION = "Siapa yang berjabat tangan dengan Kim Jong Un?"
+SECTIONS = ("cold", "latency", "indexing", "scale")
+
+
+def percentiles(seconds: Sequence[float]) -> dict:
+    """p50 and p95 in milliseconds."""
+    if not seconds:
+        return {"p50_ms": None, "p95_ms": None}
+    ms = np.asarray(seconds) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p95_ms": round(float(np.percentile(ms, 95)), 3),
+    }
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MB."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            names = [ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "faiss": faiss.__version__,
+    }
+
+
+# --- timing probes: the real objects, with a stopwatch around one method --------------------
+
+
+class _Probe:
+    """Delegates everything to `inner`, adding the seconds spent in `method` to `watch[key]`."""
+
+    def __init__(self, inner: object, method: str, watch: dict[str, float], key: str):
+        self._inner, self._method, self._watch, self._key = inner, method, watch, key
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._inner, name)
+        if name != self._method:
+            return attr
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._watch[self._key] += time.perf_counter() - started
+
+        return timed
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    history: tuple[str, ...] = ()
+
+
+def read_questions(path: Path, limit: int, split: str | None = None) -> list[Question]:
+    """The first `limit` questions of an evaluation file (of one split, when given)."""
+    questions = []
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if split and record.get("split", split) != split:
+                continue
+            questions.append(Question(record["question"], tuple(record.get("history") or ())))
+            if len(questions) >= limit:
+                break
+    return questions
+
+
+def local_config(config: Config, corpus: Path, index: Path, **search) -> Config:
+    """The config with another corpus, an index in a throwaway folder, and search overrides."""
+    return dataclasses.replace(
+        config,
+        corpus=dataclasses.replace(config.corpus, path=str(corpus.resolve())),
+        index=dataclasses.replace(config.index, path=str(index.resolve())),
+        search=dataclasses.replace(config.search, **search),
+    )
+
+
+def write_config(config: Config, path: Path) -> Path:
+    """Write a config file that loads back into `config` (JSON is valid YAML)."""
+    data = {
+        f.name: dataclasses.asdict(getattr(config, f.name))
+        if dataclasses.is_dataclass(getattr(config, f.name))
+        else getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if not f.metadata.get("internal")
+    }
+    path.write_text(json.dumps(data, indent=1), "utf-8")
+    return path
+
+
+# --- sections --------------------------------------------------------------------------------
+
+
+def measure_cold_start(config_file: Path, runs: int = 3, question: str = COLD_QUESTION) -> dict:
+    """`bot.py --ask` as a new process: seconds until its first printed line, and peak RSS."""
+    seconds, peak_kb = [], 0
+    command = [sys.executable, "-m", "bot", "--config", str(config_file), "--ask", question]
+    for _ in range(runs):
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        first = ""
+        while not first.strip():
+            first = proc.stdout.readline()
+            if not first:
+                break
+        seconds.append(time.perf_counter() - started)
+        out, err = proc.communicate()
+        # wait4 would report this child alone, but communicate() has reaped it already;
+        # RUSAGE_CHILDREN is the largest of the children so far, which are all this command.
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if proc.returncode != 0:
+            raise TanyaError(f"`{' '.join(command)}` failed ({proc.returncode}): {err.strip()}")
+    return {
+        "seconds_p50": round(float(np.median(seconds)), 3),
+        "seconds_runs": [round(s, 3) for s in seconds],
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "command": "bot.py --ask (default backend)",
+    }
+
+
+def measure_latency(
+    config: Config, embedder: Embedder, questions: Sequence[Question], rounds: int = 1
+) -> dict:
+    """Question -> Answer latency split by stage, next to encoding the question alone.
+
+    The stages are timed inside Answerer.ask itself: the encoder, the FAISS index and the
+    keyword index are wrapped in stopwatches; "fuse + highlight" is the rest of the call.
+    """
+    watch = {"encode": 0.0, "dense": 0.0, "keyword": 0.0}
+    probe = _Probe(embedder, "encode_queries", watch, "encode")
+    uncached = Answerer(dataclasses.replace(config, search=_no_cache(config)), embedder=probe)
+    index = uncached.index
+    # Answerer keeps the loaded index in _index; the probed copy shares every array with it.
+    uncached._index = dataclasses.replace(
+        index,
+        faiss_index=_Probe(index.faiss_index, "search", watch, "dense"),
+        keyword=_Probe(index.keyword, "scores", watch, "keyword"),
+    )
+    encode_alone, total, stages = [], [], {k: [] for k in (*watch, "fuse_highlight")}
+    for question in questions[:3]:  # warm-up: first calls touch cold memory
+        uncached.ask(question.text, question.history)
+    for _ in range(rounds):
+        for question in questions:
+            started = time.perf_counter()
+            embedder.encode_queries([question.text])
+            encode_alone.append(time.perf_counter() - started)
+            for key in watch:
+                watch[key] = 0.0
+            started = time.perf_counter()
+            uncached.ask(question.text, question.history)
+            elapsed = time.perf_counter() - started
+            total.append(elapsed)
+            for key, value in watch.items():
+                stages[key].append(value)
+            stages["fuse_highlight"].append(elapsed - sum(watch.values()))
+
+    cached = Answerer(config, embedder=embedder)
+    hits = []
+    if config.search.cache_size:
+        for question in questions:
+            cached.ask(question.text, question.history)
+            started = time.perf_counter()
+            cached.ask(question.text, question.history)
+            hits.append(time.perf_counter() - started)
+    encode_p50 = float(np.median(encode_alone))
+    answer_p50 = float(np.median(total))
+    return {
+        "chunks": index.count,
+        "questions": len(questions) * rounds,
+        "encode_alone": percentiles(encode_alone),
+        "answer": percentiles(total),
+        "answer_over_encode": round(answer_p50 / encode_p50, 3),
+        "stages_p50_ms": {k: percentiles(v)["p50_ms"] for k, v in stages.items()},
+        "cached_hit": percentiles(hits),
+    }
+
+
+def _no_cache(config: Config):
+    return dataclasses.replace(config.search, cache_size=0)
+
+
+def measure_indexing(config: Config, embedder: Embedder) -> dict:
+    """A full build against raw encoder throughput on the texts it encodes; then a no-change run."""
+    started = time.perf_counter()
+    result = reindex(config, full=True, embedder=embedder)
+    build = time.perf_counter() - started
+    chunks = Answerer(config, embedder=embedder).index.chunks
+    passages, sentences = encoder_texts(chunks)
+
+    raw_passages = _time(lambda: embedder.encode_passages(passages))
+    raw_sentences = _time(lambda: embedder.encode_passages(sentences))
+    raw = raw_passages + raw_sentences
+    no_change = _time(lambda: reindex(config, embedder=embedder))
+    n = result.stats.chunks
+    return {
+        "chunks": n,
+        "texts_encoded": {"passages": len(passages), "sentences": len(sentences)},
+        "build_seconds": round(build, 2),
+        "index_chunks_per_s": round(n / build, 1),
+        "encoder_chunks_per_s": round(n / raw, 1),
+        "overhead": round(build / raw - 1, 3),
+        "encoder_passages_only_chunks_per_s": round(n / raw_passages, 1),
+        "sentence_vectors_share_of_encoder": round(raw_sentences / raw, 3),
+        "no_change_reindex_seconds": round(no_change, 3),
+        "no_change_fraction": round(no_change / build, 4),
+    }
+
+
+def _time(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+# --- scale: synthetic vectors and documents ---------------------------------------------------
+
+
+def synthetic_vectors(
+    n: int, reference: np.ndarray, rng: np.random.Generator, batch: int = 100_000
+) -> np.ndarray:
+    """n normalised vectors from a Gaussian fitted to real embeddings (their mean and covariance).
+
+    Uniform random vectors have no structure at all, unlike sentence embeddings, and would
+    say little about an index's recall on real data; the fitted Gaussian keeps the real
+    spectrum (how much each direction varies) and the shared mean direction of the model.
+    """
+    mean = reference.mean(axis=0)
+    values, vectors = np.linalg.eigh(np.cov(reference, rowvar=False))
+    basis = (vectors * np.sqrt(np.clip(values, 0, None))).T.astype(np.float32)
+    out = np.empty((n, reference.shape[1]), dtype=np.float32)
+    for i in range(0, n, batch):
+        m = min(batch, n - i)
+        out[i : i + m] = rng.standard_normal((m, len(basis)), dtype=np.float32) @ basis + mean
+    faiss.normalize_L2(out)
+    return out
+
+
+def synthetic_texts(n: int, rng: np.random.Generator, vocabulary: int = 50_000) -> list[str]:
+    """n documents of 20-80 words drawn from a Zipf-distributed vocabulary."""
+    words = _pseudo_words(vocabulary, rng)
+    weights = 1.0 / np.arange(1, vocabulary + 1) ** 1.07
+    weights /= weights.sum()
+    lengths = rng.integers(20, 81, n)
+    ids = rng.choice(vocabulary, size=int(lengths.sum()), p=weights)
+    cuts = np.concatenate([[0], np.cumsum(lengths)])
+    return [" ".join(words[ids[a:b]]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def _pseudo_words(n: int, rng: np.random.Generator) -> np.ndarray:
+    syllables = np.array([c + v for c in "bcdgjklmnprstw" for v in "aiueo"])
+    words = set()
+    while len(words) < n:
+        k = int(rng.integers(2, 5))
+        words.add("".join(rng.choice(syllables, k)))
+    return np.array(sorted(words, key=lambda w: rng.random()))
+
+
+def measure_scale(
+    n: int, index_config: IndexConfig, reference: np.ndarray, queries: int = 200, seed: int = 0
+) -> dict:
+    """Exact and approximate dense search, and BM25, over n synthetic passages."""
+    rng = np.random.default_rng(seed)
+    base = rss_mb()
+    vectors = synthetic_vectors(n, reference, rng)
+    probes = synthetic_vectors(queries, reference, rng)
+
+    started = time.perf_counter()
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    exact_build = time.perf_counter() - started
+    truth, exact_times = _search_each(exact, probes)
+    del exact
+
+    kind = index_config.faiss if index_config.faiss in ("hnsw", "ivf") else "hnsw"
+    approx_config = dataclasses.replace(index_config, faiss=kind)
+    before = rss_mb()
+    started = time.perf_counter()
+    approx = make_faiss(vectors, approx_config)
+    approx_build = time.perf_counter() - started
+    approx_memory = rss_mb() - before
+    found, approx_times = _search_each(approx, probes)
+    del approx, vectors
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
+
+    texts = synthetic_texts(n, rng)
+    query_words = [" ".join(t.split()[:4]) for t in synthetic_texts(queries, rng)]
+    before = rss_mb()
+    started = time.perf_counter()
+    keyword = KeywordIndex.build(texts, stemming=False)
+    keyword_build = time.perf_counter() - started
+    keyword_memory = rss_mb() - before
+    del texts
+    keyword_times = []
+    candidates = min(50, n)
+    for query in query_words:
+        started = time.perf_counter()
+        scores = keyword.scores(query)
+        np.argpartition(-scores, candidates - 1)[:candidates]
+        keyword_times.append(time.perf_counter() - started)
+    exact_p50 = float(np.median(exact_times))
+    approx_p50 = float(np.median(approx_times))
+    return {
+        "n": n,
+        "dimension": int(reference.shape[1]),
+        "exact": {"build_seconds": round(exact_build, 2), **percentiles(exact_times)},
+        "approximate": {
+            "kind": kind,
+            "params": _params(approx_config, kind),
+            "build_seconds": round(approx_build, 2),
+            "memory_mb": round(approx_memory, 1),
+            **percentiles(approx_times),
+            "recall_at_10": round(float(recall), 4),
+            "speedup_over_exact": round(exact_p50 / approx_p50, 1),
+        },
+        "keyword": {
+            "build_seconds": round(keyword_build, 2),
+            "memory_mb": round(keyword_memory, 1),
+            **percentiles(keyword_times),
+        },
+        "peak_rss_growth_mb": round(rss_mb() - base, 1),
+    }
+
+
+def _params(config: IndexConfig, kind: str) -> dict:
+    if kind == "hnsw":
+        return {
+            "M": config.hnsw_m,
+            "efConstruction": config.hnsw_ef_construction,
+            "efSearch": config.hnsw_ef_search,
+        }
+    return {"nlist": config.ivf_nlist or "auto", "nprobe": config.ivf_nprobe}
+
+
+def _search_each(index: faiss.Index, queries: np.ndarray, k: int = 10):
+    """Top-k rows and seconds per query, one query at a time as the bot searches."""
+    rows, seconds = [], []
+    for query in queries:
+        started = time.perf_counter()
+        _, found = index.search(query.reshape(1, -1), k)
+        seconds.append(time.perf_counter() - started)
+        rows.append(found[0])
+    return rows, seconds
+
+
+# --- the whole run ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Corpora and question files the bench measures on."""
+
+    seed_corpus: Path
+    seed_questions: Path
+    facqa_corpus: Path
+    facqa_questions: Path
+
+
+def run_bench(
+    config: Config,
+    inputs: Inputs,
+    workdir: Path,
+    scale: int = 100_000,
+    questions: int = 100,
+    only: Sequence[str] = SECTIONS,
+    embedder: Embedder | None = None,
+) -> dict:
+    """Every figure of the benchmark, measured in one run, as one dict."""
+    embedder = embedder or make_embedder(config.embedding)
+    report: dict = {"machine": machine(), "backend": embedder.name}
+    seed = local_config(config, inputs.seed_corpus, workdir / "seed" / ".index")
+    facqa = local_config(config, inputs.facqa_corpus, workdir / "facqa" / ".index")
+    if "cold" in only or "latency" in only:
+        reindex(seed, embedder=embedder)
+    if "cold" in only:
+        report["cold_start"] = measure_cold_start(write_config(seed, workdir / "seed.yaml"))
+    if "latency" in only:
+        seed_questions = read_questions(inputs.seed_questions, questions)
+        repeats = -(-questions // max(1, len(seed_questions)))
+        report["latency"] = {
+            "seed": measure_latency(seed, embedder, (seed_questions * repeats)[:questions])
+        }
+    if "indexing" in only:
+        report["indexing"] = measure_indexing(facqa, embedder)
+    if "latency" in only or "scale" in only:
+        reindex(facqa, embedder=embedder)  # nothing to do when the indexing section built it
+    if "latency" in only:
+        facqa_questions = read_questions(inputs.facqa_questions, questions, split="test")
+        report["latency"]["facqa"] = measure_latency(facqa, embedder, facqa_questions)
+    if "scale" in only:
+        reference = Answerer(facqa, embedder=embedder).index.vectors
+        report["scale"] = measure_scale(scale, config.index, reference)
+    return report
+
+
+TARGETS = {
+    "answer_over_encode_seed": 1.3,
+    "answer_over_encode_facqa": 1.5,
+    "cold_start_seconds": 1.5,
+    "cold_start_rss_mb": 300,
+    "indexing_overhead": 0.15,
+    "no_change_fraction": 0.05,
+    "scale_p50_ms": 5.0,
+    "scale_recall": 0.95,
+}
+
+
+def format_report(report: dict) -> str:
+    """The report as a Markdown table: figure, value, target."""
+    m = report["machine"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; load average "
+        f"{m['load_average_at_start']} at start; Python {m['python']}, faiss {m['faiss']}; "
+        f"encoder {report['backend']}",
+        "",
+        "| figure | value | target |",
+        "|---|---|---|",
+    ]
+
+    def row(name: str, value: str, target: str = "") -> None:
+        lines.append(f"| {name} | {value} | {target} |")
+
+    if "cold_start" in report:
+        c = report["cold_start"]
+        row("cold start to first answer (bot.py --ask)", f"{c['seconds_p50']:.2f} s", "≤ 1.5 s")
+        row("cold start peak RSS", f"{c['peak_rss_mb']:.0f} MB", "≤ 300 MB")
+    for name, target in (("seed", "1.3"), ("facqa", "1.5")):
+        lat = report.get("latency", {}).get(name)
+        if not lat:
+            continue
+        label = f"{name} ({lat['chunks']} chunks, {lat['questions']} questions)"
+        a, e, s = lat["answer"], lat["encode_alone"], lat["stages_p50_ms"]
+        row(f"{label}: answer p50 / p95", f"{a['p50_ms']:.1f} / {a['p95_ms']:.1f} ms")
+        row(f"{label}: question encode alone p50", f"{e['p50_ms']:.1f} ms")
+        row(f"{label}: answer p50 ÷ encode p50", f"{lat['answer_over_encode']:.2f}", f"≤ {target}")
+        row(
+            f"{label}: stages p50 encode / dense / keyword / fuse+highlight",
+            f"{s['encode']:.2f} / {s['dense']:.2f} / {s['keyword']:.2f} / "
+            f"{s['fuse_highlight']:.2f} ms",
+        )
+        if lat["cached_hit"]["p50_ms"] is not None:
+            row(f"{label}: cached answer p50", f"{lat['cached_hit']['p50_ms']:.3f} ms")
+    if "indexing" in report:
+        i = report["indexing"]
+        texts = i["texts_encoded"]
+        row(
+            f"indexing FacQA: {i['chunks']} chunks ({texts['passages']} passages + "
+            f"{texts['sentences']} sentences encoded)",
+            f"{i['index_chunks_per_s']:.1f} chunks/s ({i['build_seconds']:.1f} s)",
+        )
+        row("raw encoder on the same texts", f"{i['encoder_chunks_per_s']:.1f} chunks/s")
+        row("indexing overhead beyond the encoder", f"{i['overhead']:+.1%}", "≤ 15 %")
+        row(
+            "share of encoder time spent on sentence vectors (highlighting)",
+            f"{i['sentence_vectors_share_of_encoder']:.0%}",
+        )
+        row(
+            "no-change reindex ÷ full build",
+            f"{i['no_change_fraction']:.2%} ({i['no_change_reindex_seconds']:.2f} s)",
+            "≤ 5 %",
+        )
+    if "scale" in report:
+        sc = report["scale"]
+        n = f"{sc['n']:,}"
+        x, a, k = sc["exact"], sc["approximate"], sc["keyword"]
+        params = ", ".join(f"{key}={value}" for key, value in a["params"].items())
+        row(f"scale {n}: exact search p50 / p95", f"{x['p50_ms']:.2f} / {x['p95_ms']:.2f} ms")
+        row(
+            f"scale {n}: {a['kind']} ({params}) p50 / p95",
+            f"{a['p50_ms']:.2f} / {a['p95_ms']:.2f} ms",
+            "p50 ≤ 5 ms",
+        )
+        row(f"scale {n}: {a['kind']} recall@10 vs exact", f"{a['recall_at_10']:.3f}", "≥ 0.95")
+        row(f"scale {n}: {a['kind']} speed-up over exact", f"{a['speedup_over_exact']:.1f} ×")
+        row(
+            f"scale {n}: {a['kind']} build time / memory",
+            f"{a['build_seconds']:.1f} s / {a['memory_mb']:.0f} MB",
+        )
+        row(
+            f"scale {n}: BM25 search p50 / p95 (scores + top 50)",
+            f"{k['p50_ms']:.2f} / {k['p95_ms']:.2f} ms",
+        )
+        row(
+            f"scale {n}: BM25 build time / memory",
+            f"{k['build_seconds']:.1f} s / {k['memory_mb']:.0f} MB",
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure cold start, answer latency, indexing and scale; print a table or JSON."""
+    parser = argparse.ArgumentParser(prog="python -m retrieval.bench", description=main.__doc__)
+    parser.add_argument("--config", help="config file (default: config.yaml)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--scale", type=int, default=100_000, help="synthetic passages (100000)")
+    parser.add_argument("--questions", type=int, default=100, help="questions per corpus (100)")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated sections: {','.join(SECTIONS)}"
+    )
+    parser.add_argument("--seed-corpus", help="seed corpus (default: the config's corpus)")
+    parser.add_argument("--seed-questions", default=str(EVAL / "seed_dev.jsonl"))
+    parser.add_argument("--facqa-corpus", default=str(EVAL / "facqa" / "corpus.jsonl"))
+    parser.add_argument("--facqa-questions", default=str(EVAL / "facqa" / "questions.jsonl"))
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section {unknown[0]}; use some of: {', '.join(SECTIONS)}")
+    if args.scale < 100:
+        parser.error("--scale must be at least 100")
+    try:
+        config = load_config(args.config)
+        inputs = Inputs(
+            Path(args.seed_corpus) if args.seed_corpus else config.corpus_path,
+            Path(args.seed_questions),
+            Path(args.facqa_corpus),
+            Path(args.facqa_questions),
+        )
+        for path in dataclasses.astuple(inputs):
+            if not path.exists():
+                raise TanyaError(f"{path} does not exist; pass its location (see --help)")
+        with tempfile.TemporaryDirectory(prefix="tanya-bench-") as workdir:
+            report = run_bench(config, inputs, Path(workdir), args.scale, args.questions, only)
+    except TanyaError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -310,12 +310,15 @@ def synthetic_texts(n: int, rng: np.random.Generator, vocabulary: int = 50_000) 
 
 
 def _pseudo_words(n: int, rng: np.random.Generator) -> np.ndarray:
-    syllables = np.array([c + v for c in "bcdgjklmnprstw" for v in "aiueo"])
-    words = set()
+    """n distinct words of two to four Indonesian-looking syllables, in random order."""
+    syllables = [c + v for c in "bcdgjklmnprstw" for v in "aiueo"]
+    words: dict[str, None] = {}
     while len(words) < n:
-        k = int(rng.integers(2, 5))
-        words.add("".join(rng.choice(syllables, k)))
-    return np.array(sorted(words, key=lambda w: rng.random()))
+        picks = rng.integers(0, len(syllables), (2 * n, 4))
+        lengths = rng.integers(2, 5, 2 * n)
+        for row, k in zip(picks, lengths, strict=True):
+            words.setdefault("".join(syllables[i] for i in row[:k]))
+    return np.array(list(words)[:n])
 
 
 def measure_scale(
@@ -345,8 +348,12 @@ def measure_scale(
     del approx, vectors
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
 
-    texts = synthetic_texts(n, rng)
-    query_words = [" ".join(t.split()[:4]) for t in synthetic_texts(queries, rng)]
+    texts = synthetic_texts(n, rng, vocabulary=min(50_000, max(1000, n // 2)))
+    # Queries are four words of a random document: words that occur together, as in questions.
+    query_words = [
+        " ".join(rng.choice(texts[i].split(), 4, replace=False))
+        for i in rng.integers(0, n, queries)
+    ]
     before = rss_mb()
     started = time.perf_counter()
     keyword = KeywordIndex.build(texts, stemming=False)

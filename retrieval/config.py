@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +48,8 @@ class IndexConfig:
     faiss: str = field(default="auto", metadata=_choice("auto", "flat", "hnsw", "ivf"))
     approximate_above: int = field(default=200_000, metadata=_range(1))
     hnsw_m: int = field(default=32, metadata=_range(4, 256))
-    hnsw_ef_construction: int = field(default=100, metadata=_range(8, 4096))
-    hnsw_ef_search: int = field(default=512, metadata=_range(8, 4096))
+    hnsw_ef_construction: int = field(default=80, metadata=_range(8, 4096))
+    hnsw_ef_search: int = field(default=64, metadata=_range(8, 4096))
     ivf_nlist: int = field(default=0, metadata=_range(0))
     ivf_nprobe: int = field(default=16, metadata=_range(1))
 
@@ -95,11 +96,19 @@ class Config:
     telegram: TelegramConfig = TelegramConfig()
     log_level: str = field(default="INFO", metadata=_choice("DEBUG", "INFO", "WARNING", "ERROR"))
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
+    source: Path | None = field(default=None, metadata={"internal": True})
 
     def resolve(self, path: str) -> Path:
         """A path from the config, relative to the config file's folder."""
         p = Path(path).expanduser()
         return p if p.is_absolute() else self.base_dir / p
+
+    def reindex_command(self, full: bool = False) -> str:
+        """The command that rebuilds this config's index, as a user would type it."""
+        parts = ["tanya-reindex"]
+        if self.source is not None and self.source.resolve() != Path("config.yaml").resolve():
+            parts += ["--config", str(self.source)]
+        return " ".join(parts + (["--full"] if full else []))
 
     @property
     def corpus_path(self) -> Path:
@@ -125,6 +134,11 @@ def _coerce(key: str, value: Any, tp: Any, meta: dict) -> Any:
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
         inner = typing.get_args(tp)[0]
         return tuple(_coerce(f"{key}[{i}]", v, inner, {}) for i, v in enumerate(value))
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -135,6 +149,8 @@ def _coerce(key: str, value: Any, tp: Any, meta: dict) -> Any:
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if tp is float:
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
     if "choices" in meta and value not in meta["choices"]:
         allowed = ", ".join(meta["choices"])
         raise ConfigError(f"{key}: {value!r} is not allowed; use one of: {allowed}")
@@ -168,10 +184,15 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     return cls(**values)
 
 
-def parse_config(data: Any, base_dir: Path = Path(".")) -> Config:
+def parse_config(data: Any, base_dir: Path = Path("."), source: Path | None = None) -> Config:
     """Validate a parsed YAML document into a Config; raise ConfigError naming the bad key."""
     config = _build(Config, data, "")
-    return dataclasses.replace(config, base_dir=base_dir)
+    model = Path(config.embedding.model).expanduser()
+    if not model.is_absolute() and (base_dir / model).is_dir():
+        # A model folder given relative to the config file, like every other path.
+        embedding = dataclasses.replace(config.embedding, model=str((base_dir / model).resolve()))
+        config = dataclasses.replace(config, embedding=embedding)
+    return dataclasses.replace(config, base_dir=base_dir, source=source)
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -185,12 +206,14 @@ def load_config(path: str | Path | None = None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config file {path}: not UTF-8 text") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     try:
-        return parse_config(data, base_dir=path.resolve().parent)
+        return parse_config(data, base_dir=path.resolve().parent, source=path)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
 

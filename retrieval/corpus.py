@@ -14,11 +14,16 @@ SUFFIXES = (".txt", ".md", ".jsonl")
 METADATA_KEYS = ("url", "source", "published", "language")
 
 # Page furniture: never answer text.
-READ_ALSO = re.compile(r"^\s*(baca juga|lihat juga|read also|see also)\s*:", re.IGNORECASE)
+READ_ALSO = re.compile(
+    r"^[ \t]*(?:baca juga|lihat juga|simak juga|read also|see also)[ \t]*[:\-–—]", re.IGNORECASE
+)
 EDITOR_TAG = re.compile(r"\s*\[[a-z]{1,5}(?:/[a-z]{1,5})+\]\s*$", re.IGNORECASE)
 PHOTO_CREDIT = re.compile(
-    r"\s*\((?:foto|photo|gambar|image|ilustrasi|sumber foto)\s*:[^()]*\)\s*$", re.IGNORECASE
+    r"\s*\((?:foto|photo|gambar|image|ilustrasi|sumber foto)\s*:(?:[^()]|\([^()]*\))*\)"
+    r"\s*\.?\s*$",
+    re.IGNORECASE,
 )
+LINE = re.compile(r"[^\n]*(?:\n|$)")
 BLANK_LINES = re.compile(r"\n[ \t\r]*\n")
 
 
@@ -96,42 +101,60 @@ def split_paragraphs(text: str, start: int = 0) -> list[tuple[int, int]]:
     return spans
 
 
+def _without_read_also(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The parts of a block between read-also lines (which may sit inside a block)."""
+    parts, run_start = [], start
+    for line in LINE.finditer(text, start, end):
+        if not line.group():
+            break
+        if READ_ALSO.match(line.group()):
+            parts.append((run_start, line.start()))
+            run_start = line.end()
+    parts.append((run_start, end))
+    return parts
+
+
 def _clean_paragraphs(text: str, spans: list[tuple[int, int]]) -> tuple[Paragraph, ...]:
     """Drop furniture and trim trailing tags and credits; mark photo captions."""
     paragraphs: list[Paragraph] = []
-    for start, end in spans:
-        block = text[start:end]
-        if READ_ALSO.match(block):
-            continue
-        kind = "body"
-        tag = EDITOR_TAG.search(block)
-        if tag:
-            block = block[: tag.start()]
-        credit = PHOTO_CREDIT.search(block)
-        if credit:
-            block, kind = block[: credit.start()], "caption"
-        block = block.rstrip()
-        if not block.strip():
-            continue
-        paragraphs.append(Paragraph(len(paragraphs) + 1, start, start + len(block), kind))
+    for block_start, block_end in spans:
+        for start, end in _without_read_also(text, block_start, block_end):
+            block, kind = text[start:end], "body"
+            while True:  # a tag may follow a credit or the other way round
+                tag = EDITOR_TAG.search(block) or PHOTO_CREDIT.search(block)
+                if not tag:
+                    break
+                if tag.re is PHOTO_CREDIT:
+                    kind = "caption"
+                block = block[: tag.start()]
+            stripped = block.strip()
+            if not stripped:
+                continue
+            lead = len(block) - len(block.lstrip())
+            paragraphs.append(
+                Paragraph(len(paragraphs) + 1, start + lead, start + lead + len(stripped), kind)
+            )
     return tuple(paragraphs)
 
 
 def _front_matter(text: str) -> tuple[dict, int]:
     """YAML front matter between leading '---' lines, and where the body starts."""
-    match = re.match(r"---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|$)", text, re.DOTALL)
-    if not match:
+    lines = list(LINE.finditer(text))
+    first = next((m for m in lines if m.group().strip()), None)
+    if first is None or first.group().strip() != "---":
         return {}, 0
+    closing = next((m for m in lines if m.start() > first.start() and m.group().strip() == "---"), None)
+    if closing is None:
+        raise _Skip("front matter has no closing '---' line")
     try:
-        meta = yaml.safe_load(match.group(1)) or {}
+        meta = yaml.safe_load(text[first.end() : closing.start()]) or {}
     except yaml.YAMLError as exc:
         raise _Skip(f"front matter is not valid YAML ({exc.__class__.__name__})") from exc
     if not isinstance(meta, dict):
         raise _Skip("front matter must be a mapping of keys to values")
-    unknown = sorted(set(meta) - set(METADATA_KEYS) - {"title", "id"})
-    if unknown:
-        raise _Skip(f"unknown front matter key {unknown[0]!r}; known: {', '.join(METADATA_KEYS)}")
-    return {k: str(v) for k, v in meta.items() if v is not None}, match.end()
+    # Keys other than these (author, tags, ...) are allowed and not used.
+    wanted = (*METADATA_KEYS, "title")
+    return {k: str(meta[k]) for k in wanted if meta.get(k) is not None}, closing.end()
 
 
 def parse_text(text: str, doc_id: str, path: str, markdown: bool = False) -> Article:
@@ -157,7 +180,6 @@ def parse_text(text: str, doc_id: str, path: str, markdown: bool = False) -> Art
     paragraphs = _clean_paragraphs(text, spans)
     if not paragraphs:
         raise _Skip("no paragraphs after the title")
-    meta.pop("id", None)
     return Article(doc_id, title, text, paragraphs, path, **meta)
 
 
@@ -189,8 +211,8 @@ def _read(path: Path) -> str:
         raise _Skip(f"cannot read ({exc.strerror or exc})") from exc
 
 
-def load_file(path: Path, doc_id: str) -> tuple[list[Article], list[CorpusProblem]]:
-    """Articles from one file; what could not be parsed is returned as problems."""
+def load_file(path: Path, doc_id: str) -> tuple[list[tuple[Article, str]], list[CorpusProblem]]:
+    """Articles from one file, each with where it came from (path, or path:line for JSONL)."""
     try:
         text = _read(path)
         if path.suffix == ".jsonl":
@@ -199,11 +221,12 @@ def load_file(path: Path, doc_id: str) -> tuple[list[Article], list[CorpusProble
                 if not line.strip():
                     continue
                 try:
-                    articles.append(_parse_json_line(line, str(path)))
+                    articles.append((_parse_json_line(line, str(path)), f"{path}:{number}"))
                 except _Skip as skip:
                     problems.append(CorpusProblem(f"{path}:{number}", str(skip)))
             return articles, problems
-        return [parse_text(text, doc_id, str(path), markdown=path.suffix == ".md")], []
+        article = parse_text(text, doc_id, str(path), markdown=path.suffix == ".md")
+        return [(article, str(path))], []
     except _Skip as skip:
         return [], [CorpusProblem(str(path), str(skip))]
 
@@ -228,16 +251,19 @@ def load_corpus(root: str | Path) -> Corpus:
     if not root.exists():
         return Corpus((), (CorpusProblem(str(root), "no such file or folder"),))
     articles: dict[str, Article] = {}
+    first_seen: dict[str, str] = {}
     problems: list[CorpusProblem] = []
     base = root if root.is_dir() else root.parent
     for path in corpus_files(root):
         doc_id = path.relative_to(base).with_suffix("").as_posix()
         found, skipped = load_file(path, doc_id)
         problems.extend(skipped)
-        for article in found:
+        for article, where in found:
             if article.doc_id in articles:
-                other = articles[article.doc_id].path
-                problems.append(CorpusProblem(article.path, f"duplicate id {article.doc_id!r} (also in {other})"))
+                other = first_seen[article.doc_id]
+                reason = f"duplicate id {article.doc_id!r}; the article at {other} is kept"
+                problems.append(CorpusProblem(where, reason))
                 continue
             articles[article.doc_id] = article
+            first_seen[article.doc_id] = where
     return Corpus(tuple(articles.values()), tuple(problems))

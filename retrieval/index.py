@@ -66,6 +66,16 @@ def _faiss_kind(config: IndexConfig, n: int) -> str:
     return "hnsw" if n > config.approximate_above else "flat"
 
 
+def faiss_settings(config: IndexConfig, n: int) -> dict:
+    """The FAISS kind and build parameters an index of n chunks gets under this config."""
+    kind = _faiss_kind(config, n)
+    params = {
+        "hnsw": {"m": config.hnsw_m, "ef_construction": config.hnsw_ef_construction},
+        "ivf": {"nlist": config.ivf_nlist},
+    }.get(kind, {})
+    return {"kind": kind, **params}
+
+
 def make_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
     """An inner-product FAISS index over normalised vectors, of the configured kind."""
     n, dim = vectors.shape
@@ -137,20 +147,23 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def read_manifest(path: Path) -> dict:
+def read_manifest(path: Path, rebuild: str = "tanya-reindex") -> dict:
     """The manifest of the index at path; IndexMissingError when there is none."""
     manifest = path / MANIFEST
     if not path.exists():
-        raise IndexMissingError(
-            f"there is no index at {path}. Build it with: tanya-reindex (or make reindex)"
-        )
+        raise IndexMissingError(f"there is no index at {path}. Build it with: {rebuild}")
     try:
-        return json.loads(manifest.read_text("utf-8"))
+        data = json.loads(manifest.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise IndexCorruptError(
             f"the index at {path} has no readable manifest ({exc.__class__.__name__}). "
-            "Rebuild it with: tanya-reindex --full"
+            f"Rebuild it with: {rebuild} --full"
         ) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("documents"), dict):
+        raise IndexCorruptError(
+            f"the index at {path} has a malformed manifest. Rebuild it with: {rebuild} --full"
+        )
+    return data
 
 
 def check_manifest(manifest: dict, config: Config) -> None:
@@ -165,14 +178,14 @@ def check_manifest(manifest: dict, config: Config) -> None:
         raise IndexMismatchError(
             "the index was built with other settings than the config asks for:\n  "
             + "\n  ".join(diffs)
-            + "\nRebuild it with: tanya-reindex --full"
+            + f"\nRebuild it with: {config.reindex_command(full=True)}"
         )
 
 
 def load_index(path: Path, config: Config) -> IndexData:
     """Load the index at path (following the live link once) after checking its manifest."""
     real = Path(os.path.realpath(path))
-    manifest = read_manifest(real)
+    manifest = read_manifest(real, config.reindex_command())
     check_manifest(manifest, config)
     try:
         chunks = []
@@ -193,12 +206,12 @@ def load_index(path: Path, config: Config) -> IndexData:
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexCorruptError(
             f"the index at {path} cannot be read ({exc.__class__.__name__}: {exc}). "
-            "Rebuild it with: tanya-reindex --full"
+            f"Rebuild it with: {config.reindex_command(full=True)}"
         ) from exc
     if not (len(chunks) == len(vectors) == faiss_index.ntotal == len(offsets) - 1):
         raise IndexCorruptError(
             f"the index at {path} is inconsistent (chunk and vector counts differ). "
-            "Rebuild it with: tanya-reindex --full"
+            f"Rebuild it with: {config.reindex_command(full=True)}"
         )
     tune_faiss(faiss_index, config.index)
     return IndexData(
@@ -292,7 +305,7 @@ def build_index(
     manifest = {
         **expected_settings(config),
         "dimension": dim,
-        "faiss": _faiss_kind(config.index, len(chunks)),
+        "faiss": faiss_settings(config.index, len(chunks)),
         "documents": documents,
         "chunks": len(chunks),
         "build_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-"

@@ -8,6 +8,7 @@ the old one, so a reader sees either the old build or the new one, never a parti
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import logging
 import os
@@ -28,7 +29,14 @@ from .errors import (
     ReindexLockedError,
     TanyaError,
 )
-from .index import BuildStats, IndexData, build_index, load_index, read_manifest
+from .index import (
+    BuildStats,
+    IndexData,
+    build_index,
+    faiss_settings,
+    load_index,
+    read_manifest,
+)
 
 log = logging.getLogger("tanya.reindex")
 
@@ -65,10 +73,6 @@ def reindex_lock(index_path: Path):
 
 def swap_in(index_path: Path, build: Path) -> None:
     """Point the live index link at a complete build, atomically."""
-    if index_path.exists() and not index_path.is_symlink():
-        raise IndexCorruptError(
-            f"{index_path} is a plain folder, not a link to a build; move it away and run again"
-        )
     tmp_link = index_path.with_name(f"{index_path.name}.link-{os.getpid()}")
     if tmp_link.is_symlink():
         tmp_link.unlink()
@@ -143,26 +147,54 @@ def reindex(
     index_path = config.index_path
     corpus = load_corpus(config.corpus_path)
     with reindex_lock(index_path):
+        if index_path.exists() and not index_path.is_symlink():
+            raise IndexCorruptError(
+                f"{index_path} is a plain folder, not a link to a build; "
+                "move it away and run this again"
+            )
         prune_builds(index_path)
         previous = _previous(index_path, config, full)
         documents = {a.doc_id: a.content_hash for a in corpus.articles}
-        if previous is not None and previous.manifest.get("documents") == documents:
+        if (
+            previous is not None
+            and previous.manifest["documents"] == documents
+            and previous.manifest.get("faiss") == faiss_settings(config.index, previous.count)
+        ):
             seconds = time.perf_counter() - started
             stats = BuildStats(0, 0, 0, len(documents), previous.count, 0, seconds)
             return ReindexResult(stats, corpus.problems, False, index_path)
         if not corpus.articles:
+            reasons = "".join(f"\n  {p}" for p in corpus.problems[:10])
             raise TanyaError(
-                f"no articles could be read from {config.corpus_path}; the index was left as it was"
+                f"no articles could be read from {config.corpus_path}; "
+                f"the index was left as it was{reasons}"
             )
         embedder = embedder or make_embedder(config.embedding)
 
         data, stats = build_index(corpus.articles, embedder, config, previous, progress_factory)
+        if full:
+            stats = _full_build_stats(index_path, config, documents, stats)
         build = builds_dir(index_path) / data.version
         data.save(build)
         read_manifest(build)  # the build must load before it goes live
         swap_in(index_path, build)
         prune_builds(index_path)
         return ReindexResult(stats, corpus.problems, True, index_path)
+
+
+def _full_build_stats(index_path: Path, config: Config, documents: dict, stats: BuildStats):
+    """Added/changed/removed against the index a full build replaces, when it is readable."""
+    try:
+        old = read_manifest(Path(os.path.realpath(index_path)))["documents"]
+    except TanyaError:
+        return stats
+    added = sum(1 for d in documents if d not in old)
+    changed = sum(1 for d, h in documents.items() if d in old and old[d] != h)
+    removed = sum(1 for d in old if d not in documents)
+    unchanged = len(documents) - added - changed
+    return dataclasses.replace(
+        stats, added=added, changed=changed, removed=removed, unchanged=unchanged
+    )
 
 
 class _LogProgress:
@@ -207,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     except TanyaError as exc:
         print(f"tanya-reindex: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ReindexLockedError) else 1
+    except KeyboardInterrupt:
+        print("tanya-reindex: interrupted; the index was left as it was", file=sys.stderr)
+        return 130
     for problem in result.problems:
         print(f"skipped {problem}", file=sys.stderr)
     s = result.stats

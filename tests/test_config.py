@@ -78,3 +78,41 @@ def test_numbers_are_accepted_as_floats_and_lists_as_tuples():
     config = parse_config({"search": {"dense_weight": 1}, "telegram": {"allowed_chat_ids": [-100, 7]}})
     assert config.search.dense_weight == 1.0
     assert config.telegram.allowed_chat_ids == (-100, 7)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_numbers_are_refused(value, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"search:\n  decline_threshold: {value}\n", "utf-8")
+    with pytest.raises(ConfigError, match="search.decline_threshold: expected a finite number"):
+        load_config(path)
+
+
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("search:\n  decline_threshold: 1e-3\n", "utf-8")
+    assert load_config(path).search.decline_threshold == 0.001
+
+
+def test_config_that_is_not_utf8_is_a_config_error(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"\xff\xfe bad")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)
+
+
+def test_model_folder_is_relative_to_the_config_file(tmp_path):
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    path = tmp_path / "config.yaml"
+    path.write_text("embedding: {backend: sentence-transformers, model: models/mine}\n", "utf-8")
+    assert load_config(path).embedding.model == str(tmp_path / "models" / "mine")
+    # A model name that is not a folder here is kept as it is.
+    path.write_text("embedding: {backend: sentence-transformers, model: org/name}\n", "utf-8")
+    assert load_config(path).embedding.model == "org/name"
+
+
+def test_reindex_command_names_a_non_default_config(tmp_path):
+    path = tmp_path / "other.yaml"
+    path.write_text("{}\n", "utf-8")
+    assert load_config(path).reindex_command(full=True) == f"tanya-reindex --config {path} --full"
+    assert Config().reindex_command() == "tanya-reindex"

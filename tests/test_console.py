@@ -45,7 +45,7 @@ def test_console_answers_and_quits(config_file):
     out = result.stdout
     assert "Sergei Shoigu" in out
     assert "— Politbiro Korea Utara Bahas Langkah Tindak Lanjut Lawatan Kim Jong Un ke Rusia, paragraph 1" in out
-    assert "1 articles indexed" in out
+    assert "1 article indexed" in out
     assert "\033[1m" not in out  # plain text when output is not a terminal
 
 
@@ -139,7 +139,7 @@ def test_bot_without_token_points_to_console_mode(config_file):
 def test_health_check(config_file):
     result = run(config_file, "--check")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("OK: 1 articles, 8 chunks")
+    assert result.stdout.startswith("OK: 1 article, 8 chunks")
 
 
 def test_health_check_warns_about_a_stale_index(seed_index, tmp_path):
@@ -150,4 +150,23 @@ def test_health_check_warns_about_a_stale_index(seed_index, tmp_path):
     config.write_text(f"corpus: {{path: {corpus}}}\nindex: {{path: {seed_index.index_path}}}\n")
     result = run(config, "--check")
     assert result.returncode == 0
-    assert "WARNING: the index is stale (1 documents changed): run make reindex" in result.stdout
+    expected = f"WARNING: the index is stale (1 document changed since it was built): run tanya-reindex --config {config}"
+    assert expected in result.stdout
+
+
+def test_console_with_stdin_and_stdout_closed(config_file):
+    for redirect in ("<&-", ">&-"):
+        command = f"{sys.executable} {ROOT / 'bot.py'} --config {config_file} --console {redirect}"
+        result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (redirect, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_console_survives_bad_bytes_and_a_closed_pipe(config_file):
+    questions = "".join(f"Kim Jong Un {i}\\n" for i in range(20))
+    command = (
+        f"printf 'caf\\xe9 Kim\\n{questions}' | "
+        f"{sys.executable} {ROOT / 'bot.py'} --config {config_file} --console | head -c 10"
+    )
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in result.stderr

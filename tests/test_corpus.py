@@ -70,6 +70,34 @@ def test_markdown_front_matter_and_title(tiny_corpus):
     assert banjir.paragraph_text(banjir.paragraphs[0]).endswith("satu meter.")
 
 
+@pytest.mark.parametrize(
+    "head",
+    ["---\n---\n", "  ---\nauthor: Budi\ntags: [a, b]\n---\n", "---\nurl: https://x.org/1\n---\n"],
+)
+def test_front_matter_variants(head):
+    article = parse_text(head + "Judul\n\nParagraf satu.", "x", "x.txt")
+    assert article.title == "Judul"
+    assert [article.paragraph_text(p) for p in article.paragraphs] == ["Paragraf satu."]
+
+
+@pytest.mark.parametrize(
+    "block, kept, kind",
+    [
+        ("Relawan datang dari Solo. [ah/gg] (Foto: Antara)", "Relawan datang dari Solo.", "caption"),
+        ("Relawan datang. (Foto: Antara) [ah/gg]", "Relawan datang.", "caption"),
+        ("Keterangan foto. (Foto: REUTERS/Kim Hong-Ji (kiri))", "Keterangan foto.", "caption"),
+        ("Paragraf tiga (FOTO: ANTARA) .", "Paragraf tiga", "caption"),
+        ("Paragraf satu.\nBaca juga: Berita lain tentang gempa", "Paragraf satu.", "body"),
+        ("Baca juga - Berita ketiga\nParagraf sesudahnya.", "Paragraf sesudahnya.", "body"),
+        ("Read Also - something\nThe text.", "The text.", "body"),
+    ],
+)
+def test_furniture_variants(block, kept, kind):
+    article = parse_text(f"Judul\n\n{block}\n\nAkhir.", "x", "x.txt")
+    first = article.paragraphs[0]
+    assert (article.paragraph_text(first), first.kind) == (kept, kind)
+
+
 def test_doc_ids_come_from_relative_paths(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "story.txt").write_text("T\n\nBody.", "utf-8")
@@ -93,6 +121,7 @@ def test_bad_files_are_skipped_with_path_and_reason(tmp_path):
     (tmp_path / "empty.txt").write_text("  \n\n ", "utf-8")
     (tmp_path / "title-only.md").write_text("# Just a title\n", "utf-8")
     (tmp_path / "front.txt").write_text("---\nurl: [unclosed\n---\nT\n\nBody.", "utf-8")
+    (tmp_path / "open.txt").write_text("---\nurl: https://x.org\nJudul\n\nParagraf.", "utf-8")
     lines = [
         json.dumps({"id": "ok", "title": "T", "text": "Body text."}),
         "{not json",
@@ -106,7 +135,8 @@ def test_bad_files_are_skipped_with_path_and_reason(tmp_path):
     assert "not UTF-8" in reasons["latin1.txt"]
     assert reasons["empty.txt"] == "no text"
     assert "no paragraphs" in reasons["title-only.md"]
-    assert "front matter" in reasons["front.txt"]
+    assert "front matter is not valid YAML" in reasons["front.txt"]
+    assert reasons["open.txt"] == "front matter has no closing '---' line"
     assert "not valid JSON" in reasons["bulk.jsonl:2"]
     assert "'id'" in reasons["bulk.jsonl:3"]
     assert "JSON object" in reasons["bulk.jsonl:4"]
@@ -126,7 +156,9 @@ def test_duplicate_ids_are_reported(tmp_path):
     (tmp_path / "bulk.jsonl").write_text("\n".join(rows), "utf-8")
     corpus = load_corpus(tmp_path)
     assert len(corpus.articles) == 1
-    assert "duplicate id 'same'" in corpus.problems[0].reason
+    problem = corpus.problems[0]
+    assert problem.path == f"{tmp_path / 'bulk.jsonl'}:2"
+    assert problem.reason == f"duplicate id 'same'; the article at {tmp_path / 'bulk.jsonl'}:1 is kept"
 
 
 def test_missing_corpus_is_a_problem_not_a_crash(tmp_path):

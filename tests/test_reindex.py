@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -217,3 +218,63 @@ def test_config_paths_are_relative_to_the_config_file(tmp_path, tiny_corpus):
     assert main(["--config", str(config_file), "--quiet"]) == 0
     config = make_config(tiny_corpus, tmp_path / "conf" / "idx" / ".index")
     assert chunk_docs(config) == ["banjir", "pasar", "sepakbola"]
+
+
+def test_malformed_manifest_is_corrupt_and_rebuilt(tiny_index):
+    live = Path(os.path.realpath(tiny_index.index_path))
+    (live / "manifest.json").write_text("[1, 2]", "utf-8")
+    with pytest.raises(IndexCorruptError, match="malformed manifest"):
+        load_index(tiny_index.index_path, tiny_index)
+    result = reindex(tiny_index, embedder=FakeEmbedder())
+    assert result.swapped and result.stats.embedded == result.stats.chunks
+
+
+def test_plain_folder_is_refused_before_any_embedding(tiny_index, tiny_corpus):
+    live = Path(os.path.realpath(tiny_index.index_path))
+    tiny_index.index_path.unlink()
+    shutil.copytree(live, tiny_index.index_path)
+    (tiny_corpus / "baru.txt").write_text("Judul\n\nIsi baru.", "utf-8")
+    embedder = FakeEmbedder()
+    with pytest.raises(IndexCorruptError, match="is a plain folder, not a link to a build"):
+        reindex(tiny_index, embedder=embedder)
+    assert embedder.calls == []
+
+
+def test_changing_the_faiss_kind_rebuilds_without_re_embedding(tiny_index):
+    hnsw = dataclasses.replace(tiny_index, index=dataclasses.replace(tiny_index.index, faiss="hnsw"))
+    embedder = FakeEmbedder()
+    result = reindex(hnsw, embedder=embedder)
+    assert result.swapped and embedder.calls == []
+    index = load_index(hnsw.index_path, hnsw)
+    assert index.manifest["faiss"]["kind"] == "hnsw"
+    assert "HNSW" in type(index.faiss_index).__name__
+
+
+def test_full_rebuild_reports_changes_against_the_old_index(tiny_index, tiny_corpus):
+    (tiny_corpus / "banjir.md").unlink()
+    result = reindex(tiny_index, full=True, embedder=FakeEmbedder())
+    s = result.stats
+    assert (s.added, s.changed, s.removed, s.unchanged) == (0, 0, 1, 2)
+    assert s.embedded == s.chunks
+
+
+def test_no_readable_article_lists_the_reasons(tiny_index, tiny_corpus):
+    for f in tiny_corpus.iterdir():
+        f.unlink()
+    (tiny_corpus / "rusak.txt").write_bytes(b"\xff\xfe bad")
+    with pytest.raises(Exception) as info:
+        reindex(tiny_index, embedder=FakeEmbedder())
+    assert "rusak.txt: not UTF-8 text" in str(info.value)
+
+
+def test_mismatch_message_names_the_config_file(tiny_index, tmp_path):
+    path = tmp_path / "other.yaml"
+    path.write_text(
+        f"corpus: {{path: {tiny_index.corpus_path}}}\n"
+        f"index: {{path: {tiny_index.index_path}}}\nchunking: {{max_tokens: 50}}\n",
+        "utf-8",
+    )
+    from retrieval.config import load_config
+
+    with pytest.raises(IndexMismatchError, match=f"tanya-reindex --config {path} --full"):
+        load_index(tiny_index.index_path, load_config(path))

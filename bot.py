@@ -80,6 +80,7 @@ RETRY_MAX_DELAY = 30.0
 # Telegram's 429 answers are retried (after the wait it asks for) this many times.
 FLOOD_RETRIES = 3
 # Start-up calls (getMe, deleteWebhook or setWebhook) are retried this many times.
+SELF_RETRYING = frozenset({"getMe", "getUpdates", "deleteWebhook", "setWebhook"})
 BOOTSTRAP_RETRIES = 5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGABRT)
 # Memory bounds: chats with a history, users with a rate-limit window, chats refused.
@@ -160,6 +161,12 @@ class RetryingRateLimiter(AIORateLimiter):
     """Telegram's flood limits and 429 waits (PTB's AIORateLimiter), plus network retries."""
 
     async def process_request(self, callback, args, kwargs, endpoint, data, rate_limit_args):
+        if endpoint in SELF_RETRYING:
+            # PTB already retries these (bootstrap_retries, the polling loop's backoff);
+            # retrying them here too would multiply the waits before a clear failure.
+            return await super().process_request(
+                callback, args, kwargs, endpoint, data, rate_limit_args
+            )
         delay = RETRY_FIRST_DELAY
         for attempt in range(NETWORK_RETRIES + 1):
             try:

@@ -175,8 +175,8 @@ def run_questions(answerer: Answerer, questions: Sequence[EvalQuestion]) -> list
 
 def evaluate(answerer: Answerer, questions: Sequence[EvalQuestion]) -> Report:
     """Ask every question and summarise the outcomes."""
-    # The first call to a model pays for warming it up: keep that out of the speed figure.
-    answerer.embedder.encode_queries(["warm up"])
+    # The first question pays for warming up the model and the stemmer: keep that out of qps.
+    answerer.ask("warm up")
     started = time.perf_counter()
     outcomes = run_questions(answerer, questions)
     return summarise(outcomes, time.perf_counter() - started)
@@ -190,7 +190,8 @@ def eval_config(config: Config, corpus: str | Path | None, cache_root: Path) -> 
     return dataclasses.replace(
         config,
         corpus=dataclasses.replace(config.corpus, path=str(corpus_path)),
-        index=dataclasses.replace(config.index, path=str((folder / "index").resolve())),
+        # absolute(), not resolve(): the index path is a link that must not be followed here.
+        index=dataclasses.replace(config.index, path=str((folder / "index").absolute())),
         # Every question is asked once; a cache would only hide repeated ones.
         search=dataclasses.replace(config.search, cache_size=0),
     )

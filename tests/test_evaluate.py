@@ -106,6 +106,11 @@ def test_second_run_reuses_the_cached_embeddings(tiny_config, tiny_corpus, fake_
     assert len(fake_embedder.calls) == embedded
     assert first.r1 == second.r1 == 1.0
     assert not tiny_config.index_path.exists()  # the live index is never built or touched
+    # An edited article is re-embedded alone, into the same cached folder.
+    (tiny_corpus / "sepakbola.txt").write_text("Timnas Kalah\n\nTimnas kalah 0-1.\n", "utf-8")
+    third = prepare(tiny_config, tiny_corpus, cache, fake_embedder)
+    assert fake_embedder.calls[embedded:] == ["Timnas kalah 0-1."]
+    assert third.config.index_path.is_symlink()
 
 
 def test_command_prints_the_json_keys(seed_corpus, tmp_path: Path, capsys):

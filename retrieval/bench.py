@@ -167,10 +167,14 @@ def measure_cold_start(config_file: Path, runs: int = 3, question: str = COLD_QU
             if not first:
                 break
         seconds.append(time.perf_counter() - started)
-        out, err = proc.communicate()
-        # wait4 would report this child alone, but communicate() has reaped it already;
-        # RUSAGE_CHILDREN is the largest of the children so far, which are all this command.
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        proc.stdout.read()
+        err = proc.stderr.read()
+        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would mix in earlier children).
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.stdout.close()
+        proc.stderr.close()
+        peak_kb = max(peak_kb, usage.ru_maxrss)
         if proc.returncode != 0:
             raise TanyaError(f"`{' '.join(command)}` failed ({proc.returncode}): {err.strip()}")
     return {

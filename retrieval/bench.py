@@ -456,6 +456,7 @@ def run_bench(
     questions: int = 100,
     only: Sequence[str] = SECTIONS,
     embedder: Embedder | None = None,
+    reference: np.ndarray | None = None,
 ) -> dict:
     """Every figure of the benchmark, measured in one run, as one dict."""
     embedder = embedder or make_embedder(config.embedding)
@@ -474,13 +475,14 @@ def run_bench(
         }
     if "indexing" in only:
         report["indexing"] = measure_indexing(facqa, embedder)
-    if "latency" in only or "scale" in only:
+    if "latency" in only or ("scale" in only and reference is None):
         reindex(facqa, embedder=embedder)  # nothing to do when the indexing section built it
     if "latency" in only:
         facqa_questions = read_questions(inputs.facqa_questions, questions, split="test")
         report["latency"]["facqa"] = measure_latency(facqa, embedder, facqa_questions)
     if "scale" in only:
-        reference = Answerer(facqa, embedder=embedder).index.vectors
+        if reference is None:
+            reference = Answerer(facqa, embedder=embedder).index.vectors
         report["scale"] = measure_scale(scale, config.index, reference)
     return report
 
@@ -585,6 +587,16 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _load_reference(path: str) -> np.ndarray:
+    try:
+        vectors = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise TanyaError(f"cannot read reference vectors {path}: {exc}") from exc
+    if vectors.ndim != 2 or len(vectors) < 2:
+        raise TanyaError(f"{path} must hold a 2-d array of passage vectors, one per row")
+    return vectors.astype(np.float32)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure cold start, answer latency, indexing and scale; print a table or JSON."""
     parser = argparse.ArgumentParser(prog="python -m retrieval.bench", description=main.__doc__)
@@ -594,6 +606,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=100, help="questions per corpus (100)")
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated sections: {','.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--reference",
+        help="scale: .npy of real passage vectors to fit the synthetic ones to "
+        "(default: the FacQA index's vectors)",
     )
     parser.add_argument("--seed-corpus", help="seed corpus (default: the config's corpus)")
     parser.add_argument("--seed-questions", default=str(EVAL / "seed_dev.jsonl"))
@@ -617,8 +634,11 @@ def main(argv: list[str] | None = None) -> int:
         for path in dataclasses.astuple(inputs):
             if not path.exists():
                 raise TanyaError(f"{path} does not exist; pass its location (see --help)")
+        reference = _load_reference(args.reference) if args.reference else None
         with tempfile.TemporaryDirectory(prefix="tanya-bench-") as workdir:
-            report = run_bench(config, inputs, Path(workdir), args.scale, args.questions, only)
+            report = run_bench(
+                config, inputs, Path(workdir), args.scale, args.questions, only, None, reference
+            )
     except TanyaError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from retrieval import bench
 from retrieval.bench import Question, measure_latency, percentiles
 
@@ -103,3 +105,15 @@ def test_missing_input_is_reported(tmp_path, capsys):
     code = bench.main(["--only", "scale", "--facqa-corpus", str(tmp_path / "nope.jsonl")])
     assert code == 1
     assert "nope.jsonl does not exist" in capsys.readouterr().err
+
+
+def test_reference_vectors_can_come_from_a_file(tmp_path, capsys):
+    vectors = np.random.default_rng(0).standard_normal((50, 384)).astype(np.float32)
+    np.save(tmp_path / "ref.npy", vectors)
+    args = ["--only", "scale", "--scale", "150", "--json", *_inputs(tmp_path)]
+    assert bench.main([*args, "--reference", str(tmp_path / "ref.npy")]) == 0
+    assert json.loads(capsys.readouterr().out)["scale"]["dimension"] == 384
+
+    np.save(tmp_path / "flat.npy", vectors[0])
+    assert bench.main([*args, "--reference", str(tmp_path / "flat.npy")]) == 1
+    assert "2-d array" in capsys.readouterr().err

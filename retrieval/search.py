@@ -132,9 +132,16 @@ def sentence_scores(index: IndexData, rows: np.ndarray, query_vector: np.ndarray
     """For each row, the best cosine between the query and one of its sentences."""
     starts, ends = index.sentence_offsets[rows], index.sentence_offsets[rows + 1]
     lengths = ends - starts
-    positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-    sims = index.sentence_vectors[positions] @ query_vector
-    return np.maximum.reduceat(sims, np.cumsum(lengths) - lengths)
+    # A chunk without sentence vectors falls back to its own cosine.
+    best = index.vectors[rows] @ query_vector
+    has = lengths > 0
+    if has.any():
+        starts, lengths = starts[has], lengths[has]
+        firsts = np.cumsum(lengths) - lengths
+        positions = np.repeat(starts - firsts, lengths) + np.arange(lengths.sum())
+        sims = index.sentence_vectors[positions] @ query_vector
+        best[has] = np.maximum.reduceat(sims, firsts)
+    return best
 
 
 def coverage(question_tokens: frozenset[str], text: str) -> float:

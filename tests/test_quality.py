@@ -12,7 +12,7 @@ import pytest
 
 from retrieval.answer import Answerer, is_elliptic, is_english, is_follow_up
 from retrieval.config import parse_config
-from retrieval.evaluate import evaluate, load_questions, prepare
+from retrieval.evaluate import evaluate, is_found, load_questions, prepare
 from retrieval.keyword import tokenize
 from retrieval.search import (
     answer_type_features,
@@ -27,8 +27,11 @@ EVAL_DIR = ROOT.parent / "shared" / "eval"
 FACQA = EVAL_DIR / "facqa"
 
 # Floors from measured figures (README: Quality), a little below them so noise does not trip.
+# Measured: R@1 0.9, R@5 1.0, highlight@1 0.9, all 3 out-of-scope questions declined.
 SEED_FLOORS = {"r1": 0.9, "highlight1": 0.9, "decline_rate_unanswerable": 1.0}
-FACQA_SLICE_FLOORS = {"r1": 0.80, "r5": 0.95, "highlight1": 0.6}
+# Measured on the slice: R@1 0.917, R@5 0.983, MRR@10 0.950, highlight@1 0.850, false declines
+# 0.050 (fusion alone: R@1 0.900, MRR@10 0.942).
+FACQA_SLICE_FLOORS = {"r1": 0.88, "r5": 0.95, "mrr10": 0.92, "highlight1": 0.80}
 FACQA_SLICE_QUESTIONS = 60
 
 
@@ -66,18 +69,24 @@ def test_facqa_slice_evaluation_meets_its_floors(facqa_slice):
     report = evaluate(answerer, questions)
     for key, floor in FACQA_SLICE_FLOORS.items():
         assert getattr(report, key) >= floor, (key, report)
+    assert report.false_decline_rate <= 0.1, report
 
 
 @pytest.mark.slow
 def test_reranking_beats_fusion_alone_on_the_facqa_slice(facqa_slice):
     answerer, questions = facqa_slice
-    plain = Answerer(
-        dataclasses.replace(
-            answerer.config, search=dataclasses.replace(answerer.config.search, rerank=False)
-        ),
-        embedder=answerer.embedder,
-    )
-    assert evaluate(answerer, questions).mrr10 > evaluate(plain, questions).mrr10
+    vectors = answerer.embedder.encode_queries([q.question for q in questions])
+    config = answerer.config.search
+
+    def reciprocal_ranks(settings) -> float:
+        total = 0.0
+        for question, vector in zip(questions, vectors, strict=True):
+            hits = search(answerer.index, question.question, vector, settings)[:10]
+            found = [is_found(h.chunk.text, h.chunk.doc_id, question) for h in hits]
+            total += 1 / (found.index(True) + 1) if any(found) else 0.0
+        return total / len(questions)
+
+    assert reciprocal_ranks(config) > reciprocal_ranks(dataclasses.replace(config, rerank=False))
 
 
 @pytest.mark.parametrize(

@@ -46,10 +46,10 @@ class ChunkingConfig:
 class IndexConfig:
     path: str = ".index"
     faiss: str = field(default="auto", metadata=_choice("auto", "flat", "hnsw", "ivf"))
-    approximate_above: int = field(default=200_000, metadata=_range(1))
+    approximate_above: int = field(default=50_000, metadata=_range(1))
     hnsw_m: int = field(default=32, metadata=_range(4, 256))
-    hnsw_ef_construction: int = field(default=80, metadata=_range(8, 4096))
-    hnsw_ef_search: int = field(default=64, metadata=_range(8, 4096))
+    hnsw_ef_construction: int = field(default=100, metadata=_range(8, 4096))
+    hnsw_ef_search: int = field(default=512, metadata=_range(8, 4096))
     ivf_nlist: int = field(default=0, metadata=_range(0))
     ivf_nprobe: int = field(default=16, metadata=_range(1))
 

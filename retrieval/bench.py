@@ -457,6 +457,7 @@ def run_bench(
     only: Sequence[str] = SECTIONS,
     embedder: Embedder | None = None,
     reference: np.ndarray | None = None,
+    cold_runs: int = 3,
 ) -> dict:
     """Every figure of the benchmark, measured in one run, as one dict."""
     embedder = embedder or make_embedder(config.embedding)
@@ -466,7 +467,9 @@ def run_bench(
     if "cold" in only or "latency" in only:
         reindex(seed, embedder=embedder)
     if "cold" in only:
-        report["cold_start"] = measure_cold_start(write_config(seed, workdir / "seed.yaml"))
+        report["cold_start"] = measure_cold_start(
+            write_config(seed, workdir / "seed.yaml"), runs=cold_runs
+        )
     if "latency" in only:
         seed_questions = read_questions(inputs.seed_questions, questions)
         repeats = -(-questions // max(1, len(seed_questions)))
@@ -604,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--scale", type=int, default=100_000, help="synthetic passages (100000)")
     parser.add_argument("--questions", type=int, default=100, help="questions per corpus (100)")
+    parser.add_argument("--cold-runs", type=int, default=3, help="cold starts timed (3)")
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated sections: {','.join(SECTIONS)}"
     )
@@ -637,7 +641,14 @@ def main(argv: list[str] | None = None) -> int:
         reference = _load_reference(args.reference) if args.reference else None
         with tempfile.TemporaryDirectory(prefix="tanya-bench-") as workdir:
             report = run_bench(
-                config, inputs, Path(workdir), args.scale, args.questions, only, None, reference
+                config,
+                inputs,
+                Path(workdir),
+                args.scale,
+                args.questions,
+                only,
+                reference=reference,
+                cold_runs=max(1, args.cold_runs),
             )
     except TanyaError as exc:
         print(f"bench: {exc}", file=sys.stderr)

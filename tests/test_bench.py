@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from retrieval import bench
 from retrieval.bench import Question, measure_latency, percentiles
@@ -61,8 +62,10 @@ def _inputs(tmp_path: Path) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_json_run_prints_every_figure(tmp_path, capsys):
-    code = bench.main(["--json", "--scale", "300", "--questions", "3", *_inputs(tmp_path)])
+    args = ["--json", "--scale", "300", "--questions", "3", "--cold-runs", "1"]
+    code = bench.main([*args, *_inputs(tmp_path)])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {"machine", "backend", "cold_start", "latency", "indexing", "scale"}

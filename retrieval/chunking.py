@@ -51,7 +51,7 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
         cuts.append(match.end())
         pos = match.end()
     spans = []
-    for a, b in zip([start, *cuts], [*cuts, end]):
+    for a, b in zip([start, *cuts], [*cuts, end], strict=True):
         piece = text[a:b]
         stripped = piece.strip()
         if stripped:
@@ -66,7 +66,10 @@ def _split_long(text: str, span: tuple[int, int], max_tokens: int, count: TokenC
     pieces, first = [], 0
     while first < len(words):
         last = first
-        while last + 1 < len(words) and count(text[words[first][0] : words[last + 1][1]]) <= max_tokens:
+        while (
+            last + 1 < len(words)
+            and count(text[words[first][0] : words[last + 1][1]]) <= max_tokens
+        ):
             last += 1
         pieces.append((words[first][0], words[last][1]))
         first = last + 1

@@ -122,7 +122,8 @@ class Config:
 def _type_name(tp: Any) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
     if typing.get_origin(tp) is tuple:
-        return f"a list of {_type_name(typing.get_args(tp)[0]).removeprefix('an ').removeprefix('a ')}s"
+        inner = _type_name(typing.get_args(tp)[0]).removeprefix("an ").removeprefix("a ")
+        return f"a list of {inner}s"
     return names.get(tp, str(tp))
 
 
@@ -216,4 +217,3 @@ def load_config(path: str | Path | None = None) -> Config:
         return parse_config(data, base_dir=path.resolve().parent, source=path)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-

@@ -82,7 +82,7 @@ class Corpus:
     problems: tuple[CorpusProblem, ...]
 
 
-class _Skip(Exception):
+class _Skip(ValueError):
     """Raised while parsing one file or line: skip it, with this reason."""
 
 
@@ -143,7 +143,9 @@ def _front_matter(text: str) -> tuple[dict, int]:
     first = next((m for m in lines if m.group().strip()), None)
     if first is None or first.group().strip() != "---":
         return {}, 0
-    closing = next((m for m in lines if m.start() > first.start() and m.group().strip() == "---"), None)
+    closing = next(
+        (m for m in lines if m.start() > first.start() and m.group().strip() == "---"), None
+    )
     if closing is None:
         raise _Skip("front matter has no closing '---' line")
     try:

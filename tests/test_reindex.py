@@ -241,7 +241,9 @@ def test_plain_folder_is_refused_before_any_embedding(tiny_index, tiny_corpus):
 
 
 def test_changing_the_faiss_kind_rebuilds_without_re_embedding(tiny_index):
-    hnsw = dataclasses.replace(tiny_index, index=dataclasses.replace(tiny_index.index, faiss="hnsw"))
+    hnsw = dataclasses.replace(
+        tiny_index, index=dataclasses.replace(tiny_index.index, faiss="hnsw")
+    )
     embedder = FakeEmbedder()
     result = reindex(hnsw, embedder=embedder)
     assert result.swapped and embedder.calls == []

@@ -298,7 +298,8 @@ class Answerer:
         text = clean_question(question)
         history = tuple(clean_question(h) for h in history if h and h.strip())
         index = self._index
-        key = (text.casefold(), history[-self.config.search.history_turns :], index.version)
+        turns = self.config.search.history_turns
+        key = (text.casefold(), history[-turns:] if turns else (), index.version)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)

@@ -166,13 +166,13 @@ def read_manifest(path: Path, rebuild: str = "tanya-reindex") -> dict:
     return data
 
 
-def check_manifest(manifest: dict, config: Config) -> None:
+def check_manifest(manifest: dict, config: Config, ignore: tuple[str, ...] = ()) -> None:
     """Raise IndexMismatchError naming every setting that differs from the config."""
     expected = expected_settings(config)
     diffs = [
         f"{key}: index has {manifest.get(key)!r}, config wants {want!r}"
         for key, want in expected.items()
-        if manifest.get(key) != want
+        if manifest.get(key) != want and key not in ignore
     ]
     if diffs:
         raise IndexMismatchError(
@@ -182,11 +182,14 @@ def check_manifest(manifest: dict, config: Config) -> None:
         )
 
 
-def load_index(path: Path, config: Config) -> IndexData:
-    """Load the index at path (following the live link once) after checking its manifest."""
+def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> IndexData:
+    """Load the index at path (following the live link once) after checking its manifest.
+
+    `ignore` names manifest settings that may differ (a rebuild that reuses the vectors).
+    """
     real = Path(os.path.realpath(path))
     manifest = read_manifest(real, config.reindex_command())
-    check_manifest(manifest, config)
+    check_manifest(manifest, config, ignore)
     try:
         chunks = []
         with open(real / "chunks.jsonl", encoding="utf-8") as lines:

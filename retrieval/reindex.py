@@ -33,6 +33,7 @@ from .index import (
     BuildStats,
     IndexData,
     build_index,
+    expected_settings,
     faiss_settings,
     load_index,
     read_manifest,
@@ -131,7 +132,16 @@ def _previous(index_path: Path, config: Config, full: bool) -> IndexData | None:
         return load_index(index_path, config)
     except IndexMissingError:
         return None
-    except (IndexMismatchError, IndexCorruptError) as exc:
+    except IndexMismatchError as exc:
+        try:
+            # Keyword settings only shape BM25, which every build makes anew: keep the vectors.
+            previous = load_index(index_path, config, ignore=("keyword",))
+        except (IndexMismatchError, IndexCorruptError):
+            log.warning("rebuilding everything: %s", " ".join(str(exc).splitlines()[:2]))
+            return None
+        log.info("keyword settings changed: rebuilding BM25, keeping the vectors")
+        return previous
+    except IndexCorruptError as exc:
         log.warning("rebuilding everything: %s", str(exc).splitlines()[0])
         return None
 
@@ -159,6 +169,7 @@ def reindex(
             previous is not None
             and previous.manifest["documents"] == documents
             and previous.manifest.get("faiss") == faiss_settings(config.index, previous.count)
+            and previous.manifest.get("keyword") == expected_settings(config)["keyword"]
         ):
             seconds = time.perf_counter() - started
             stats = BuildStats(0, 0, 0, len(documents), previous.count, 0, seconds)

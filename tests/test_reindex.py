@@ -252,6 +252,24 @@ def test_changing_the_faiss_kind_rebuilds_without_re_embedding(tiny_index):
     assert "HNSW" in type(index.faiss_index).__name__
 
 
+def test_changing_keyword_settings_rebuilds_bm25_without_re_embedding(tiny_index):
+    stemmed = dataclasses.replace(
+        tiny_index,
+        search=dataclasses.replace(tiny_index.search, stemming=not tiny_index.search.stemming),
+    )
+    embedder = FakeEmbedder()
+    result = reindex(stemmed, embedder=embedder)
+    assert result.swapped and embedder.calls == []
+    index = load_index(stemmed.index_path, stemmed)
+    assert index.manifest["keyword"] == {"stemming": stemmed.search.stemming}
+    # A chunking change still re-embeds everything.
+    rechunked = dataclasses.replace(
+        stemmed, chunking=dataclasses.replace(stemmed.chunking, max_tokens=9)
+    )
+    result = reindex(rechunked, embedder=embedder)
+    assert result.stats.embedded == result.stats.chunks > 0
+
+
 def test_full_rebuild_reports_changes_against_the_old_index(tiny_index, tiny_corpus):
     (tiny_corpus / "banjir.md").unlink()
     result = reindex(tiny_index, full=True, embedder=FakeEmbedder())

@@ -218,12 +218,19 @@ class TanyaBot:
 
     async def watch_index(self) -> None:
         """Swap in a rebuilt index when the reindex script publishes one."""
+        last_problem = None
         while True:
             await asyncio.sleep(self.config.telegram.reload_check_seconds)
             try:
                 # Loading is blocking work; the old index serves until the new one is complete.
                 if await asyncio.to_thread(self.answerer.reload_if_changed):
                     log.info("now serving index %s", self.answerer.index.version)
+                last_problem = None
+            except TanyaError as exc:
+                # Said once, not every few seconds, until the problem changes or goes away.
+                if str(exc) != last_problem:
+                    log.error("cannot load the index (%s); still serving the previous one", exc)
+                last_problem = str(exc)
             except Exception:  # noqa: BLE001 - a bad new index must not stop the bot
                 log.exception("cannot load the rebuilt index; still serving the previous one")
 

@@ -342,6 +342,18 @@ def test_rebuilt_index_is_served_without_restart(tiny_index, fake):
     assert "— Gempa Guncang Cianjur, paragraph" in text
 
 
+def test_missing_index_is_reported_once_and_the_old_one_keeps_serving(tiny_index, fake, caplog):
+    answerer = Answerer(tiny_index, embedder=FakeEmbedder())
+    with running(answerer, fake, reload_check_seconds=0.05):
+        tiny_index.index_path.unlink()  # someone removed the live index link
+        time.sleep(0.6)  # about a dozen checks
+        text = one_reply(fake, fake.message(1402, PASAR_Q))["text"]
+    assert "Rp80.000" in text
+    reports = [r for r in caplog.records if "cannot load the index" in r.getMessage()]
+    assert len(reports) == 1
+    assert "there is no index at" in reports[0].getMessage()
+
+
 def test_webhook_mode_receives_updates_with_the_secret(qa, fake):
     import httpx
 

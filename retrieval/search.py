@@ -151,7 +151,7 @@ def coverage(question_tokens: frozenset[str], text: str) -> float:
 
 def rerank_features(
     index: IndexData,
-    query: str,
+    question_tokens: frozenset[str],
     rows: np.ndarray,
     fused: np.ndarray,
     dense: np.ndarray,
@@ -160,7 +160,6 @@ def rerank_features(
     covered: np.ndarray,
 ) -> np.ndarray:
     """One row of features per candidate (already in fused order)."""
-    question_tokens = frozenset(tokenize(query))
     base = np.column_stack(
         [
             fused,
@@ -218,7 +217,9 @@ def search(
     score = fused
     if config.rerank:
         features = rerank_features(
-            index, query, *(a[:top] for a in (rows, fused, dense, keyword, sentence, covered))
+            index,
+            question_tokens,
+            *(a[:top] for a in (rows, fused, dense, keyword, sentence, covered)),
         )
         learned = rerank_scores(features, question_type(query))
         # The score becomes a softmax share among the re-ranked candidates (0..1, like the

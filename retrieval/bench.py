@@ -30,6 +30,7 @@ from .answer import Answerer
 from .config import Config, IndexConfig, load_config
 from .embedding import Embedder, make_embedder
 from .errors import TanyaError
+from .evaluate import EvalQuestion, load_questions
 from .index import encoder_texts, make_faiss, tune_faiss
 from .keyword import KeywordIndex
 from .reindex import reindex
@@ -104,28 +105,6 @@ class _Probe:
         return timed
 
 
-@dataclass(frozen=True)
-class Question:
-    text: str
-    history: tuple[str, ...] = ()
-
-
-def read_questions(path: Path, limit: int, split: str | None = None) -> list[Question]:
-    """The first `limit` questions of an evaluation file (of one split, when given)."""
-    questions = []
-    with open(path, encoding="utf-8") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if split and record.get("split", split) != split:
-                continue
-            questions.append(Question(record["question"], tuple(record.get("history") or ())))
-            if len(questions) >= limit:
-                break
-    return questions
-
-
 def local_config(config: Config, corpus: Path, index: Path, **search) -> Config:
     """The config with another corpus, an index in a throwaway folder, and search overrides."""
     return dataclasses.replace(
@@ -186,7 +165,7 @@ def measure_cold_start(config_file: Path, runs: int = 3, question: str = COLD_QU
 
 
 def measure_latency(
-    config: Config, embedder: Embedder, questions: Sequence[Question], rounds: int = 1
+    config: Config, embedder: Embedder, questions: Sequence[EvalQuestion], rounds: int = 1
 ) -> dict:
     """Question -> Answer latency split by stage, next to encoding the question alone.
 
@@ -205,16 +184,16 @@ def measure_latency(
     )
     encode_alone, total, stages = [], [], {k: [] for k in (*watch, "fuse_highlight")}
     for question in questions[:3]:  # warm-up: first calls touch cold memory
-        uncached.ask(question.text, question.history)
+        uncached.ask(question.question, question.history)
     for _ in range(rounds):
         for question in questions:
             started = time.perf_counter()
-            embedder.encode_queries([question.text])
+            embedder.encode_queries([question.question])
             encode_alone.append(time.perf_counter() - started)
             for key in watch:
                 watch[key] = 0.0
             started = time.perf_counter()
-            uncached.ask(question.text, question.history)
+            uncached.ask(question.question, question.history)
             elapsed = time.perf_counter() - started
             total.append(elapsed)
             for key, value in watch.items():
@@ -225,9 +204,9 @@ def measure_latency(
     hits = []
     if config.search.cache_size:
         for question in questions:
-            cached.ask(question.text, question.history)
+            cached.ask(question.question, question.history)
             started = time.perf_counter()
-            cached.ask(question.text, question.history)
+            cached.ask(question.question, question.history)
             hits.append(time.perf_counter() - started)
     encode_p50 = float(np.median(encode_alone))
     answer_p50 = float(np.median(total))
@@ -471,7 +450,7 @@ def run_bench(
             write_config(seed, workdir / "seed.yaml"), runs=cold_runs
         )
     if "latency" in only:
-        seed_questions = read_questions(inputs.seed_questions, questions)
+        seed_questions = load_questions(inputs.seed_questions)[:questions]
         repeats = -(-questions // max(1, len(seed_questions)))
         report["latency"] = {
             "seed": measure_latency(seed, embedder, (seed_questions * repeats)[:questions])
@@ -481,7 +460,7 @@ def run_bench(
     if "latency" in only or ("scale" in only and reference is None):
         reindex(facqa, embedder=embedder)  # nothing to do when the indexing section built it
     if "latency" in only:
-        facqa_questions = read_questions(inputs.facqa_questions, questions, split="test")
+        facqa_questions = load_questions(inputs.facqa_questions, split="test")[:questions]
         report["latency"]["facqa"] = measure_latency(facqa, embedder, facqa_questions)
     if "scale" in only:
         if reference is None:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from retrieval import bench
-from retrieval.bench import Question, measure_latency, percentiles
+from retrieval.bench import measure_latency, percentiles
+from retrieval.evaluate import EvalQuestion
 
 from .conftest import SEED_ARTICLE, TINY_ARTICLES
 
@@ -21,7 +22,10 @@ def test_percentiles_are_in_milliseconds():
 
 
 def test_stages_are_timed_inside_ask_and_add_up(tiny_index, fake_embedder):
-    questions = [Question("Berapa harga cabai di Pasar Minggu?"), Question("Siapa mencetak gol?")]
+    questions = [
+        EvalQuestion("Berapa harga cabai di Pasar Minggu?", ()),
+        EvalQuestion("Siapa mencetak gol?", ()),
+    ]
     report = measure_latency(tiny_index, fake_embedder, questions, rounds=2)
     assert report["questions"] == 4
     stages = report["stages_p50_ms"]

@@ -105,7 +105,10 @@ def tune_faiss(index: faiss.Index, config: IndexConfig) -> None:
 
 @dataclass
 class IndexData:
-    """Everything searching needs, in memory; rows of `vectors` line up with `chunks`."""
+    """Everything searching needs; rows of `vectors` line up with `chunks`.
+
+    A loaded index maps `vectors` and `sentence_vectors` from disk (read-only arrays).
+    """
 
     manifest: dict
     chunks: list[Chunk]
@@ -201,8 +204,10 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
             k: ArticleInfo(**v)
             for k, v in json.loads((real / "articles.json").read_text("utf-8")).items()
         }
-        vectors = np.load(real / "vectors.npy")
-        sentence_vectors = np.load(real / "sentence_vectors.npy")
+        # Mapped, not read: FAISS holds its own copy for search, and these are only read a few
+        # rows per question, so at a million passages they stay on disk instead of in memory.
+        vectors = np.load(real / "vectors.npy", mmap_mode="r")
+        sentence_vectors = np.load(real / "sentence_vectors.npy", mmap_mode="r")
         offsets = np.load(real / "sentence_offsets.npy")
         faiss_index = faiss.read_index(str(real / "faiss.index"))
         keyword = KeywordIndex.load(real / "bm25", config.search.stemming)

@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from retrieval.errors import (
@@ -150,6 +151,19 @@ def test_corrupt_build_says_rebuild(tiny_index):
         load_index(tiny_index.index_path, tiny_index)
     reindex(tiny_index, embedder=FakeEmbedder())  # a corrupt index is replaced
     assert chunk_docs(tiny_index) == ["banjir", "pasar", "sepakbola"]
+
+
+@pytest.mark.parametrize("name", ["vectors.npy", "sentence_vectors.npy"])
+def test_truncated_vectors_say_rebuild_and_loaded_ones_are_mapped_read_only(tiny_index, name):
+    live = Path(os.path.realpath(tiny_index.index_path))
+    loaded = load_index(tiny_index.index_path, tiny_index)
+    assert isinstance(loaded.vectors, np.memmap) and not loaded.vectors.flags.writeable
+    assert isinstance(loaded.sentence_vectors, np.memmap)
+    del loaded  # a mapped file must not shrink under a reader; builds are never rewritten
+    data = (live / name).read_bytes()
+    (live / name).write_bytes(data[: len(data) - 100])  # the header survives, rows are missing
+    with pytest.raises(IndexCorruptError, match="tanya-reindex --full"):
+        load_index(tiny_index.index_path, tiny_index)
 
 
 def test_cli_prints_a_summary_and_reports_skipped_files(tiny_index, tiny_corpus, capsys):

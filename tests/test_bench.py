@@ -97,15 +97,23 @@ def test_json_run_prints_every_figure(tmp_path, capsys):
     assert scale["approximate"]["kind"] == "hnsw"
     assert scale["approximate"]["recall_at_10"] >= 0.95
     assert scale["keyword"]["p50_ms"] > 0
+    vectors = scale["vectors"]
+    assert vectors["model"] == "mixture" and vectors["lid_reference"] > 0
+    assert vectors["lid_synthetic"] > 0
 
 
 def test_table_run_and_sections(tmp_path, capsys):
-    code = bench.main(["--only", "scale", "--scale", "200", *_inputs(tmp_path)])
+    inputs = _inputs(tmp_path)
+    code = bench.main(["--only", "scale", "--scale", "200", *inputs])
     assert code == 0
     out = capsys.readouterr().out
     assert "| figure | value | target |" in out
     assert "scale 200: hnsw recall@10 vs exact" in out
     assert "cold start" not in out
+    assert "synthetic vectors (mixture" in out
+    code = bench.main(["--only", "scale", "--scale", "200", "--synthetic", "gaussian", *inputs])
+    assert code == 0
+    assert "synthetic vectors (gaussian, 1 component)" in capsys.readouterr().out
 
 
 def test_missing_input_is_reported(tmp_path, capsys):

@@ -9,7 +9,12 @@ import faiss
 import numpy as np
 import pytest
 
-from retrieval.bench import synthetic_texts, synthetic_vectors
+from retrieval.bench import (
+    fit_vector_model,
+    local_intrinsic_dimension,
+    synthetic_texts,
+    synthetic_vectors,
+)
 from retrieval.config import IndexConfig
 from retrieval.corpus import load_corpus
 from retrieval.index import build_index, encoder_texts, load_index, make_faiss, tune_faiss
@@ -40,7 +45,7 @@ def _recall_at_10(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray) 
 
 @pytest.fixture(scope="module")
 def corpus_vectors() -> tuple[np.ndarray, np.ndarray]:
-    both = synthetic_vectors(4100, _reference(), np.random.default_rng(0))
+    both = synthetic_vectors(4100, _reference(), np.random.default_rng(0), model="gaussian")
     return both[:4000], both[4000:]
 
 
@@ -100,6 +105,39 @@ def test_synthetic_vectors_are_normalised_and_keep_the_reference_mean_direction(
         vectors.mean(axis=0) @ mean / np.linalg.norm(vectors.mean(axis=0)) / np.linalg.norm(mean)
     )
     assert cosine > 0.9
+
+
+@functools.cache
+def _clustered(n: int = 1200, dim: int = 384, clusters: int = 30, rank: int = 6) -> np.ndarray:
+    """Rows near a few centres, each cluster spread in only `rank` directions: low dimension."""
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((clusters, dim))
+    spans = rng.standard_normal((clusters, rank, dim)) * 0.15
+    picks = rng.integers(0, clusters, n)
+    rows = centres[picks] + np.einsum("nr,nrd->nd", rng.standard_normal((n, rank)), spans[picks])
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_local_intrinsic_dimension_finds_the_dimension_data_spreads_in():
+    rng = np.random.default_rng(4)
+    for dim in (4, 12):
+        rows = rng.standard_normal((3000, dim)) @ rng.standard_normal((dim, 384))
+        estimate = local_intrinsic_dimension(rows.astype(np.float32), sample=500)
+        assert 0.7 * dim <= estimate <= 1.3 * dim
+
+
+def test_mixture_keeps_the_reference_dimension_where_one_gaussian_inflates_it():
+    reference = _clustered()
+    real = local_intrinsic_dimension(reference)
+    rng = np.random.default_rng(7)
+    mixture = fit_vector_model(reference, "mixture")
+    gaussian = fit_vector_model(reference, "gaussian")
+    assert len(mixture.weights) == 30 and len(gaussian.weights) == 1
+    assert np.isclose(mixture.weights.sum(), 1.0)
+    lid_mixture = local_intrinsic_dimension(mixture.sample(len(reference), rng))
+    lid_gaussian = local_intrinsic_dimension(gaussian.sample(len(reference), rng))
+    assert lid_gaussian > 2 * real
+    assert abs(lid_mixture - real) < (lid_gaussian - real) / 3
 
 
 def test_synthetic_texts_follow_a_zipf_vocabulary():

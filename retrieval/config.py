@@ -52,6 +52,7 @@ class IndexConfig:
     hnsw_ef_search: int = field(default=512, metadata=_range(8, 4096))
     ivf_nlist: int = field(default=0, metadata=_range(0))
     ivf_nprobe: int = field(default=16, metadata=_range(1))
+    rebuild_stale_share: float = field(default=0.2, metadata=_range(0.0, 1.0))
 
 
 @dataclass(frozen=True)

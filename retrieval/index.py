@@ -120,10 +120,43 @@ class IndexData:
     keyword: KeywordIndex
     path: Path | None = None
     version: str = field(default="")
+    # FAISS id -> chunk row, -1 for a stale row (a passage since changed or removed); None when
+    # FAISS ids are the chunk rows. Approximate indexes are extended, not rebuilt, by a reindex.
+    faiss_rows: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self._search_params = None
+        self._selector_bits = None
+        if self.faiss_rows is None:
+            return
+        live = self.faiss_rows >= 0
+        if live.all():
+            return
+        # Stale rows are filtered inside the FAISS search, so k live results still come back.
+        self._selector_bits = np.packbits(live, bitorder="little")
+        selector = faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(self._selector_bits))
+        if hasattr(self.faiss_index, "hnsw"):
+            params = faiss.SearchParametersHNSW(efSearch=self.faiss_index.hnsw.efSearch)
+        elif hasattr(self.faiss_index, "nprobe"):
+            params = faiss.SearchParametersIVF(nprobe=self.faiss_index.nprobe)
+        else:
+            params = faiss.SearchParameters()
+        params.sel = selector
+        self._search_params = (params, selector)  # the selector must outlive the params
 
     @property
     def count(self) -> int:
         return len(self.chunks)
+
+    def dense_search(self, query_vector: np.ndarray, k: int) -> np.ndarray:
+        """Chunk rows of the k nearest passages, best first."""
+        query = query_vector.reshape(1, -1)
+        if self._search_params is None:
+            _, ids = self.faiss_index.search(query, k)
+        else:
+            _, ids = self.faiss_index.search(query, k, params=self._search_params[0])
+        ids = ids[0][ids[0] >= 0]
+        return ids if self.faiss_rows is None else self.faiss_rows[ids]
 
     def save(self, folder: Path) -> None:
         """Write the folder; the manifest goes last, so a folder without one is incomplete."""
@@ -137,6 +170,8 @@ class IndexData:
         np.save(folder / "sentence_vectors.npy", self.sentence_vectors)
         np.save(folder / "sentence_offsets.npy", self.sentence_offsets)
         faiss.write_index(self.faiss_index, str(folder / "faiss.index"))
+        if self.faiss_rows is not None:
+            np.save(folder / "faiss_rows.npy", self.faiss_rows)
         self.keyword.save(folder / "bm25")
         _write_json(folder / MANIFEST, self.manifest)
 
@@ -210,13 +245,25 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
         sentence_vectors = np.load(real / "sentence_vectors.npy", mmap_mode="r")
         offsets = np.load(real / "sentence_offsets.npy")
         faiss_index = faiss.read_index(str(real / "faiss.index"))
+        rows_file = real / "faiss_rows.npy"
+        faiss_rows = np.load(rows_file) if rows_file.exists() else None
         keyword = KeywordIndex.load(real / "bm25", config.search.stemming)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexCorruptError(
             f"the index at {path} cannot be read ({exc.__class__.__name__}: {exc}). "
             f"Rebuild it with: {config.reindex_command(full=True)}"
         ) from exc
-    if not (len(chunks) == len(vectors) == faiss_index.ntotal == len(offsets) - 1):
+    if faiss_rows is None:
+        faiss_rows_ok = faiss_index.ntotal == len(chunks)
+    else:
+        live = faiss_rows[faiss_rows >= 0]
+        faiss_rows_ok = (
+            faiss_rows.ndim == 1
+            and len(faiss_rows) == faiss_index.ntotal
+            and len(live) == len(chunks)
+            and np.array_equal(np.sort(live), np.arange(len(chunks)))
+        )
+    if not (faiss_rows_ok and len(chunks) == len(vectors) == len(offsets) - 1):
         raise IndexCorruptError(
             f"the index at {path} is inconsistent (chunk and vector counts differ). "
             f"Rebuild it with: {config.reindex_command(full=True)}"
@@ -233,6 +280,7 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
         keyword,
         real,
         manifest.get("build_id", ""),
+        faiss_rows,
     )
 
 
@@ -309,11 +357,15 @@ def build_index(
         np.concatenate(sentence_parts) if sentence_parts else np.zeros((0, dim), np.float32)
     )
 
+    faiss_index, faiss_rows = _extend_faiss(previous, sources, new_vectors, config.index)
+    if faiss_index is None:
+        faiss_index = make_faiss(vectors, config.index)
     documents = {a.doc_id: a.content_hash for a in articles}
     manifest = {
         **expected_settings(config),
         "dimension": dim,
         "faiss": faiss_settings(config.index, len(chunks)),
+        "faiss_stale_rows": int(faiss_index.ntotal) - len(chunks),
         "documents": documents,
         "chunks": len(chunks),
         "build_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-"
@@ -327,9 +379,10 @@ def build_index(
         vectors,
         sentence_vectors,
         np.asarray(offsets, dtype=np.int64),
-        make_faiss(vectors, config.index),
+        faiss_index,
         KeywordIndex.build([c.text for c in chunks], config.search.stemming),
         version=manifest["build_id"],
+        faiss_rows=faiss_rows,
     )
     changed = sum(
         1 for a in articles if a.doc_id in old_hashes and old_hashes[a.doc_id] != a.content_hash
@@ -345,6 +398,44 @@ def build_index(
         seconds=time.perf_counter() - started,
     )
     return data, stats
+
+
+def _extend_faiss(
+    previous: IndexData | None,
+    sources: Sequence[tuple[str, int]],
+    new_vectors: np.ndarray,
+    config: IndexConfig,
+) -> tuple[faiss.Index | None, np.ndarray | None]:
+    """The previous approximate index with the new vectors added, and its id -> row map.
+
+    Rebuilding an HNSW graph of a million passages takes many minutes, so a reindex adds the
+    new passages to the existing one and hides the stale rows (changed or removed articles),
+    until they would pass `rebuild_stale_share`. (None, None) means: build afresh.
+    """
+    settings = faiss_settings(config, len(sources))
+    if (
+        previous is None
+        or settings["kind"] not in ("hnsw", "ivf")
+        or previous.manifest.get("faiss") != settings
+    ):
+        return None, None
+    old_total = previous.faiss_index.ntotal
+    total = old_total + len(new_vectors)
+    if total == 0 or (total - len(sources)) / total > config.rebuild_stale_share:
+        return None, None
+    if previous.faiss_rows is None:
+        old_ids = np.arange(previous.count)
+    else:
+        live = np.flatnonzero(previous.faiss_rows >= 0)
+        old_ids = np.empty(previous.count, dtype=np.int64)
+        old_ids[previous.faiss_rows[live]] = live
+    rows = np.full(total, -1, dtype=np.int64)
+    for row, (where, k) in enumerate(sources):
+        rows[old_ids[k] if where == "old" else old_total + k] = row
+    index = previous.faiss_index
+    if len(new_vectors):
+        index.add(np.ascontiguousarray(new_vectors, dtype=np.float32))
+    return index, rows
 
 
 def encoder_texts(chunks: Sequence[Chunk]) -> tuple[list[str], list[str]]:

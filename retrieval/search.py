@@ -196,14 +196,14 @@ def search(
     if index.count == 0:
         return []
     n_cand = min(config.candidates, index.count)
-    _, dense_rows = index.faiss_index.search(query_vector.reshape(1, -1), n_cand)
+    dense_rows = index.dense_search(query_vector, n_cand)
     keyword_all = index.keyword.scores(query)
     if n_cand < index.count:
         keyword_rows = np.argpartition(-keyword_all, n_cand - 1)[:n_cand]
     else:
         keyword_rows = np.arange(index.count)
     keyword_rows = keyword_rows[keyword_all[keyword_rows] > 0]
-    rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0], keyword_rows]))
+    rows = np.unique(np.concatenate([dense_rows, keyword_rows]))
     dense = index.vectors[rows] @ query_vector
     keyword = keyword_all[rows]
     fused = fuse(dense, keyword, config, known_share(index, query))

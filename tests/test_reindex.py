@@ -312,3 +312,71 @@ def test_mismatch_message_names_the_config_file(tiny_index, tmp_path):
 
     with pytest.raises(IndexMismatchError, match=f"tanya-reindex --config {path} --full"):
         load_index(tiny_index.index_path, load_config(path))
+
+
+def _approximate(corpus: Path, index: Path, stale_share: float, kind: str = "hnsw"):
+    config = make_config(corpus, index)
+    settings = dataclasses.replace(config.index, faiss=kind, rebuild_stale_share=stale_share)
+    return dataclasses.replace(config, index=settings)
+
+
+def _neighbour_ids(index) -> list[list[str]]:
+    """Each passage's ranking of every live passage, by chunk id, through the dense search."""
+    return [
+        [index.chunks[r].chunk_id for r in index.dense_search(np.asarray(vector), index.count + 5)]
+        for vector in index.vectors
+    ]
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_index_is_extended_and_hides_stale_rows(tiny_corpus, tmp_path, kind):
+    config = _approximate(tiny_corpus, tmp_path / "a" / ".index", stale_share=0.9, kind=kind)
+    reindex(config, embedder=FakeEmbedder())
+    before = load_index(config.index_path, config).faiss_index.ntotal
+    path = tiny_corpus / "sepakbola.txt"
+    path.write_text(path.read_text("utf-8").replace("3-0", "4-1"), "utf-8")
+    (tiny_corpus / "banjir.md").unlink()
+    (tiny_corpus / "baru.txt").write_text("Judul Baru\n\nKabar baru dari Bandung.", "utf-8")
+    result = reindex(config, embedder=FakeEmbedder())
+    assert (result.stats.added, result.stats.changed, result.stats.removed) == (1, 1, 1)
+
+    index = load_index(config.index_path, config)
+    stale = int((index.faiss_rows < 0).sum())
+    assert index.faiss_index.ntotal == before + result.stats.embedded
+    assert stale == index.faiss_index.ntotal - index.count > 0
+    assert index.manifest["faiss_stale_rows"] == stale
+    # The same rankings as a fresh build of the same corpus, with no stale passage in them.
+    fresh = _approximate(tiny_corpus, tmp_path / "f" / ".index", stale_share=0.9, kind=kind)
+    reindex(fresh, embedder=FakeEmbedder())
+    rebuilt = load_index(fresh.index_path, fresh)
+    assert rebuilt.faiss_rows is None and rebuilt.faiss_index.ntotal == rebuilt.count
+    ids = [c.chunk_id for c in index.chunks]
+    assert [c.chunk_id for c in rebuilt.chunks] == ids
+    rankings = _neighbour_ids(index)
+    assert rankings == _neighbour_ids(rebuilt)
+    assert all(sorted(r) == sorted(ids) for r in rankings)
+    assert not any("banjir" in i or "3-0" in index.chunks[n].text for n, i in enumerate(ids))
+
+
+def test_too_many_stale_rows_rebuild_the_approximate_index(tiny_corpus, tmp_path):
+    config = _approximate(tiny_corpus, tmp_path / "a" / ".index", stale_share=0.1)
+    reindex(config, embedder=FakeEmbedder())
+    path = tiny_corpus / "sepakbola.txt"
+    path.write_text(path.read_text("utf-8").replace("3-0", "4-1"), "utf-8")
+    result = reindex(config, embedder=FakeEmbedder())
+    assert result.stats.changed == 1
+    index = load_index(config.index_path, config)
+    assert index.faiss_rows is None and index.faiss_index.ntotal == index.count
+    assert index.manifest["faiss_stale_rows"] == 0
+
+
+def test_a_stale_row_map_that_does_not_fit_says_rebuild(tiny_corpus, tmp_path):
+    config = _approximate(tiny_corpus, tmp_path / "a" / ".index", stale_share=0.9)
+    reindex(config, embedder=FakeEmbedder())
+    (tiny_corpus / "baru.txt").write_text("Judul Baru\n\nKabar baru dari Bandung.", "utf-8")
+    reindex(config, embedder=FakeEmbedder())
+    live = Path(os.path.realpath(config.index_path))
+    rows = np.load(live / "faiss_rows.npy")
+    np.save(live / "faiss_rows.npy", rows[:-1])
+    with pytest.raises(IndexCorruptError, match="inconsistent"):
+        load_index(config.index_path, config)

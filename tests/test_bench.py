@@ -96,6 +96,7 @@ def test_json_run_prints_every_figure(tmp_path, capsys):
     assert scale["n"] == 300 and scale["dimension"] == 384
     assert scale["approximate"]["kind"] == "hnsw"
     assert scale["approximate"]["recall_at_10"] >= 0.95
+    assert 0 < scale["approximate"]["add_one_percent_seconds"] < 60
     assert scale["keyword"]["p50_ms"] > 0
     vectors = scale["vectors"]
     assert vectors["model"] == "mixture" and vectors["lid_reference"] > 0

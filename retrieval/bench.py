@@ -364,6 +364,27 @@ def local_intrinsic_dimension(
     return round(float(np.median(estimates)), 1)
 
 
+def weak_hnsw_recall(vectors: np.ndarray, rng: np.random.Generator, held_out: float = 0.2) -> float:
+    """Recall@10 of a deliberately weak HNSW (M 8, efSearch 16), held-out rows as queries.
+
+    At a few thousand rows a good HNSW is exact on anything, so a weak one is what shows
+    whether synthetic vectors are as hard to search as the real ones.
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    order = rng.permutation(len(vectors))
+    cut = max(1, int(len(vectors) * held_out))
+    base, queries = vectors[order[cut:]], vectors[order[:cut]]
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(base)
+    _, truth = exact.search(queries, 10)
+    weak = faiss.IndexHNSWFlat(vectors.shape[1], 8, faiss.METRIC_INNER_PRODUCT)
+    weak.hnsw.efConstruction = 16
+    weak.add(base)
+    weak.hnsw.efSearch = 16
+    _, found = weak.search(queries, 10)
+    return _recall(list(found), list(truth))
+
+
 def synthetic_texts(n: int, rng: np.random.Generator, vocabulary: int = 50_000) -> list[str]:
     """n documents of 20-80 words drawn from a Zipf-distributed vocabulary."""
     words = _pseudo_words(vocabulary, rng)
@@ -401,13 +422,17 @@ def measure_scale(
     vector_model = fit_vector_model(reference, model)
     # How realistic the synthetic vectors are: their local intrinsic dimension next to the real
     # one, both measured on as many rows as the reference has.
+    same_size = vector_model.sample(len(reference), rng)
     realism = {
         "model": model,
         "components": len(vector_model.weights),
         "reference_rows": len(reference),
         "lid_reference": local_intrinsic_dimension(reference),
-        "lid_synthetic": local_intrinsic_dimension(vector_model.sample(len(reference), rng)),
+        "lid_synthetic": local_intrinsic_dimension(same_size),
+        "weak_hnsw_recall_reference": weak_hnsw_recall(reference, rng),
+        "weak_hnsw_recall_synthetic": weak_hnsw_recall(same_size, rng),
     }
+    del same_size
     vectors = vector_model.sample(n, rng)
     probes = vector_model.sample(queries, rng)
 
@@ -650,6 +675,11 @@ def format_report(report: dict) -> str:
             f"component{'s' if v['components'] != 1 else ''}): "
             f"local intrinsic dimension, synthetic / real ({v['reference_rows']} rows)",
             f"{v['lid_synthetic']:.1f} / {v['lid_reference']:.1f}",
+        )
+        row(
+            f"scale {n}: recall@10 of a weak HNSW (M=8, efSearch=16) at that size, "
+            "synthetic / real",
+            f"{v['weak_hnsw_recall_synthetic']:.3f} / {v['weak_hnsw_recall_reference']:.3f}",
         )
         params = ", ".join(f"{key}={value}" for key, value in a["params"].items())
         row(f"scale {n}: exact search p50 / p95", f"{x['p50_ms']:.2f} / {x['p95_ms']:.2f} ms")

@@ -101,6 +101,8 @@ def test_json_run_prints_every_figure(tmp_path, capsys):
     vectors = scale["vectors"]
     assert vectors["model"] == "mixture" and vectors["lid_reference"] > 0
     assert vectors["lid_synthetic"] > 0
+    assert 0 < vectors["weak_hnsw_recall_reference"] <= 1
+    assert 0 < vectors["weak_hnsw_recall_synthetic"] <= 1
 
 
 def test_table_run_and_sections(tmp_path, capsys):

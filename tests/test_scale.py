@@ -14,6 +14,7 @@ from retrieval.bench import (
     local_intrinsic_dimension,
     synthetic_texts,
     synthetic_vectors,
+    weak_hnsw_recall,
 )
 from retrieval.config import IndexConfig
 from retrieval.corpus import load_corpus
@@ -138,6 +139,13 @@ def test_mixture_keeps_the_reference_dimension_where_one_gaussian_inflates_it():
     lid_gaussian = local_intrinsic_dimension(gaussian.sample(len(reference), rng))
     assert lid_gaussian > 2 * real
     assert abs(lid_mixture - real) < (lid_gaussian - real) / 3
+    # The same ordering shows in how well a weak HNSW searches each.
+    rng = np.random.default_rng(8)
+    recall_real = weak_hnsw_recall(reference, rng)
+    recall_mixture = weak_hnsw_recall(mixture.sample(len(reference), rng), rng)
+    recall_gaussian = weak_hnsw_recall(gaussian.sample(len(reference), rng), rng)
+    assert recall_gaussian < recall_mixture - 0.1
+    assert abs(recall_mixture - recall_real) < recall_mixture - recall_gaussian
 
 
 def test_synthetic_texts_follow_a_zipf_vocabulary():

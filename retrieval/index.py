@@ -19,6 +19,7 @@ from .corpus import Article
 from .embedding import Embedder, model_key
 from .errors import IndexCorruptError, IndexMismatchError, IndexMissingError
 from .keyword import KeywordIndex
+from .terms import TermTable
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -118,6 +119,8 @@ class IndexData:
     sentence_offsets: np.ndarray  # chunk i's sentences are rows [off[i], off[i+1])
     faiss_index: faiss.Index
     keyword: KeywordIndex
+    passage_terms: TermTable  # one text per chunk
+    sentence_terms: TermTable  # one text per row of sentence_vectors
     path: Path | None = None
     version: str = field(default="")
     # FAISS id -> chunk row, -1 for a stale row (a passage since changed or removed); None when
@@ -173,6 +176,8 @@ class IndexData:
         if self.faiss_rows is not None:
             np.save(folder / "faiss_rows.npy", self.faiss_rows)
         self.keyword.save(folder / "bm25")
+        self.passage_terms.save(folder / "passage_terms.npz")
+        self.sentence_terms.save(folder / "sentence_terms.npz")
         _write_json(folder / MANIFEST, self.manifest)
 
 
@@ -248,6 +253,7 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
         rows_file = real / "faiss_rows.npy"
         faiss_rows = np.load(rows_file) if rows_file.exists() else None
         keyword = KeywordIndex.load(real / "bm25", config.search.stemming)
+        passage_terms, sentence_terms = _load_terms(real, chunks)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexCorruptError(
             f"the index at {path} cannot be read ({exc.__class__.__name__}: {exc}). "
@@ -263,7 +269,8 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
             and len(live) == len(chunks)
             and np.array_equal(np.sort(live), np.arange(len(chunks)))
         )
-    if not (faiss_rows_ok and len(chunks) == len(vectors) == len(offsets) - 1):
+    terms_ok = passage_terms.count == len(chunks) and sentence_terms.count == len(sentence_vectors)
+    if not (faiss_rows_ok and terms_ok and len(chunks) == len(vectors) == len(offsets) - 1):
         raise IndexCorruptError(
             f"the index at {path} is inconsistent (chunk and vector counts differ). "
             f"Rebuild it with: {config.reindex_command(full=True)}"
@@ -278,9 +285,21 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
         offsets,
         faiss_index,
         keyword,
+        passage_terms,
+        sentence_terms,
         real,
         manifest.get("build_id", ""),
         faiss_rows,
+    )
+
+
+def _load_terms(folder: Path, chunks: list[Chunk]) -> tuple[TermTable, TermTable]:
+    """The prepared word sets; a build from before they were saved gets them made now."""
+    if not (folder / "passage_terms.npz").exists():
+        return TermTable.build([c.text for c in chunks]), TermTable.build(sentence_texts(chunks))
+    return (
+        TermTable.load(folder / "passage_terms.npz"),
+        TermTable.load(folder / "sentence_terms.npz"),
     )
 
 
@@ -381,6 +400,8 @@ def build_index(
         np.asarray(offsets, dtype=np.int64),
         faiss_index,
         KeywordIndex.build([c.text for c in chunks], config.search.stemming),
+        TermTable.build([c.text for c in chunks]),
+        TermTable.build(sentence_texts(chunks)),
         version=manifest["build_id"],
         faiss_rows=faiss_rows,
     )
@@ -436,6 +457,11 @@ def _extend_faiss(
     if len(new_vectors):
         index.add(np.ascontiguousarray(new_vectors, dtype=np.float32))
     return index, rows
+
+
+def sentence_texts(chunks: Sequence[Chunk]) -> list[str]:
+    """Every sentence of every chunk, in the order of the sentence vectors."""
+    return [c.text[a - c.start : b - c.start] for c in chunks for a, b in c.sentences]
 
 
 def encoder_texts(chunks: Sequence[Chunk]) -> tuple[list[str], list[str]]:

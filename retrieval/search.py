@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 
@@ -36,19 +35,6 @@ QUESTION_TYPES = (
     ("place", re.compile(r"\b(di ?mana\w*|mana\w*|where)\b")),
 )
 TYPES = ("date", "number", "person", "place", "other")
-MONTHS_AND_DAYS = frozenset(
-    """januari februari maret april mei juni juli agustus september oktober november desember
-    january february march may june july august october december
-    senin selasa rabu kamis jumat sabtu minggu monday tuesday wednesday thursday friday saturday
-    sunday""".split()
-)
-NUMBER_WORDS = frozenset(
-    "satu dua tiga empat lima enam tujuh delapan sembilan sepuluh sebelas belas puluh ratus "
-    "ribu juta miliar triliun seratus seribu setengah".split()
-)
-CAPITALISED = re.compile(r"\b[A-Z][\w'-]*")
-YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
-
 # Re-ranking weights, fitted on the FacQA train split with stemming on (softmax over the top 20
 # candidates of each question, gold passage as target; 5-fold cross-validated R@1 0.761 against
 # 0.745 for fusion alone). Base: fused score, dense cosine, BM25 / best BM25, best sentence
@@ -75,31 +61,6 @@ def question_type(question: str) -> str:
         if pattern.search(text):
             return name
     return "other"
-
-
-@functools.lru_cache(maxsize=4096)
-def _passage_terms(text: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """A passage's tokens, its years and its capitalised words (cached: hot passages recur)."""
-    years = frozenset(YEAR.findall(text))
-    names = frozenset(m.group().casefold() for m in CAPITALISED.finditer(text))
-    return frozenset(tokenize(text)), years, names
-
-
-def answer_type_features(question_tokens: frozenset[str], text: str) -> np.ndarray:
-    """What a passage offers that the question does not hold: numbers, years, dates, names."""
-    tokens, years, names = _passage_terms(text)
-    novel = tokens - question_tokens
-    numbers = sum(1 for w in novel if w[0].isdigit())
-    dates = bool(novel & MONTHS_AND_DAYS) or any("/" in w and w[0].isdigit() for w in novel)
-    return np.array(
-        [
-            min(numbers, 3) / 3,
-            min(len(years - question_tokens), 2) / 2,
-            float(dates),
-            float(bool(novel & NUMBER_WORDS)),
-            min(len(names - question_tokens), 5) / 5,
-        ]
-    )
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:
@@ -144,20 +105,13 @@ def sentence_scores(index: IndexData, rows: np.ndarray, query_vector: np.ndarray
     return best
 
 
-def coverage(question_tokens: frozenset[str], text: str) -> float:
-    """Share of the question's words that occur in the passage."""
-    return len(question_tokens & _passage_terms(text)[0]) / max(1, len(question_tokens))
-
-
 def rerank_features(
-    index: IndexData,
-    question_tokens: frozenset[str],
-    rows: np.ndarray,
     fused: np.ndarray,
     dense: np.ndarray,
     keyword: np.ndarray,
     sentence: np.ndarray,
     covered: np.ndarray,
+    typed: np.ndarray,
 ) -> np.ndarray:
     """One row of features per candidate (already in fused order)."""
     base = np.column_stack(
@@ -167,10 +121,9 @@ def rerank_features(
             keyword / max(float(keyword.max()), 1e-9),
             sentence,
             covered,
-            1.0 / np.arange(1, len(rows) + 1),
+            1.0 / np.arange(1, len(fused) + 1),
         ]
     )
-    typed = np.stack([answer_type_features(question_tokens, index.chunks[r].text) for r in rows])
     return np.column_stack([base, typed])
 
 
@@ -211,15 +164,13 @@ def search(
     rows, fused, dense, keyword = rows[order], fused[order], dense[order], keyword[order]
     sentence = sentence_scores(index, rows, query_vector)
     top = min(config.rerank_candidates, len(rows))
-    question_tokens = frozenset(tokenize(query))
+    typed, top_covered = index.passage_terms.features(rows[:top], frozenset(tokenize(query)))
     covered = np.zeros(len(rows))
-    covered[:top] = [coverage(question_tokens, index.chunks[r].text) for r in rows[:top]]
+    covered[:top] = top_covered
     score = fused
     if config.rerank:
         features = rerank_features(
-            index,
-            question_tokens,
-            *(a[:top] for a in (rows, fused, dense, keyword, sentence, covered)),
+            *(a[:top] for a in (fused, dense, keyword, sentence, covered)), typed
         )
         learned = rerank_scores(features, question_type(query))
         # The score becomes a softmax share among the re-ranked candidates (0..1, like the

@@ -15,12 +15,12 @@ from retrieval.config import parse_config
 from retrieval.evaluate import evaluate, is_found, load_questions, prepare
 from retrieval.keyword import tokenize
 from retrieval.search import (
-    answer_type_features,
     fuse,
     question_type,
     search,
     sentence_scores,
 )
+from retrieval.terms import TermTable
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_DIR = ROOT.parent / "shared" / "eval"
@@ -185,14 +185,18 @@ def test_question_type(question, kind):
 
 def test_answer_type_features_count_only_what_the_question_lacks():
     question = frozenset(tokenize("Kapan Kim tiba di Vladivostok pada 2023?"))
-    same = answer_type_features(question, "Kim tiba di Vladivostok pada 2023.")
-    new = answer_type_features(
-        question, "Kim tiba di Vladivostok pada Rabu (13/9) 2023 bersama Lavrov."
+    table = TermTable.build(
+        [
+            "Kim tiba di Vladivostok pada 2023.",
+            "Kim tiba di Vladivostok pada Rabu (13/9) 2023 bersama Lavrov.",
+        ]
     )
-    assert same.tolist() == [0, 0, 0, 0, 0]
-    numbers, years, dates, number_words, names = new
+    typed, covered = table.features(np.array([0, 1]), question)
+    assert typed[0].tolist() == [0, 0, 0, 0, 0]
+    numbers, years, dates, number_words, names = typed[1]
     assert numbers > 0 and dates == 1.0 and names > 0
     assert years == 0 and number_words == 0
+    assert covered[0] == covered[1] == 6 / 7  # all but "kapan"
 
 
 @pytest.mark.parametrize(

@@ -380,3 +380,38 @@ def test_a_stale_row_map_that_does_not_fit_says_rebuild(tiny_corpus, tmp_path):
     np.save(live / "faiss_rows.npy", rows[:-1])
     with pytest.raises(IndexCorruptError, match="inconsistent"):
         load_index(config.index_path, config)
+
+
+def test_word_sets_are_saved_with_the_build_and_made_for_a_build_without_them(tiny_index):
+    live = Path(os.path.realpath(tiny_index.index_path))
+    saved = load_index(tiny_index.index_path, tiny_index)
+    assert saved.passage_terms.count == saved.count
+    assert saved.sentence_terms.count == len(saved.sentence_vectors)
+    for name in ("passage_terms.npz", "sentence_terms.npz"):
+        (live / name).unlink()
+    made = load_index(tiny_index.index_path, tiny_index)
+    rows = np.arange(made.count)
+    question = frozenset({"harga", "cabai", "2024"})
+    for a, b in zip(
+        saved.passage_terms.features(rows, question),
+        made.passage_terms.features(rows, question),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["passage_terms.npz", "sentence_terms.npz"])
+def test_corrupt_word_sets_say_rebuild(tiny_index, name):
+    live = Path(os.path.realpath(tiny_index.index_path))
+    (live / name).write_bytes(b"not an npz file")
+    with pytest.raises(IndexCorruptError, match="tanya-reindex --full"):
+        load_index(tiny_index.index_path, tiny_index)
+
+
+def test_word_sets_of_other_texts_say_rebuild(tiny_index):
+    from retrieval.terms import TermTable
+
+    live = Path(os.path.realpath(tiny_index.index_path))
+    TermTable.build(["satu teks saja"]).save(live / "passage_terms.npz")
+    with pytest.raises(IndexCorruptError, match="inconsistent"):
+        load_index(tiny_index.index_path, tiny_index)

@@ -182,7 +182,5 @@ def search(
         rows, fused, dense, keyword, sentence, covered, score = (
             a[reorder] for a in (rows, fused, dense, keyword, sentence, covered, score)
         )
-    columns = (score, dense, keyword, sentence, covered, fused)
-    return [
-        Hit(index.chunks[r], int(r), *(float(c[i]) for c in columns)) for i, r in enumerate(rows)
-    ]
+    columns = [c.tolist() for c in (rows, score, dense, keyword, sentence, covered, fused)]
+    return [Hit(index.chunks[r], r, *values) for r, *values in zip(*columns, strict=True)]

@@ -85,7 +85,7 @@ def make_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
         index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = config.hnsw_ef_construction
     elif kind == "ivf" and n >= 64:
-        nlist = config.ivf_nlist or max(1, min(n // 39, int(4 * np.sqrt(n))))
+        nlist = _ivf_lists(config, n)
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
@@ -94,6 +94,19 @@ def make_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
     index.add(vectors)
     tune_faiss(index, config)
     return index
+
+
+def _ivf_lists(config: IndexConfig, n: int) -> int:
+    return config.ivf_nlist or max(1, min(n // 39, int(4 * np.sqrt(n))))
+
+
+def _fits(index: faiss.Index, config: IndexConfig, n: int) -> bool:
+    """Whether an approximate index still suits a corpus of n chunks when extended."""
+    if isinstance(index, faiss.IndexHNSW):
+        return True
+    # IVF lists are sized for the corpus they were trained on; a flat index stood in for
+    # IVF when that corpus was too small to train on.
+    return isinstance(index, faiss.IndexIVF) and 2 * index.nlist >= _ivf_lists(config, n)
 
 
 def tune_faiss(index: faiss.Index, config: IndexConfig) -> None:
@@ -264,7 +277,8 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
     else:
         live = faiss_rows[faiss_rows >= 0]
         faiss_rows_ok = (
-            faiss_rows.ndim == 1
+            faiss_rows.dtype.kind == "i"
+            and faiss_rows.ndim == 1
             and len(faiss_rows) == faiss_index.ntotal
             and len(live) == len(chunks)
             and np.array_equal(np.sort(live), np.arange(len(chunks)))
@@ -442,7 +456,11 @@ def _extend_faiss(
         return None, None
     old_total = previous.faiss_index.ntotal
     total = old_total + len(new_vectors)
-    if total == 0 or (total - len(sources)) / total > config.rebuild_stale_share:
+    if (
+        total == 0
+        or not _fits(previous.faiss_index, config, len(sources))
+        or (total - len(sources)) / total > config.rebuild_stale_share
+    ):
         return None, None
     if previous.faiss_rows is None:
         old_ids = np.arange(previous.count)

@@ -330,6 +330,9 @@ def _neighbour_ids(index) -> list[list[str]]:
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_approximate_index_is_extended_and_hides_stale_rows(tiny_corpus, tmp_path, kind):
+    if kind == "ivf":  # IVF needs enough passages to train its lists on
+        for i in range(70):
+            (tiny_corpus / f"kabar{i}.txt").write_text(f"Kabar {i}\n\nBerita nomor {i}.", "utf-8")
     config = _approximate(tiny_corpus, tmp_path / "a" / ".index", stale_share=0.9, kind=kind)
     reindex(config, embedder=FakeEmbedder())
     before = load_index(config.index_path, config).faiss_index.ntotal
@@ -341,6 +344,9 @@ def test_approximate_index_is_extended_and_hides_stale_rows(tiny_corpus, tmp_pat
     assert (result.stats.added, result.stats.changed, result.stats.removed) == (1, 1, 1)
 
     index = load_index(config.index_path, config)
+    assert (
+        type(index.faiss_index).__name__ == {"hnsw": "IndexHNSWFlat", "ivf": "IndexIVFFlat"}[kind]
+    )
     stale = int((index.faiss_rows < 0).sum())
     assert index.faiss_index.ntotal == before + result.stats.embedded
     assert stale == index.faiss_index.ntotal - index.count > 0
@@ -358,8 +364,14 @@ def test_approximate_index_is_extended_and_hides_stale_rows(tiny_corpus, tmp_pat
     assert not any("banjir" in i or "3-0" in index.chunks[n].text for n, i in enumerate(ids))
 
 
-def test_too_many_stale_rows_rebuild_the_approximate_index(tiny_corpus, tmp_path):
-    config = _approximate(tiny_corpus, tmp_path / "a" / ".index", stale_share=0.1)
+@pytest.mark.parametrize(
+    ("kind", "stale_share"),
+    [("hnsw", 0.1), ("ivf", 0.9)],  # too many stale rows; a corpus too small to train IVF on
+)
+def test_an_approximate_index_that_no_longer_fits_is_rebuilt(
+    tiny_corpus, tmp_path, kind, stale_share
+):
+    config = _approximate(tiny_corpus, tmp_path / "a" / ".index", stale_share, kind)
     reindex(config, embedder=FakeEmbedder())
     path = tiny_corpus / "sepakbola.txt"
     path.write_text(path.read_text("utf-8").replace("3-0", "4-1"), "utf-8")
@@ -370,14 +382,19 @@ def test_too_many_stale_rows_rebuild_the_approximate_index(tiny_corpus, tmp_path
     assert index.manifest["faiss_stale_rows"] == 0
 
 
-def test_a_stale_row_map_that_does_not_fit_says_rebuild(tiny_corpus, tmp_path):
+@pytest.mark.parametrize(
+    "corrupt",
+    [lambda rows: rows[:-1], lambda rows: rows.astype(np.float64)],
+    ids=["short", "float"],
+)
+def test_a_stale_row_map_that_does_not_fit_says_rebuild(tiny_corpus, tmp_path, corrupt):
     config = _approximate(tiny_corpus, tmp_path / "a" / ".index", stale_share=0.9)
     reindex(config, embedder=FakeEmbedder())
     (tiny_corpus / "baru.txt").write_text("Judul Baru\n\nKabar baru dari Bandung.", "utf-8")
     reindex(config, embedder=FakeEmbedder())
     live = Path(os.path.realpath(config.index_path))
     rows = np.load(live / "faiss_rows.npy")
-    np.save(live / "faiss_rows.npy", rows[:-1])
+    np.save(live / "faiss_rows.npy", corrupt(rows))
     with pytest.raises(IndexCorruptError, match="inconsistent"):
         load_index(config.index_path, config)
 

@@ -92,6 +92,8 @@ def test_json_run_prints_every_figure(tmp_path, capsys):
     assert 0 < indexing["no_change_fraction"] < 1
     for key in ("index_chunks_per_s", "encoder_chunks_per_s", "overhead"):
         assert key in indexing
+    assert 0 < indexing["encoder_seconds_in_build"] < indexing["build_seconds"]
+    assert indexing["overhead_in_build"] > 0
     scale = report["scale"]
     assert scale["n"] == 300 and scale["dimension"] == 384
     assert scale["approximate"]["kind"] == "hnsw"

@@ -336,21 +336,6 @@ def fit_vector_model(
     return VectorModel(model, np.stack(means), np.stack(bases), weights / weights.sum())
 
 
-def synthetic_vectors(
-    n: int,
-    reference: np.ndarray,
-    rng: np.random.Generator,
-    model: str = "mixture",
-    batch: int = 100_000,
-) -> np.ndarray:
-    """n normalised vectors drawn from a model fitted to real embeddings (see fit_vector_model).
-
-    Uniform random vectors have no structure at all, unlike sentence embeddings, and would
-    say little about an index's recall on real data.
-    """
-    return fit_vector_model(reference, model).sample(n, rng, batch)
-
-
 def local_intrinsic_dimension(
     vectors: np.ndarray, k: int = 20, sample: int = 2000, seed: int = 0
 ) -> float:

@@ -35,6 +35,7 @@ QUESTION_TYPES = (
     ("place", re.compile(r"\b(di ?mana\w*|mana\w*|where)\b")),
 )
 TYPES = ("date", "number", "person", "place", "other")
+
 # Re-ranking weights, fitted on the FacQA train split with stemming on (softmax over the top 20
 # candidates of each question, gold passage as target; 5-fold cross-validated R@1 0.761 against
 # 0.745 for fusion alone). Base: fused score, dense cosine, BM25 / best BM25, best sentence

@@ -13,7 +13,6 @@ from retrieval.bench import (
     fit_vector_model,
     local_intrinsic_dimension,
     synthetic_texts,
-    synthetic_vectors,
     weak_hnsw_recall,
 )
 from retrieval.config import IndexConfig
@@ -46,7 +45,7 @@ def _recall_at_10(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray) 
 
 @pytest.fixture(scope="module")
 def corpus_vectors() -> tuple[np.ndarray, np.ndarray]:
-    both = synthetic_vectors(4100, _reference(), np.random.default_rng(0), model="gaussian")
+    both = fit_vector_model(_reference(), "gaussian").sample(4100, np.random.default_rng(0))
     return both[:4000], both[4000:]
 
 
@@ -98,7 +97,7 @@ def test_search_parameters_are_applied_again_after_loading(tmp_path):
 
 def test_synthetic_vectors_are_normalised_and_keep_the_reference_mean_direction():
     reference = _reference()
-    vectors = synthetic_vectors(3000, reference, np.random.default_rng(5), batch=1000)
+    vectors = fit_vector_model(reference).sample(3000, np.random.default_rng(5), batch=1000)
     assert vectors.shape == (3000, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     mean = reference.mean(axis=0)

@@ -282,12 +282,16 @@ class Answerer:
         return True
 
     def _retrieve(
-        self, text: str, history: tuple[str, ...], index: IndexData
+        self,
+        text: str,
+        history: tuple[str, ...],
+        index: IndexData,
+        hidden: np.ndarray | None = None,
     ) -> tuple[str, tuple[np.ndarray, ...], list[Hit]]:
         """Search the question alone; an elliptic one that is weak alone is re-read in context."""
         config = self.config.search
         vector = self.embedder.encode_queries([text])[0]
-        hits = search(index, text, vector, config)
+        hits = search(index, text, vector, config, hidden=hidden)
         if (
             history
             and config.history_turns
@@ -296,23 +300,33 @@ class Answerer:
         ):
             query = search_text(text, history, config)
             context_vector = self.embedder.encode_queries([query])[0]
-            return query, (vector, context_vector), search(index, query, context_vector, config)
+            context_hits = search(index, query, context_vector, config, hidden=hidden)
+            return query, (vector, context_vector), context_hits
         return text, (vector,), hits
 
-    def ask(self, question: str, history: Sequence[str] = ()) -> Answer:
-        """Answer one question, given the chat's earlier questions (oldest first)."""
+    def ask(
+        self,
+        question: str,
+        history: Sequence[str] = (),
+        hidden: Sequence[int] | None = None,
+    ) -> Answer:
+        """Answer one question, given the chat's earlier questions (oldest first).
+
+        `hidden` are chunk rows of the loaded index to leave out (the evaluation's use).
+        """
         text = clean_question(question)
         history = tuple(clean_question(h) for h in history if h and h.strip())
         index = self._index
         turns = self.config.search.history_turns
         key = (text.casefold(), history[-turns:] if turns else (), index.version)
         with self._lock:
-            if key in self._cache:
+            if hidden is None and key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        query, vectors, hits = self._retrieve(text, history, index)
+        rows = None if hidden is None else np.unique(np.asarray(hidden, dtype=np.int64))
+        query, vectors, hits = self._retrieve(text, history, index, rows)
         answer = compose(text, hits, index, query, vectors, self.config.search)
-        if self.config.search.cache_size:
+        if self.config.search.cache_size and hidden is None:
             with self._lock:
                 self._cache[key] = answer
                 while len(self._cache) > self.config.search.cache_size:

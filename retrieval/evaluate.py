@@ -1,7 +1,7 @@
 """Measure answer quality on a question file: recall, MRR, highlights, declining, speed.
 
     python -m retrieval.evaluate --questions FILE [--corpus PATH] [--config PATH]
-                                 [--split NAME] [--json]
+                                 [--split NAME] [--json] [--hide-answers]
 
 The corpus is indexed into a throwaway folder under `.cache/eval/` (one per corpus path and
 index settings) with the same code as the live index, which is never touched; a second run on
@@ -168,17 +168,35 @@ def summarise(outcomes: Sequence[Outcome], seconds: float) -> Report:
     )
 
 
-def run_questions(answerer: Answerer, questions: Sequence[EvalQuestion]) -> list[Outcome]:
-    """Ask every question the way the bot does, history included."""
-    return [judge(q, answerer.ask(q.question, q.history)) for q in questions]
+def run_questions(
+    answerer: Answerer, questions: Sequence[EvalQuestion], hide_answers: bool = False
+) -> list[Outcome]:
+    """Ask every question the way the bot does, history included.
+
+    With `hide_answers`, every passage that holds an answer to a question (from any document)
+    is left out of its search, so the question becomes one the corpus cannot answer and the
+    right result is to decline: this measures declining on questions about a covered topic.
+    """
+    if not hide_answers:
+        return [judge(q, answerer.ask(q.question, q.history)) for q in questions]
+    texts = [fold(chunk.text) for chunk in answerer.index.chunks]
+    outcomes = []
+    for q in questions:
+        answers = [fold(a) for a in q.answers]
+        hidden = [row for row, text in enumerate(texts) if any(a in text for a in answers)]
+        unanswerable = dataclasses.replace(q, answers=(), doc_id=None)
+        outcomes.append(judge(unanswerable, answerer.ask(q.question, q.history, hidden)))
+    return outcomes
 
 
-def evaluate(answerer: Answerer, questions: Sequence[EvalQuestion]) -> Report:
+def evaluate(
+    answerer: Answerer, questions: Sequence[EvalQuestion], hide_answers: bool = False
+) -> Report:
     """Ask every question and summarise the outcomes."""
     # The first question pays for warming up the model and the stemmer: keep that out of qps.
     answerer.ask("warm up")
     started = time.perf_counter()
-    outcomes = run_questions(answerer, questions)
+    outcomes = run_questions(answerer, questions, hide_answers)
     return summarise(outcomes, time.perf_counter() - started)
 
 
@@ -234,13 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="config file (default: config.yaml)")
     parser.add_argument("--split", help="only questions of this split (e.g. train, test)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument(
+        "--hide-answers",
+        action="store_true",
+        help="leave out every passage holding a question's answer: all should be declined",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     try:
         config = load_config(args.config)
         questions = load_questions(args.questions, args.split)
         answerer = prepare(config, args.corpus)
-        report = evaluate(answerer, questions)
+        report = evaluate(answerer, questions, args.hide_answers)
     except TanyaError as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 1

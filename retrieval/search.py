@@ -145,13 +145,21 @@ def search(
     query_vector: np.ndarray,
     config: SearchConfig,
     k: int | None = None,
+    hidden: np.ndarray | None = None,
 ) -> list[Hit]:
-    """The best chunks for a query, best first, scored on the union of both candidate lists."""
-    if index.count == 0:
+    """The best chunks for a query, best first, scored on the union of both candidate lists.
+
+    `hidden` (sorted chunk rows) are left out, as if they were not in the index: the evaluation
+    uses it to ask a question whose answer is nowhere to be found.
+    """
+    hidden = np.zeros(0, dtype=np.int64) if hidden is None else hidden
+    if index.count - len(hidden) <= 0:
         return []
-    n_cand = min(config.candidates, index.count)
-    dense_rows = index.dense_search(query_vector, n_cand)
+    n_cand = min(config.candidates, index.count - len(hidden))
+    dense_rows = index.dense_search(query_vector, min(n_cand + len(hidden), index.count))
+    dense_rows = dense_rows[~np.isin(dense_rows, hidden)][:n_cand]
     keyword_all = index.keyword.scores(query)
+    keyword_all[hidden] = 0.0
     if n_cand < index.count:
         keyword_rows = np.argpartition(-keyword_all, n_cand - 1)[:n_cand]
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import unicodedata
@@ -147,21 +148,41 @@ def search_text(question: str, history: Sequence[str], config: SearchConfig) -> 
     return " ".join([*recent, question]) if config.history_turns and recent else question
 
 
-def evidence(hits: Sequence[Hit], config: SearchConfig) -> float:
-    """How well the articles cover a query: best cosine, plus the best share of its words."""
+@functools.cache
+def stop_words() -> frozenset[str]:
+    """Words that say nothing of a question's topic: Sastrawi's Indonesian stop words,
+    question words, pronouns and common English words."""
+    from Sastrawi.StopWordRemover.StopWordRemoverFactory import StopWordRemoverFactory
+
+    words = StopWordRemoverFactory().get_stop_words()
+    return frozenset(words) | QUESTION_WORDS | ANAPHORA | ENGLISH_WORDS
+
+
+def content_words(query: str) -> frozenset[str]:
+    """The words of a query that name its topic."""
+    return frozenset(tokenize(query)) - stop_words()
+
+
+def evidence(hits: Sequence[Hit], index: IndexData, query: str, config: SearchConfig) -> float:
+    """How well the articles cover a query: best cosine, plus the coverage weight times the
+    best share of its content words found in one of the top passages."""
     if not hits:
         return 0.0
     best_dense = max(h.dense for h in hits)
-    best_coverage = max(h.coverage for h in hits[:EVIDENCE_DEPTH])
-    return best_dense + config.decline_coverage_weight * best_coverage
+    words = content_words(query)
+    if not words:
+        return best_dense
+    rows = np.array([h.row for h in hits[:EVIDENCE_DEPTH]], dtype=np.int64)
+    _, shares = index.passage_terms.features(rows, words)
+    return best_dense + config.decline_coverage_weight * float(shares.max())
 
 
-def is_weak(question: str, hits: Sequence[Hit], config: SearchConfig) -> bool:
+def is_weak(query: str, hits: Sequence[Hit], index: IndexData, config: SearchConfig) -> bool:
     """Too little evidence to answer: the answer declines."""
-    if is_english(question):
+    if is_english(query):
         # Cross-lingual: the keyword side knows no English words, so the cosine decides alone.
         return not hits or max(h.dense for h in hits) < config.cross_lingual_threshold
-    return evidence(hits, config) < config.decline_threshold
+    return evidence(hits, index, query, config) < config.decline_threshold
 
 
 def highlight(
@@ -200,7 +221,7 @@ def compose(
     """Pick the quotes, mark their best sentences, and decline when the evidence is weak."""
     if not hits:
         return Answer(question, True, ())
-    declined = is_weak(query, hits, config)
+    declined = is_weak(query, hits, index, config)
     chosen: list[Hit] = []
     for hit in hits:
         if len(chosen) >= (1 if declined else config.max_quotes):
@@ -296,7 +317,7 @@ class Answerer:
             history
             and config.history_turns
             and is_elliptic(text, index)
-            and evidence(hits, config) < config.follow_up_threshold
+            and evidence(hits, index, text, config) < config.follow_up_threshold
         ):
             query = search_text(text, history, config)
             context_vector = self.embedder.encode_queries([query])[0]

@@ -65,11 +65,11 @@ class SearchConfig:
     stemming: bool = True
     rerank: bool = True
     rerank_candidates: int = field(default=20, metadata=_range(1, 1000))
-    decline_threshold: float = field(default=0.865, metadata=_range(-1.0, 2.0))
-    decline_coverage_weight: float = field(default=0.1, metadata=_range(0.0, 1.0))
+    decline_threshold: float = field(default=0.985, metadata=_range(-1.0, 2.0))
+    decline_coverage_weight: float = field(default=0.4, metadata=_range(0.0, 1.0))
     cross_lingual_threshold: float = field(default=0.80, metadata=_range(-1.0, 1.0))
     duplicate_similarity: float = field(default=0.95, metadata=_range(0.0, 1.0))
-    follow_up_threshold: float = field(default=0.92, metadata=_range(-1.0, 2.0))
+    follow_up_threshold: float = field(default=1.04, metadata=_range(-1.0, 2.0))
     history_turns: int = field(default=3, metadata=_range(0, 50))
     cache_size: int = field(default=256, metadata=_range(0))
 

@@ -134,3 +134,27 @@ def test_missing_question_file_is_a_clear_error(tmp_path: Path, capsys):
     code = main(["--questions", str(tmp_path / "nope.jsonl")])
     assert code == 1
     assert "cannot read the question file" in capsys.readouterr().err
+
+
+def test_hidden_passages_are_left_out_of_the_search(seed_answerer):
+    question = "Dengan siapa Kim Jong Un berjabat tangan?"
+    holding = [r for r, c in enumerate(seed_answerer.index.chunks) if "Sergei Shoigu" in c.text]
+    assert holding
+    assert "Sergei Shoigu" in seed_answerer.ask(question).quotes[0].text
+    answer = seed_answerer.ask(question, hidden=holding)
+    assert all("Sergei Shoigu" not in c.text for c in answer.ranking)
+    assert all("Sergei Shoigu" not in q.text for q in answer.quotes)
+    # Everything hidden: nothing to quote, so the answer declines.
+    everything = seed_answerer.ask(question, hidden=range(seed_answerer.index.count))
+    assert everything.declined and not everything.quotes and not everything.ranking
+    # Hiding bypasses the answer cache both ways.
+    assert "Sergei Shoigu" in seed_answerer.ask(question).quotes[0].text
+
+
+def test_hide_answers_turns_every_question_into_one_to_decline(seed_answerer):
+    questions = load_questions(EVAL_DIR / "seed_dev.jsonl")
+    report = evaluate(seed_answerer, questions, hide_answers=True)
+    assert report.n_answerable == 0 and report.n_unanswerable == len(questions)
+    assert report.r1 == 0.0 and report.false_decline_rate == 0.0
+    # The three out-of-scope questions are declined whatever is hidden.
+    assert report.decline_rate_unanswerable >= 3 / len(questions)

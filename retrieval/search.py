@@ -23,7 +23,6 @@ class Hit:
     dense: float
     keyword: float
     sentence: float = 0.0  # best cosine of one of its sentences
-    coverage: float = 0.0  # share of the query's words found in it (top candidates only)
     fused: float = 0.0  # the fused score before re-ranking
 
 
@@ -172,14 +171,12 @@ def search(
     order = np.argsort(-fused, kind="stable")[: k or config.candidates]
     rows, fused, dense, keyword = rows[order], fused[order], dense[order], keyword[order]
     sentence = sentence_scores(index, rows, query_vector)
-    top = min(config.rerank_candidates, len(rows))
-    typed, top_covered = index.passage_terms.features(rows[:top], frozenset(tokenize(query)))
-    covered = np.zeros(len(rows))
-    covered[:top] = top_covered
     score = fused
     if config.rerank:
+        top = min(config.rerank_candidates, len(rows))
+        typed, covered = index.passage_terms.features(rows[:top], frozenset(tokenize(query)))
         features = rerank_features(
-            *(a[:top] for a in (fused, dense, keyword, sentence, covered)), typed
+            *(a[:top] for a in (fused, dense, keyword, sentence)), covered, typed
         )
         learned = rerank_scores(features, question_type(query))
         # The score becomes a softmax share among the re-ranked candidates (0..1, like the
@@ -188,8 +185,8 @@ def search(
         share /= share.sum()
         reorder = np.concatenate([np.argsort(-learned, kind="stable"), np.arange(top, len(rows))])
         score = np.concatenate([share, np.zeros(len(rows) - top)])
-        rows, fused, dense, keyword, sentence, covered, score = (
-            a[reorder] for a in (rows, fused, dense, keyword, sentence, covered, score)
+        rows, fused, dense, keyword, sentence, score = (
+            a[reorder] for a in (rows, fused, dense, keyword, sentence, score)
         )
-    columns = [c.tolist() for c in (rows, score, dense, keyword, sentence, covered, fused)]
+    columns = [c.tolist() for c in (rows, score, dense, keyword, sentence, fused)]
     return [Hit(index.chunks[r], r, *values) for r, *values in zip(*columns, strict=True)]

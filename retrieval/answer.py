@@ -1,4 +1,4 @@
-"""From a question (and the chat's earlier questions) to an Answer: quotes, highlights."""
+"""From a question and the chat's earlier questions to an Answer: quotes, highlights, declining."""
 
 from __future__ import annotations
 

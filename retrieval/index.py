@@ -487,14 +487,7 @@ def encoder_texts(chunks: Sequence[Chunk]) -> tuple[list[str], list[str]]:
 
     A one-sentence chunk's sentence vector is the chunk's own, so it is not encoded twice.
     """
-    passages = [c.text for c in chunks]
-    sentences = [
-        c.text[a - c.start : b - c.start]
-        for c in chunks
-        if len(c.sentences) > 1
-        for a, b in c.sentences
-    ]
-    return passages, sentences
+    return [c.text for c in chunks], sentence_texts([c for c in chunks if len(c.sentences) > 1])
 
 
 def _embed(

@@ -11,6 +11,7 @@ from .chunking import Chunk
 from .config import SearchConfig
 from .index import IndexData
 from .keyword import tokenize
+from .terms import ragged_positions
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,7 @@ def sentence_scores(index: IndexData, rows: np.ndarray, query_vector: np.ndarray
     best = index.vectors[rows] @ query_vector
     has = lengths > 0
     if has.any():
-        starts, lengths = starts[has], lengths[has]
-        firsts = np.cumsum(lengths) - lengths
-        positions = np.repeat(starts - firsts, lengths) + np.arange(lengths.sum())
+        positions, firsts = ragged_positions(starts[has], lengths[has])
         sims = index.sentence_vectors[positions] @ query_vector
         best[has] = np.maximum.reduceat(sims, firsts)
     return best
@@ -148,7 +147,7 @@ def search(
 ) -> list[Hit]:
     """The best chunks for a query, best first, scored on the union of both candidate lists.
 
-    `hidden` (sorted chunk rows) are left out, as if they were not in the index: the evaluation
+    `hidden` (distinct chunk rows) are left out, as if they were not in the index: the evaluation
     uses it to ask a question whose answer is nowhere to be found.
     """
     hidden = np.zeros(0, dtype=np.int64) if hidden is None else hidden

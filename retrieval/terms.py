@@ -91,8 +91,7 @@ class TermTable:
         """The ids of these texts, concatenated, and for each id the position of its text."""
         offsets = self.offsets[kind]
         starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
-        firsts = np.cumsum(lengths) - lengths
-        positions = np.repeat(starts - firsts, lengths) + np.arange(lengths.sum())
+        positions, _ = ragged_positions(starts, lengths)
         return self.ids[kind][positions], np.repeat(np.arange(len(rows)), lengths)
 
     def features(
@@ -128,6 +127,13 @@ class TermTable:
             ]
         ).astype(np.float64)
         return typed, count(owner, ~new) / max(1, len(question_tokens))
+
+
+def ragged_positions(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of the runs [start, start + length) laid end to end, and where each run
+    begins among them (for np.*.reduceat)."""
+    firsts = np.cumsum(lengths) - lengths
+    return np.repeat(starts - firsts, lengths) + np.arange(lengths.sum()), firsts
 
 
 def _member(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:

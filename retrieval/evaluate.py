@@ -2,6 +2,7 @@
 
     python -m retrieval.evaluate --questions FILE [--corpus PATH] [--config PATH]
                                  [--split NAME] [--json] [--hide-answers]
+                                 [--per-question FILE]
 
 The corpus is indexed into a throwaway folder under `.cache/eval/` (one per corpus path and
 index settings) with the same code as the live index, which is never touched; a second run on
@@ -12,11 +13,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
+import re
+import string
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +31,7 @@ from .config import Config, load_config
 from .embedding import Embedder, make_embedder
 from .errors import TanyaError
 from .index import expected_settings
-from .reindex import reindex
+from .reindex import progress_factory, reindex
 
 K_MAX = 10
 
@@ -49,19 +54,22 @@ class EvalQuestion:
 
 @dataclass(frozen=True)
 class Report:
-    """The measured figures; `to_dict` gives the keys of `--json`."""
+    """The measured figures; `to_dict` gives the keys of `--json` (None: nothing to measure)."""
 
-    r1: float
-    r5: float
-    r10: float
-    mrr10: float
-    highlight1: float
-    decline_rate_unanswerable: float
-    false_decline_rate: float
+    r1: float | None
+    r5: float | None
+    r10: float | None
+    mrr10: float | None
+    r1_any: float | None
+    highlight1: float | None
+    exact_match: float | None
+    f1: float | None
+    decline_rate_unanswerable: float | None
+    false_decline_rate: float | None
     n: int
+    n_answerable: int
+    n_unanswerable: int
     qps: float
-    n_answerable: int = 0
-    n_unanswerable: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -69,17 +77,56 @@ class Report:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one question: the rank it was found at (0 = not in the top 10)."""
+    """What happened to one question: the rank it was found at (0 = not in the top 10), by the
+    strict rule and counting any document, and how its first quote's answer span scored."""
 
     question: EvalQuestion
     rank: int
+    rank_any: int
     highlighted: bool
     declined: bool
+    exact: float = 0.0
+    f1: float = 0.0
+    answer: Answer | None = None
 
 
 def fold(text: str) -> str:
     """Case and whitespace folded, as the found rule compares texts."""
     return " ".join(text.casefold().split())
+
+
+def holds(text: str, answers: Sequence[str]) -> bool:
+    """The text holds one of the answers as whole words (case and whitespace folded):
+    "10" is not found inside "2010"."""
+    folded = fold(text)
+    return any(_whole(answer).search(folded) for answer in answers)
+
+
+@functools.lru_cache(maxsize=65536)
+def _whole(answer: str) -> re.Pattern:
+    return re.compile(r"(?<!\w)" + re.escape(fold(answer)) + r"(?!\w)")
+
+
+def normalise_answer(text: str) -> list[str]:
+    """Words of an answer for exact match and F1: case folded, punctuation dropped."""
+    text = text.casefold().translate(str.maketrans("", "", string.punctuation + "“”‘’"))
+    return text.split()
+
+
+def span_scores(predicted: str | None, answers: Sequence[str]) -> tuple[float, float]:
+    """Exact match and token F1 of a predicted span against the best gold answer."""
+    if not predicted or not answers:
+        return 0.0, 0.0
+    words = normalise_answer(predicted)
+    best_em, best_f1 = 0.0, 0.0
+    for answer in answers:
+        gold = normalise_answer(answer)
+        best_em = max(best_em, float(words == gold))
+        common = sum((Counter(words) & Counter(gold)).values())
+        if common:
+            precision, recall = common / len(words), common / len(gold)
+            best_f1 = max(best_f1, 2 * precision * recall / (precision + recall))
+    return best_em, best_f1
 
 
 def load_questions(path: str | Path, split: str | None = None) -> list[EvalQuestion]:
@@ -120,52 +167,96 @@ def load_questions(path: str | Path, split: str | None = None) -> list[EvalQuest
     return questions
 
 
-def is_found(text: str, doc_id: str, question: EvalQuestion) -> bool:
-    """The README's rule: the passage holds an answer span, from the gold document if given."""
-    if question.doc_id is not None and doc_id != question.doc_id:
+def is_found(text: str, doc_id: str, question: EvalQuestion, any_document: bool = False) -> bool:
+    """The README's rule: the passage holds an answer span as whole words, from the gold
+    document if given (unless any document counts)."""
+    if question.doc_id is not None and doc_id != question.doc_id and not any_document:
         return False
-    folded = fold(text)
-    return any(fold(answer) in folded for answer in question.answers)
+    return holds(text, question.answers)
 
 
 def judge(question: EvalQuestion, answer: Answer) -> Outcome:
-    """Where the answer's ranking first holds a gold passage, and whether its highlight does."""
-    rank = 0
-    for position, chunk in enumerate(answer.ranking[:K_MAX], 1):
-        if is_found(chunk.text, chunk.doc_id, question):
-            rank = position
-            break
+    """Where the answer's ranking first holds a gold passage, whether its highlight does, and
+    how the first quote's answer span compares with the gold answers."""
+
+    def rank(any_document: bool) -> int:
+        for position, chunk in enumerate(answer.ranking[:K_MAX], 1):
+            if is_found(chunk.text, chunk.doc_id, question, any_document):
+                return position
+        return 0
+
     first = answer.quotes[0] if answer.quotes else None
     highlighted = bool(
         question.answerable
         and first is not None
         and is_found(first.highlight, first.doc_id, question)
     )
-    return Outcome(question, rank, highlighted, answer.declined)
+    exact, f1 = 0.0, 0.0
+    if question.answerable and first is not None and not answer.declined:
+        exact, f1 = span_scores(first.answer, question.answers)
+    return Outcome(
+        question, rank(False), rank(True), highlighted, answer.declined, exact, f1, answer
+    )
 
 
 def summarise(outcomes: Sequence[Outcome], seconds: float) -> Report:
-    """The figures over all outcomes; recall and MRR over answerable questions only."""
+    """The figures over all outcomes; recall, MRR and spans over answerable questions only."""
     answerable = [o for o in outcomes if o.question.answerable]
     unanswerable = [o for o in outcomes if not o.question.answerable]
 
-    def share(items: Sequence[Outcome], test) -> float:
-        return round(sum(1 for o in items if test(o)) / len(items), 4) if items else 0.0
+    def share(items: Sequence[Outcome], value) -> float | None:
+        return round(sum(value(o) for o in items) / len(items), 4) if items else None
 
-    mrr = sum(1 / o.rank for o in answerable if o.rank) / len(answerable) if answerable else 0.0
     return Report(
         r1=share(answerable, lambda o: o.rank == 1),
         r5=share(answerable, lambda o: 0 < o.rank <= 5),
         r10=share(answerable, lambda o: 0 < o.rank <= 10),
-        mrr10=round(mrr, 4),
+        mrr10=share(answerable, lambda o: 1 / o.rank if o.rank else 0.0),
+        r1_any=share(answerable, lambda o: o.rank_any == 1),
         highlight1=share(answerable, lambda o: o.highlighted),
+        exact_match=share(answerable, lambda o: o.exact),
+        f1=share(answerable, lambda o: o.f1),
         decline_rate_unanswerable=share(unanswerable, lambda o: o.declined),
         false_decline_rate=share(answerable, lambda o: o.declined),
         n=len(outcomes),
-        qps=round(len(outcomes) / seconds, 1) if seconds > 0 else 0.0,
         n_answerable=len(answerable),
         n_unanswerable=len(unanswerable),
+        qps=round(len(outcomes) / seconds, 1) if seconds > 0 else 0.0,
     )
+
+
+def outcome_record(outcome: Outcome) -> dict:
+    """One line of `--per-question`: enough to see a failure without writing code."""
+    q, answer = outcome.question, outcome.answer
+    first = answer.quotes[0] if answer and answer.quotes else None
+    return {
+        "id": q.id,
+        "question": q.question,
+        "history": list(q.history),
+        "answers": list(q.answers),
+        "doc_id": q.doc_id,
+        "rank": outcome.rank,
+        "rank_any": outcome.rank_any,
+        "declined": outcome.declined,
+        "highlighted": outcome.highlighted,
+        "exact_match": outcome.exact,
+        "f1": round(outcome.f1, 4),
+        "scores": answer.scores if answer else {},
+        "first_quote": None
+        if first is None
+        else {
+            "doc_id": first.doc_id,
+            "paragraph": first.paragraph,
+            "text": first.text,
+            "highlight": first.highlight,
+            "answer": first.answer,
+            "answer_score": None if first.answer_score is None else round(first.answer_score, 4),
+            "score": round(first.score, 4),
+        },
+        "ranking": [f"{c.doc_id}#{c.start}-{c.end}" for c in (answer.ranking if answer else ())][
+            :5
+        ],
+    }
 
 
 def run_questions(
@@ -178,26 +269,52 @@ def run_questions(
     right result is to decline: this measures declining on questions about a covered topic.
     """
     if not hide_answers:
-        return [judge(q, answerer.ask(q.question, q.history)) for q in questions]
+        return [judge(q, answerer.ask(q.question, q.history)) for q in _progress(questions)]
+    without = sum(1 for q in questions if not q.answerable)
+    if without:
+        raise TanyaError(
+            f"--hide-answers needs answerable questions, and {without} of these have no "
+            "answer: they are unanswerable already. Measure them without --hide-answers"
+        )
     texts = [fold(chunk.text) for chunk in answerer.index.chunks]
     outcomes = []
-    for q in questions:
-        answers = [fold(a) for a in q.answers]
-        hidden = [row for row, text in enumerate(texts) if any(a in text for a in answers)]
+    for q in _progress(questions):
+        patterns = [_whole(a) for a in q.answers]
+        hidden = [row for row, text in enumerate(texts) if any(p.search(text) for p in patterns)]
         unanswerable = dataclasses.replace(q, answers=(), doc_id=None)
         outcomes.append(judge(unanswerable, answerer.ask(q.question, q.history, hidden)))
     return outcomes
 
 
+def _progress(questions: Sequence[EvalQuestion]):
+    """The questions, with a progress bar on a terminal."""
+    if not sys.stderr.isatty():
+        return questions
+    from tqdm import tqdm
+
+    return tqdm(questions, desc="asking", unit="q", file=sys.stderr)
+
+
 def evaluate(
-    answerer: Answerer, questions: Sequence[EvalQuestion], hide_answers: bool = False
+    answerer: Answerer,
+    questions: Sequence[EvalQuestion],
+    hide_answers: bool = False,
+    per_question: Path | None = None,
 ) -> Report:
-    """Ask every question and summarise the outcomes."""
+    """Ask every question and summarise the outcomes (one JSON line each to `per_question`)."""
     # The first question pays for warming up the model and the stemmer: keep that out of qps.
     answerer.ask("warm up")
     started = time.perf_counter()
     outcomes = run_questions(answerer, questions, hide_answers)
-    return summarise(outcomes, time.perf_counter() - started)
+    report = summarise(outcomes, time.perf_counter() - started)
+    if per_question is not None:
+        try:
+            with open(per_question, "w", encoding="utf-8") as sink:
+                for outcome in outcomes:
+                    sink.write(json.dumps(outcome_record(outcome), ensure_ascii=False) + "\n")
+        except OSError as exc:
+            raise TanyaError(f"cannot write {per_question}: {exc.strerror or exc}") from exc
+    return report
 
 
 def eval_config(config: Config, corpus: str | Path | None, cache_root: Path) -> Config:
@@ -220,25 +337,33 @@ def prepare(
     corpus: str | Path | None = None,
     cache_root: Path | None = None,
     embedder: Embedder | None = None,
+    progress: bool = False,
 ) -> Answerer:
     """Index the corpus into the evaluation cache (incrementally) and return its Answerer."""
     cache_root = cache_root or config.resolve(".cache/eval")
     local = eval_config(config, corpus, Path(cache_root))
     embedder = embedder or make_embedder(local.embedding)
-    reindex(local, embedder=embedder)
+    reindex(local, embedder=embedder, progress_factory=progress_factory(progress))
     return Answerer(local, embedder=embedder)
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def format_report(report: Report) -> str:
     """The figures as a few readable lines."""
+    f = _figure
     return "\n".join(
         [
             f"questions: {report.n} ({report.n_answerable} answerable, "
             f"{report.n_unanswerable} not)",
-            f"R@1 {report.r1:.3f}  R@5 {report.r5:.3f}  R@10 {report.r10:.3f}  "
-            f"MRR@10 {report.mrr10:.3f}  highlight@1 {report.highlight1:.3f}",
-            f"declined when unanswerable: {report.decline_rate_unanswerable:.3f}  "
-            f"false declines: {report.false_decline_rate:.3f}",
+            f"R@1 {f(report.r1)}  R@5 {f(report.r5)}  R@10 {f(report.r10)}  "
+            f"MRR@10 {f(report.mrr10)}  R@1 (any document) {f(report.r1_any)}",
+            f"highlight@1 {f(report.highlight1)}  answer span: exact match "
+            f"{f(report.exact_match)}  F1 {f(report.f1)}",
+            f"declined when unanswerable: {f(report.decline_rate_unanswerable)}  "
+            f"false declines: {f(report.false_decline_rate)}",
             f"speed: {report.qps:.1f} questions per second",
         ]
     )
@@ -257,21 +382,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out every passage holding a question's answer: all should be declined",
     )
+    parser.add_argument(
+        "--per-question", metavar="FILE", help="write one JSON line per question to FILE"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         config = load_config(args.config)
         questions = load_questions(args.questions, args.split)
-        answerer = prepare(config, args.corpus)
-        report = evaluate(answerer, questions, args.hide_answers)
+        answerer = prepare(config, args.corpus, progress=True)
+        per_question = Path(args.per_question) if args.per_question else None
+        report = evaluate(answerer, questions, args.hide_answers, per_question)
     except TanyaError as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        keys = (
-            "r1 r5 r10 mrr10 highlight1 decline_rate_unanswerable false_decline_rate n qps"
-        ).split()
-        print(json.dumps({k: report.to_dict()[k] for k in keys}))
+        print(json.dumps(report.to_dict()))
     else:
         print(format_report(report))
     return 0

@@ -225,7 +225,8 @@ class _LogProgress:
         pass
 
 
-def _progress_factory(enabled: bool):
+def progress_factory(enabled: bool):
+    """A progress bar on a terminal, log lines elsewhere, or nothing."""
     if not enabled:
         return None
     if sys.stderr.isatty():
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
-        result = reindex(config, full=args.full, progress_factory=_progress_factory(not args.quiet))
+        result = reindex(config, full=args.full, progress_factory=progress_factory(not args.quiet))
     except TanyaError as exc:
         print(f"tanya-reindex: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ReindexLockedError) else 1

@@ -17,6 +17,7 @@ from retrieval.evaluate import (
     load_questions,
     main,
     prepare,
+    span_scores,
     summarise,
 )
 
@@ -40,6 +41,46 @@ def test_found_rule_folds_case_and_space_and_checks_the_document(text, doc_id, e
 def test_any_of_the_answers_counts_and_no_doc_id_means_any_document():
     question = EvalQuestion("Siapa?", ("Kim Jong Un", "Kim"))
     assert is_found("Pemimpin Kim tiba", "whatever", question)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pada tahun 2010 itu", False),  # "10" is not found inside "2010"
+        ("sebanyak 10 orang", True),
+        ("angka 10.", True),
+        ("(10)", True),
+    ],
+)
+def test_answers_are_matched_as_whole_words(text, expected):
+    assert is_found(text, "a", EvalQuestion("Berapa?", ("10",))) is expected
+
+
+def test_any_document_counts_for_the_loose_rule():
+    question = EvalQuestion("Siapa?", ("Yoon Suk Yeol",), doc_id="a")
+    assert not is_found("Yoon Suk Yeol berpidato", "b", question)
+    assert is_found("Yoon Suk Yeol berpidato", "b", question, any_document=True)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "answers", "em", "f1"),
+    [
+        ("Sergei Shoigu", ["Sergei Shoigu"], 1.0, 1.0),
+        ("sergei shoigu.", ["Sergei Shoigu"], 1.0, 1.0),  # case and punctuation folded
+        (
+            "Menteri Pertahanan Rusia Sergei Shoigu",
+            ["Sergei Shoigu"],
+            0.0,
+            2 * (2 / 5) / (1 + 2 / 5),
+        ),
+        ("Putin", ["Sergei Shoigu", "Putin"], 1.0, 1.0),  # the best of the answers
+        (None, ["Putin"], 0.0, 0.0),
+        ("Lavrov", ["Putin"], 0.0, 0.0),
+    ],
+)
+def test_span_exact_match_and_f1(predicted, answers, em, f1):
+    got = span_scores(predicted, answers)
+    assert got[0] == em and got[1] == pytest.approx(f1)
 
 
 def test_load_questions_reads_answers_history_and_split(tmp_path: Path):
@@ -71,20 +112,31 @@ def test_summarise_computes_recall_mrr_and_decline_rates():
     answerable = EvalQuestion("q", ("a",))
     unanswerable = EvalQuestion("q", ())
     outcomes = [
-        Outcome(answerable, 1, True, False),
-        Outcome(answerable, 3, False, False),
-        Outcome(answerable, 7, False, True),
-        Outcome(answerable, 0, False, False),
-        Outcome(unanswerable, 0, False, True),
-        Outcome(unanswerable, 2, False, False),
+        Outcome(answerable, 1, 1, True, False, 1.0, 1.0),
+        Outcome(answerable, 3, 1, False, False, 0.0, 0.5),
+        Outcome(answerable, 7, 2, False, True),
+        Outcome(answerable, 0, 0, False, False),
+        Outcome(unanswerable, 0, 0, False, True),
+        Outcome(unanswerable, 2, 2, False, False),
     ]
     report = summarise(outcomes, seconds=2.0)
     assert (report.r1, report.r5, report.r10) == (0.25, 0.5, 0.75)
+    assert report.r1_any == 0.5
     assert report.mrr10 == round((1 + 1 / 3 + 1 / 7) / 4, 4)
     assert report.highlight1 == 0.25
+    assert (report.exact_match, report.f1) == (0.25, 0.375)
     assert report.false_decline_rate == 0.25
     assert report.decline_rate_unanswerable == 0.5
-    assert (report.n, report.qps) == (6, 3.0)
+    assert (report.n, report.n_answerable, report.n_unanswerable, report.qps) == (6, 4, 2, 3.0)
+
+
+def test_a_figure_with_nothing_to_measure_is_none_not_zero():
+    report = summarise([Outcome(EvalQuestion("q", ("a",)), 1, 1, True, False)], seconds=1.0)
+    assert report.decline_rate_unanswerable is None
+    assert report.r1 == 1.0
+    report = summarise([Outcome(EvalQuestion("q", ()), 0, 0, False, True)], seconds=1.0)
+    assert report.r1 is None and report.false_decline_rate is None
+    assert report.decline_rate_unanswerable == 1.0
 
 
 def test_throwaway_index_is_keyed_by_corpus_and_settings(tiny_config, tmp_path: Path):
@@ -113,19 +165,35 @@ def test_second_run_reuses_the_cached_embeddings(tiny_config, tiny_corpus, fake_
     assert third.config.index_path.is_symlink()
 
 
-def test_command_prints_the_json_keys(seed_corpus, tmp_path: Path, capsys):
+def test_command_prints_the_json_keys_and_one_line_per_question(
+    seed_corpus, tmp_path: Path, capsys
+):
     config = tmp_path / "config.yaml"
     config.write_text(f"corpus:\n  path: {seed_corpus}\nindex:\n  path: {tmp_path / 'live'}\n")
+    per_question = tmp_path / "each.jsonl"
     code = main(
-        ["--questions", str(EVAL_DIR / "seed_dev.jsonl"), "--config", str(config), "--json"]
-    )
+        [
+            "--questions", str(EVAL_DIR / "seed_dev.jsonl"), "--config", str(config), "--json",
+            "--per-question", str(per_question),
+        ]
+    )  # fmt: skip
     assert code == 0
     figures = json.loads(capsys.readouterr().out)
     assert set(figures) == {
-        "r1", "r5", "r10", "mrr10", "highlight1",
-        "decline_rate_unanswerable", "false_decline_rate", "n", "qps",
+        "r1", "r5", "r10", "mrr10", "r1_any", "highlight1", "exact_match", "f1",
+        "decline_rate_unanswerable", "false_decline_rate", "n", "n_answerable",
+        "n_unanswerable", "qps",
     }  # fmt: skip
-    assert figures["n"] == 13
+    assert (figures["n"], figures["n_answerable"], figures["n_unanswerable"]) == (13, 10, 3)
+    lines = [json.loads(line) for line in per_question.read_text("utf-8").splitlines()]
+    assert len(lines) == 13
+    first = lines[0]
+    assert first["question"] == "Dengan siapa Kim Jong Un berjabat tangan?"
+    assert first["rank"] == 1 and not first["declined"]
+    assert "Sergei Shoigu" in first["first_quote"]["answer"]
+    assert "Sergei Shoigu" in first["first_quote"]["highlight"]
+    assert "reader_margin" in first["scores"]
+    assert all(line["declined"] for line in lines if not line["answers"])
     assert (tmp_path / ".cache" / "eval").is_dir()
     assert not (tmp_path / "live").exists()
 
@@ -152,9 +220,14 @@ def test_hidden_passages_are_left_out_of_the_search(seed_answerer):
 
 
 def test_hide_answers_turns_every_question_into_one_to_decline(seed_answerer):
-    questions = load_questions(EVAL_DIR / "seed_dev.jsonl")
+    questions = [q for q in load_questions(EVAL_DIR / "seed_dev.jsonl") if q.answerable]
     report = evaluate(seed_answerer, questions, hide_answers=True)
     assert report.n_answerable == 0 and report.n_unanswerable == len(questions)
-    assert report.r1 == 0.0 and report.false_decline_rate == 0.0
-    # The three out-of-scope questions are declined whatever is hidden.
-    assert report.decline_rate_unanswerable >= 3 / len(questions)
+    assert report.r1 is None and report.false_decline_rate is None
+    assert report.decline_rate_unanswerable >= 0.7
+
+
+def test_hide_answers_refuses_questions_that_are_unanswerable_already(seed_answerer):
+    questions = load_questions(EVAL_DIR / "seed_dev.jsonl")
+    with pytest.raises(TanyaError, match="3 of these have no answer"):
+        evaluate(seed_answerer, questions, hide_answers=True)

@@ -11,7 +11,7 @@ from retrieval.answer import Answer, Answerer, Quote
 from retrieval.errors import QuestionError
 from retrieval.reindex import stale_documents
 
-BOLD, RESET = "\033[1m", "\033[0m"
+BOLD, ITALIC, RESET = "\033[1m", "\033[3m", "\033[0m"
 DECLINE_TEXT = "The articles do not seem to cover this question."
 CLOSEST_LABEL = "Closest passage (not an answer):"
 PROMPT = "tanya> "
@@ -24,13 +24,38 @@ def source_line(quote: Quote) -> str:
     return f"— {quote.title or quote.doc_id}, paragraph {quote.paragraph}{caption}"
 
 
+def marked_parts(quote: Quote) -> list[tuple[str, str]]:
+    """The quote's text in runs: ("answer", the answer span), ("sentence", the rest of the
+    highlighted sentence around it) and ("plain", everything else). Without an answer span,
+    the highlighted sentence is the answer run."""
+    text, base = quote.text, quote.start
+    a, b = quote.highlight_start - base, quote.highlight_end - base
+    if quote.answer_start is None or quote.answer_end is None:
+        cuts = [(0, a, "plain"), (a, b, "answer"), (b, len(text), "plain")]
+    else:
+        s, e = quote.answer_start - base, quote.answer_end - base
+        a, b = min(a, s), max(b, e)
+        cuts = [
+            (0, a, "plain"),
+            (a, s, "sentence"),
+            (s, e, "answer"),
+            (e, b, "sentence"),
+            (b, len(text), "plain"),
+        ]
+    return [(text[i:j], style) for i, j, style in cuts if j > i]
+
+
 def format_quote(quote: Quote, color: bool) -> str:
-    """The quote's text with its highlighted sentence in bold (on a terminal), then its source."""
-    a = quote.highlight_start - quote.start
-    b = quote.highlight_end - quote.start
-    text = quote.text
+    """The quote's text with its answer in bold, the rest of its sentence in italics (on
+    a terminal), then its source."""
     if color:
-        text = f"{text[:a]}{BOLD}{text[a:b]}{RESET}{text[b:]}"
+        styles = {"plain": "", "sentence": ITALIC, "answer": BOLD}
+        text = "".join(
+            f"{styles[style]}{part}{RESET}" if styles[style] else part
+            for part, style in marked_parts(quote)
+        )
+    else:
+        text = quote.text
     body = textwrap.indent(text, "  ")
     source = source_line(quote) + (f" <{quote.url}>" if quote.url else "")
     return f"{body}\n  {source}"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from html import escape
 from urllib.parse import urlparse
 
-from console import source_line
+from console import marked_parts, source_line
 from retrieval.answer import Answer, Quote
 from retrieval.index import ArticleInfo
 
@@ -52,17 +52,16 @@ def source_html(quote: Quote) -> str:
     return f"{dash} {link(rest, quote.url)}"
 
 
+STYLE_TAGS = {"plain": ("", ""), "sentence": ("<i>", "</i>"), "answer": ("<b>", "</b>")}
+
+
 def quote_html(quote: Quote) -> str:
-    """The quote in a blockquote with its highlighted sentence in bold, then its source."""
-    text = quote.text
-    a = max(0, quote.highlight_start - quote.start)
-    b = min(len(text), quote.highlight_end - quote.start)
-    if a < b:
-        body = (
-            f"{escape(text[:a], False)}<b>{escape(text[a:b], False)}</b>{escape(text[b:], False)}"
-        )
-    else:
-        body = escape(text, quote=False)
+    """The quote in a blockquote, its answer in bold inside its highlighted sentence in
+    italics, then its source."""
+    body = "".join(
+        f"{STYLE_TAGS[style][0]}{escape(part, quote=False)}{STYLE_TAGS[style][1]}"
+        for part, style in marked_parts(quote)
+    )
     return f"<blockquote>{body}</blockquote>\n{source_html(quote)}"
 
 

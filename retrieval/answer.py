@@ -1,4 +1,5 @@
-"""From a question and the chat's earlier questions to an Answer: quotes, highlights, declining."""
+"""From a question and the chat's earlier questions to an Answer: quotes, highlighted sentences,
+answer spans, or a decline."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .artefacts import read_artefact
 from .chunking import Chunk
-from .config import Config, SearchConfig
+from .config import Config, ReaderConfig, SearchConfig
 from .embedding import Embedder, make_embedder
 from .errors import IndexMismatchError, QuestionError
 from .index import ArticleInfo, IndexData, load_index, read_manifest
-from .keyword import tokenize
-from .search import TYPED_WEIGHTS, TYPES, Hit, question_type, search
+from .query import TYPES, Query, make_query
+from .reader import WEIGHTS, Reader, Reading
+from .search import TYPED_WEIGHTS, Hit, search
 
 MAX_QUESTION_CHARS = 1000
 RANKING_SIZE = 10
@@ -30,27 +33,14 @@ INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\u00ad]")
 # Lone surrogates: what undecodable input bytes become; they cannot be printed or encoded.
 SURROGATE = re.compile(r"[\ud800-\udfff]")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# Words that make a question lean on an earlier one.
-ANAPHORA = frozenset(
-    "itu ini tersebut dia ia beliau mereka nya -nya sana situ begitu "
-    "it that this he she they them his her their there then".split()
-)
-# Question words: a follow-up made of these, pronouns and known words is about the last topic.
-QUESTION_WORDS = frozenset(
-    "apa apakah siapa siapakah kapan kapankah berapa berapakah mana manakah dimana dimanakah "
-    "bagaimana mengapa kenapa yang di ke dari what who when where why how which".split()
-)
-# Common English words: enough of them mark a question as English.
-ENGLISH_WORDS = frozenset(
-    "the a an of on in at to for from by with about is are was were be been do does did "
-    "what who whom whose which when where why how many much and or not that this it its "
-    "has have had will would can could should".split()
-)
+# How the highlighted sentence is scored (artefacts/rerank.json).
+HIGHLIGHT = read_artefact("rerank.json")["highlight_weights"]
 
 
 @dataclass(frozen=True)
 class Quote:
-    """A passage quoted exactly from an article, with its best sentence marked."""
+    """A passage quoted exactly from an article, with its best sentence marked and, when the
+    reader found one, the answer span (all offsets into the article, like start and end)."""
 
     text: str
     doc_id: str
@@ -63,11 +53,21 @@ class Quote:
     score: float
     url: str | None = None
     kind: str = "body"
+    answer_start: int | None = None
+    answer_end: int | None = None
+    answer_score: float | None = None
 
     @property
     def highlight(self) -> str:
         """The text of the highlighted sentence."""
         return self.text[self.highlight_start - self.start : self.highlight_end - self.start]
+
+    @property
+    def answer(self) -> str | None:
+        """The text of the answer span, if one is marked."""
+        if self.answer_start is None or self.answer_end is None:
+            return None
+        return self.text[self.answer_start - self.start : self.answer_end - self.start]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,8 @@ class Answer:
     quotes: tuple[Quote, ...]
     # The top of the ranking before quotes were picked: what the evaluation measures.
     ranking: tuple[Chunk, ...] = field(default=(), repr=False, compare=False)
+    # What the decision rested on: the reader's best margin, the retrieval evidence.
+    scores: dict = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """The JSON shape printed by `bot.py --json`."""
@@ -95,6 +97,14 @@ class Answer:
                     "end": q.end,
                     "highlight": q.highlight,
                     "score": round(q.score, 4),
+                    "answer": None
+                    if q.answer is None
+                    else {
+                        "text": q.answer,
+                        "start": q.answer_start,
+                        "end": q.answer_end,
+                        "score": round(float(q.answer_score or 0.0), 4),
+                    },
                 }
                 for q in self.quotes
             ],
@@ -121,25 +131,9 @@ def clean_question(question: str) -> str:
     return text
 
 
-def is_follow_up(question: str) -> bool:
-    """A question that may lean on an earlier one: very short, or pointing back with a pronoun."""
-    words = tokenize(question)
-    return len(words) <= 3 or any(w in ANAPHORA for w in words)
-
-
-def is_elliptic(question: str, index: IndexData) -> bool:
+def is_elliptic(query: Query, index: IndexData) -> bool:
     """A follow-up that brings no new topic: every word but question words is in the articles."""
-    if not is_follow_up(question):
-        return False
-    words = [w for w in tokenize(question) if w not in QUESTION_WORDS and w not in ANAPHORA]
-    tokens = [t for w in words for t in tokenize(w, index.keyword.stemming)]
-    return index.keyword.known(tokens) == len(tokens)
-
-
-def is_english(question: str) -> bool:
-    """A question written in English: the Indonesian keyword index cannot vouch for it."""
-    words = tokenize(question)
-    return sum(1 for w in words if w in ENGLISH_WORDS) >= max(1, 0.25 * len(words))
+    return query.follow_up and index.keyword.known(query.topic_stems) == len(query.topic_stems)
 
 
 def search_text(question: str, history: Sequence[str], config: SearchConfig) -> str:
@@ -148,123 +142,164 @@ def search_text(question: str, history: Sequence[str], config: SearchConfig) -> 
     return " ".join([*recent, question]) if config.history_turns and recent else question
 
 
-@functools.cache
-def stop_words() -> frozenset[str]:
-    """Words that say nothing of a question's topic: Sastrawi's Indonesian stop words,
-    question words, pronouns and common English words."""
-    from Sastrawi.StopWordRemover.StopWordRemoverFactory import StopWordRemoverFactory
-
-    words = StopWordRemoverFactory().get_stop_words()
-    return frozenset(words) | QUESTION_WORDS | ANAPHORA | ENGLISH_WORDS
-
-
-def content_words(query: str) -> frozenset[str]:
-    """The words of a query that name its topic."""
-    return frozenset(tokenize(query)) - stop_words()
-
-
-def evidence(hits: Sequence[Hit], index: IndexData, query: str, config: SearchConfig) -> float:
+def evidence(hits: Sequence[Hit], index: IndexData, query: Query, config: SearchConfig) -> float:
     """How well the articles cover a query: best cosine, plus the coverage weight times the
     best share of its content words found in one of the top passages."""
     if not hits:
         return 0.0
     best_dense = max(h.dense for h in hits)
-    words = content_words(query)
-    if not words:
+    if not query.content:
         return best_dense
     rows = np.array([h.row for h in hits[:EVIDENCE_DEPTH]], dtype=np.int64)
-    _, shares = index.passage_terms.features(rows, words)
+    _, shares = index.passage_terms.features(rows, query.content)
     return best_dense + config.decline_coverage_weight * float(shares.max())
 
 
-def is_weak(query: str, hits: Sequence[Hit], index: IndexData, config: SearchConfig) -> bool:
-    """Too little evidence to answer: the answer declines."""
-    if is_english(query):
+def is_weak(query: Query, hits: Sequence[Hit], index: IndexData, config: SearchConfig) -> bool:
+    """Too little evidence to answer (the rule when the reader is off)."""
+    if query.english:
         # Cross-lingual: the keyword side knows no English words, so the cosine decides alone.
         return not hits or max(h.dense for h in hits) < config.cross_lingual_threshold
     return evidence(hits, index, query, config) < config.decline_threshold
 
 
-def highlight(
-    index: IndexData,
-    hit: Hit,
-    words: frozenset[str],
-    typed_weights: np.ndarray,
-    vectors: Sequence[np.ndarray],
-) -> tuple[int, int]:
-    """The sentence of the hit that best answers: dense, keyword and answer-type signals.
-
-    `words` are the question's tokens and `typed_weights` the answer-type weights of its kind.
-    """
+def highlight(index: IndexData, hit: Hit, queries: Sequence[Query]) -> tuple[int, int]:
+    """The sentence of the hit that best answers: dense, keyword and answer-type signals."""
     chunk = hit.chunk
     if len(chunk.sentences) == 1:
         return chunk.sentences[0]
     a, b = index.sentence_offsets[hit.row], index.sentence_offsets[hit.row + 1]
     # A follow-up brings two vectors (alone and in context); the sentence should fit both.
-    dense = (index.sentence_vectors[a:b] @ np.stack(vectors).T).mean(axis=1)
-    features, overlap = index.sentence_terms.features(np.arange(a, b), words)
-    typed = features @ typed_weights
-    # Weights from FacQA train: answer sentence picked in 0.867 of multi-sentence gold
-    # passages, against 0.844 by dense similarity alone.
-    score = dense + 0.5 * overlap + 0.1 * typed
+    vectors = np.stack([q.vector for q in queries])
+    dense = (index.sentence_vectors[a:b] @ vectors.T).mean(axis=1)
+    features, overlap = index.sentence_terms.features(np.arange(a, b), queries[0].word_set)
+    typed = features @ TYPED_WEIGHTS[TYPES.index(queries[0].kind)]
+    score = HIGHLIGHT["dense"] * dense + HIGHLIGHT["word_overlap"] * overlap
+    score = score + HIGHLIGHT["typed"] * typed
     return chunk.sentences[int(np.argmax(score))]
+
+
+def answer_sentences(chunk: Chunk, start: int, end: int) -> tuple[int, int]:
+    """The sentence (or run of sentences) of the chunk that holds the span [start, end)."""
+    first = next((s for s in chunk.sentences if s[1] > start), chunk.sentences[-1])
+    last = next((s for s in reversed(chunk.sentences) if s[0] < end), first)
+    return first[0], max(first[1], last[1])
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A retrieved passage, with the reader's verdict on it when it was read."""
+
+    hit: Hit
+    reading: Reading | None = None
+
+
+def read_candidates(
+    reader: Reader, query: Query, hits: list[Hit], config: ReaderConfig
+) -> list[Candidate]:
+    """The top passages read and re-ordered by how well they answer; the rest keep their order."""
+    top = hits[: config.passages]
+    readings = reader.read(query.text, [h.chunk.text for h in top])
+    key = [r.margin + config.retrieval_weight * h.fused for h, r in zip(top, readings, strict=True)]
+    order = np.argsort(-np.asarray(key), kind="stable")
+    read = [Candidate(top[i], readings[i]) for i in order]
+    return read + [Candidate(h) for h in hits[config.passages :]]
 
 
 def compose(
     question: str,
-    hits: list[Hit],
+    candidates: list[Candidate],
     index: IndexData,
-    query: str,
-    vectors: Sequence[np.ndarray],
-    config: SearchConfig,
+    queries: Sequence[Query],
+    config: Config,
 ) -> Answer:
-    """Pick the quotes, mark their best sentences, and decline when the evidence is weak."""
-    if not hits:
+    """Pick the quotes, mark their answers and best sentences, or decline."""
+    if not candidates:
         return Answer(question, True, ())
-    declined = is_weak(query, hits, index, config)
-    chosen: list[Hit] = []
-    for hit in hits:
-        if len(chosen) >= (1 if declined else config.max_quotes):
+    query = queries[-1]
+    search_config = config.search
+    margins = [c.reading.margin for c in candidates if c.reading is not None]
+    scores = {
+        "evidence": round(evidence([c.hit for c in candidates], index, query, search_config), 4)
+    }
+    if margins:
+        best = max(margins)
+        scores["reader_margin"] = round(best, 4)
+        declined = best < config.reader.decline_margin
+    else:
+        declined = is_weak(query, [c.hit for c in candidates], index, search_config)
+    chosen: list[Candidate] = []
+    for candidate in candidates:
+        if len(chosen) >= (1 if declined else search_config.max_quotes):
             break
-        # Further passages only when fusion rates them near the first (the re-ranker's
-        # shares are too peaked to compare passages that are both good).
-        if chosen and hit.fused < 0.5 * chosen[0].fused:
+        hit, reading = candidate.hit, candidate.reading
+        if chosen and margins:
+            # With the reader, further quotes only where it also finds an answer.
+            if reading is None or reading.margin < config.reader.decline_margin:
+                break
+        elif chosen and hit.fused < 0.5 * chosen[0].hit.fused:
+            # Without it, only passages that fusion rates near the first (the re-ranker's
+            # shares are too peaked to compare passages that are both good).
             break
         vector = index.vectors[hit.row]
-        if any(float(vector @ index.vectors[c.row]) > config.duplicate_similarity for c in chosen):
+        if any(
+            float(vector @ index.vectors[c.hit.row]) > search_config.duplicate_similarity
+            for c in chosen
+        ):
             continue
-        chosen.append(hit)
-    words = frozenset(tokenize(question))
-    typed_weights = TYPED_WEIGHTS[TYPES.index(question_type(question))]
-    quotes = []
-    for hit in chosen:
-        info = index.articles.get(hit.chunk.doc_id) or ArticleInfo(hit.chunk.doc_id, "", "")
-        s, e = highlight(index, hit, words, typed_weights, vectors)
-        quotes.append(
-            Quote(
-                hit.chunk.text,
-                hit.chunk.doc_id,
-                info.title,
-                hit.chunk.paragraph,
-                hit.chunk.start,
-                hit.chunk.end,
-                s,
-                e,
-                hit.score,
-                info.url,
-                hit.chunk.kind,
-            )
-        )
-    ranking = tuple(h.chunk for h in hits[:RANKING_SIZE])
-    return Answer(question, declined, tuple(quotes), ranking)
+        chosen.append(candidate)
+    quotes = [quote(index, c, queries, marked=not declined) for c in chosen]
+    ranking = tuple(c.hit.chunk for c in candidates[:RANKING_SIZE])
+    return Answer(question, declined, tuple(quotes), ranking, scores)
+
+
+def quote(index: IndexData, candidate: Candidate, queries: Sequence[Query], marked: bool) -> Quote:
+    """A candidate as a quote: its answer span (when marked) inside the highlighted sentence."""
+    hit, reading = candidate.hit, candidate.reading
+    chunk = hit.chunk
+    info = index.articles.get(chunk.doc_id) or ArticleInfo(chunk.doc_id, "", "")
+    span = None
+    if marked and reading is not None and reading.end > reading.start:
+        span = (chunk.start + reading.start, chunk.start + reading.end, reading.margin)
+    if span:
+        s, e = answer_sentences(chunk, span[0], span[1])
+    else:
+        s, e = highlight(index, hit, queries)
+    return Quote(
+        chunk.text,
+        chunk.doc_id,
+        info.title,
+        chunk.paragraph,
+        chunk.start,
+        chunk.end,
+        s,
+        e,
+        hit.score,
+        info.url,
+        chunk.kind,
+        *(span or (None, None, None)),
+    )
+
+
+@functools.cache
+def load_reader(path: str) -> Reader:
+    """The reader for a weights file, loaded once per process."""
+    return Reader(Path(path))
 
 
 class Answerer:
-    """Holds the model and the live index; answers questions; picks up a rebuilt index."""
+    """Holds the models and the live index; answers questions; picks up a rebuilt index."""
 
     def __init__(self, config: Config, embedder: Embedder | None = None):
         self.config = config
         self.embedder = embedder or make_embedder(config.embedding)
+        self.reader = (
+            load_reader(
+                str(config.resolve(config.reader.weights) if config.reader.weights else WEIGHTS)
+            )
+            if config.reader.enabled
+            else None
+        )
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple, Answer] = OrderedDict()
         self._index = self._load()
@@ -302,28 +337,34 @@ class Answerer:
             self._cache.clear()
         return True
 
+    def query(self, text: str, index: IndexData) -> Query:
+        """A search text prepared once for every stage."""
+        vector = self.embedder.encode_queries([text])[0]
+        return make_query(text, vector, index.keyword.stemming)
+
     def _retrieve(
         self,
         text: str,
         history: tuple[str, ...],
         index: IndexData,
         hidden: np.ndarray | None = None,
-    ) -> tuple[str, tuple[np.ndarray, ...], list[Hit]]:
-        """Search the question alone; an elliptic one that is weak alone is re-read in context."""
+    ) -> tuple[tuple[Query, ...], list[Hit]]:
+        """Search the question alone; an elliptic one that is weak alone is re-read in context.
+
+        Returns the queries searched (the question, then the question in context if it was
+        re-read) and the hits of the last one."""
         config = self.config.search
-        vector = self.embedder.encode_queries([text])[0]
-        hits = search(index, text, vector, config, hidden=hidden)
+        query = self.query(text, index)
+        hits = search(index, query, config, hidden=hidden)
         if (
             history
             and config.history_turns
-            and is_elliptic(text, index)
-            and evidence(hits, index, text, config) < config.follow_up_threshold
+            and is_elliptic(query, index)
+            and evidence(hits, index, query, config) < config.follow_up_threshold
         ):
-            query = search_text(text, history, config)
-            context_vector = self.embedder.encode_queries([query])[0]
-            context_hits = search(index, query, context_vector, config, hidden=hidden)
-            return query, (vector, context_vector), context_hits
-        return text, (vector,), hits
+            context = self.query(search_text(text, history, config), index)
+            return (query, context), search(index, context, config, hidden=hidden)
+        return (query,), hits
 
     def ask(
         self,
@@ -345,8 +386,12 @@ class Answerer:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         rows = None if hidden is None else np.unique(np.asarray(hidden, dtype=np.int64))
-        query, vectors, hits = self._retrieve(text, history, index, rows)
-        answer = compose(text, hits, index, query, vectors, self.config.search)
+        queries, hits = self._retrieve(text, history, index, rows)
+        if self.reader is not None and hits:
+            candidates = read_candidates(self.reader, queries[-1], hits, self.config.reader)
+        else:
+            candidates = [Candidate(h) for h in hits]
+        answer = compose(text, candidates, index, queries, self.config)
         if self.config.search.cache_size and hidden is None:
             with self._lock:
                 self._cache[key] = answer

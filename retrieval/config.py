@@ -75,6 +75,15 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class ReaderConfig:
+    enabled: bool = True
+    weights: str = ""  # empty: the reader shipped in retrieval/artefacts/
+    passages: int = field(default=5, metadata=_range(1, 100))
+    decline_margin: float = field(default=0.0, metadata=_range(-100.0, 100.0))
+    retrieval_weight: float = field(default=0.0, metadata=_range(0.0, 100.0))
+
+
+@dataclass(frozen=True)
 class TelegramConfig:
     base_url: str = "https://api.telegram.org/bot"
     base_file_url: str = "https://api.telegram.org/file/bot"
@@ -94,6 +103,7 @@ class Config:
     chunking: ChunkingConfig = ChunkingConfig()
     index: IndexConfig = IndexConfig()
     search: SearchConfig = SearchConfig()
+    reader: ReaderConfig = ReaderConfig()
     telegram: TelegramConfig = TelegramConfig()
     log_level: str = field(default="INFO", metadata=_choice("DEBUG", "INFO", "WARNING", "ERROR"))
     base_dir: Path = field(default=Path("."), metadata={"internal": True})

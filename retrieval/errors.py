@@ -31,3 +31,7 @@ class ReindexLockedError(TanyaError):
 
 class QuestionError(TanyaError):
     """A question that cannot be asked (empty, or nothing searchable in it)."""
+
+
+class ReaderUnavailableError(TanyaError):
+    """The reader's weights are missing or corrupt."""

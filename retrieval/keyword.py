@@ -64,7 +64,11 @@ class KeywordIndex:
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk for this query (zeros when no word is known)."""
-        ids = [self._vocab[t] for t in tokenize(query, self.stemming) if t in self._vocab]
+        return self.scores_of(tokenize(query, self.stemming))
+
+    def scores_of(self, tokens: Sequence[str]) -> np.ndarray:
+        """BM25 score of every chunk for these keyword tokens (already stemmed as indexed)."""
+        ids = [self._vocab[t] for t in tokens if t in self._vocab]
         n = int(self._model.scores["num_docs"])
         if not ids:
             return np.zeros(n, dtype=np.float32)

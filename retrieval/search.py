@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from .artefacts import read_artefact
 from .chunking import Chunk
 from .config import SearchConfig
 from .index import IndexData
-from .keyword import tokenize
+from .query import TYPES, Query
 from .terms import ragged_positions
 
 
@@ -27,41 +27,13 @@ class Hit:
     fused: float = 0.0  # the fused score before re-ranking
 
 
-# The kind of answer a question asks for, from its question word (Indonesian and English).
-QUESTION_TYPES = (
-    ("date", re.compile(r"\b(kapan\w*|tanggal|tahun berapa\w*|sejak|when|what year)\b")),
-    ("number", re.compile(r"\b(berapa\w*|how many|how much)\b")),
-    ("person", re.compile(r"\b(siapa\w*|who|whom)\b")),
-    ("place", re.compile(r"\b(di ?mana\w*|mana\w*|where)\b")),
-)
-TYPES = ("date", "number", "person", "place", "other")
-
-# Re-ranking weights, fitted on the FacQA train split with stemming on (softmax over the top 20
-# candidates of each question, gold passage as target; 5-fold cross-validated R@1 0.761 against
-# 0.745 for fusion alone). Base: fused score, dense cosine, BM25 / best BM25, best sentence
-# cosine, share of question words in the passage, 1 / fused rank. Typed, one row per question
-# type: novel numbers, years, dates, number words, capitalised names (not in the question).
-BASE_WEIGHTS = np.array([4.712, 3.465, 1.021, 14.338, 2.147, 0.438])
-TYPED_WEIGHTS = np.array(
-    [
-        [0.475, 0.666, 1.13, 0.245, -1.535],  # date
-        [1.851, -1.305, -1.138, 0.292, -1.304],  # number
-        [-0.004, -0.464, -0.154, -0.346, 1.887],  # person
-        [-0.383, -1.039, 0.315, 0.113, 1.634],  # place
-        [-0.134, 0.334, -0.414, 0.055, -0.26],  # other
-    ]
-)
-
-
-def question_type(question: str) -> str:
-    """date, number, person, place or other: what kind of answer the question asks for."""
-    # An acronym is not a question word: "kantor pusat WHO" asks for a place, not a person.
-    words = [w for w in question.split() if not (len(w) > 1 and w.isupper())]
-    text = " ".join(tokenize(" ".join(words)))
-    for name, pattern in QUESTION_TYPES:
-        if pattern.search(text):
-            return name
-    return "other"
+# Re-ranking weights (artefacts/rerank.json): a base row (fused score, dense cosine,
+# BM25 / best BM25, best sentence cosine, share of question words in the passage,
+# 1 / fused rank) and one typed row per question type (novel numbers, years, dates, number
+# words, capitalised names that are not in the question).
+RERANK = read_artefact("rerank.json")
+BASE_WEIGHTS = np.array(RERANK["base_weights"])
+TYPED_WEIGHTS = np.array([RERANK["typed_weights"][kind] for kind in TYPES])
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:
@@ -131,16 +103,15 @@ def rerank_scores(features: np.ndarray, kind: str) -> np.ndarray:
     return features[:, :6] @ BASE_WEIGHTS + features[:, 6:] @ TYPED_WEIGHTS[TYPES.index(kind)]
 
 
-def known_share(index: IndexData, query: str) -> float:
+def known_share(index: IndexData, query: Query) -> float:
     """Share of the query's words the keyword index knows (low for an English question)."""
-    tokens = tokenize(query, index.keyword.stemming)
+    tokens = query.stems
     return index.keyword.known(tokens) / len(tokens) if tokens else 0.0
 
 
 def search(
     index: IndexData,
-    query: str,
-    query_vector: np.ndarray,
+    query: Query,
     config: SearchConfig,
     k: int | None = None,
     hidden: np.ndarray | None = None,
@@ -154,9 +125,10 @@ def search(
     if index.count - len(hidden) <= 0:
         return []
     n_cand = min(config.candidates, index.count - len(hidden))
+    query_vector = query.vector
     dense_rows = index.dense_search(query_vector, min(n_cand + len(hidden), index.count))
     dense_rows = dense_rows[~np.isin(dense_rows, hidden)][:n_cand]
-    keyword_all = index.keyword.scores(query)
+    keyword_all = index.keyword.scores_of(query.stems)
     keyword_all[hidden] = 0.0
     if n_cand < index.count:
         keyword_rows = np.argpartition(-keyword_all, n_cand - 1)[:n_cand]
@@ -173,11 +145,11 @@ def search(
     score = fused
     if config.rerank:
         top = min(config.rerank_candidates, len(rows))
-        typed, covered = index.passage_terms.features(rows[:top], frozenset(tokenize(query)))
+        typed, covered = index.passage_terms.features(rows[:top], query.word_set)
         features = rerank_features(
             *(a[:top] for a in (fused, dense, keyword, sentence)), covered, typed
         )
-        learned = rerank_scores(features, question_type(query))
+        learned = rerank_scores(features, query.kind)
         # The score becomes a softmax share among the re-ranked candidates (0..1, like the
         # training target); the rest keep their places below them with a score of 0.
         share = np.exp(learned - learned.max())

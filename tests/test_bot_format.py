@@ -50,6 +50,18 @@ def test_quote_is_escaped_bolded_and_sourced():
     assert html_errors(html) == []
 
 
+def test_the_answer_span_is_bold_inside_its_italic_sentence():
+    text = "Kim bertemu Sergei Shoigu di Vladivostok. Lalu pulang."
+    quote = make_quote(text, (0, 41), answer_start=112, answer_end=125, answer_score=3.2)
+    assert quote.answer == "Sergei Shoigu"
+    html = quote_html(quote)
+    assert html.startswith(
+        "<blockquote><i>Kim bertemu </i><b>Sergei Shoigu</b><i> di Vladivostok.</i> Lalu pulang."
+    )
+    assert html_errors(html) == []
+    assert visible(html).startswith(text)
+
+
 def test_caption_and_unlinkable_urls():
     quote = make_quote("Foto.", (0, 5), kind="caption", url="javascript:alert(1)")
     assert quote_html(quote).endswith(

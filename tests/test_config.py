@@ -39,6 +39,11 @@ def test_no_config_file_means_defaults(tmp_path, monkeypatch):
         ),
         ({"search": {"candidates": "many"}}, "search.candidates: expected an integer, got 'many'"),
         ({"search": {"stemming": "yes"}}, "search.stemming: expected true or false, got 'yes'"),
+        (
+            {"reader": {"passages": 0}},
+            "reader.passages: 0 is out of range; it must be between 1 and 100",
+        ),
+        ({"reader": {"enabled": "no"}}, "reader.enabled: expected true or false, got 'no'"),
         ({"search": {"max_quotes": 0}}, "search.max_quotes: 0 is out of range"),
         (
             {"embedding": {"backend": "openai"}},

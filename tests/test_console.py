@@ -80,11 +80,16 @@ def test_ask_json_has_the_documented_shape(config_file):
         "end",
         "highlight",
         "score",
+        "answer",
     }
     assert "Sergei Shoigu" in first["highlight"]
     source = (ROOT / "corpus" / "korea-utara-politbiro-lawatan-kim-ke-rusia.txt").read_text("utf-8")
     assert source[first["start"] : first["end"]] == first["text"]
     assert first["highlight"] in first["text"]
+    span = first["answer"]
+    assert set(span) == {"text", "start", "end", "score"}
+    assert source[span["start"] : span["end"]] == span["text"]
+    assert "Sergei Shoigu" in span["text"] and span["text"] in first["highlight"]
 
 
 def test_out_of_scope_question_declines(config_file):
@@ -103,7 +108,7 @@ def test_empty_question_is_a_clear_error(config_file):
     assert "the question is empty" in result.stderr
 
 
-def test_highlight_is_bold_on_a_terminal(config_file):
+def test_answer_is_bold_on_a_terminal(config_file):
     pid, fd = pty.fork()
     if pid == 0:  # child: stdout is a terminal
         os.execv(
@@ -128,7 +133,10 @@ def test_highlight_is_bold_on_a_terminal(config_file):
         output += data
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert b"\x1b[1mPemimpin Korea Utara Kim Jong Un berjabat tangan" in output
+    assert b"\x1b[3mPemimpin Korea Utara Kim Jong Un berjabat tangan dengan " in output
+    assert b"\x1b[1mMenteri Pertahanan Rusia Sergei Shoigu\x1b[0m" in output or (
+        b"\x1b[1mSergei Shoigu\x1b[0m" in output
+    )
 
 
 def test_missing_index_says_what_to_run(tmp_path):

@@ -10,16 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.answer import Answerer, content_words, is_elliptic, is_english, is_follow_up
+from retrieval.answer import Answerer, is_elliptic
 from retrieval.config import parse_config
 from retrieval.evaluate import evaluate, is_found, load_questions, prepare
 from retrieval.keyword import tokenize
-from retrieval.search import (
-    fuse,
-    question_type,
-    search,
-    sentence_scores,
-)
+from retrieval.query import make_query, question_type
+from retrieval.search import fuse, search, sentence_scores
 from retrieval.terms import TermTable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +80,8 @@ def test_reranking_beats_fusion_alone_on_the_facqa_slice(facqa_slice):
     def reciprocal_ranks(settings) -> float:
         total = 0.0
         for question, vector in zip(questions, vectors, strict=True):
-            hits = search(answerer.index, question.question, vector, settings)[:10]
+            query = make_query(question.question, vector, answerer.index.keyword.stemming)
+            hits = search(answerer.index, query, settings)[:10]
             found = [is_found(h.chunk.text, h.chunk.doc_id, question) for h in hits]
             total += 1 / (found.index(True) + 1) if any(found) else 0.0
         return total / len(questions)
@@ -235,14 +232,18 @@ def test_sentence_scores_are_the_best_sentence_cosine(seed_answerer):
     assert np.allclose(sentence_scores(index, rows, vector), expected)
 
 
+def prepared(text: str):
+    return make_query(text, np.zeros(4, dtype=np.float32), stemming=True)
+
+
 def test_follow_up_and_language_detection(seed_answerer):
     index = seed_answerer.index
-    assert is_follow_up("Kapan itu terjadi?")
-    assert is_elliptic("Kapan itu terjadi?", index)
-    assert not is_elliptic("Berapa kurs dolar hari ini?", index)  # brings a new topic
-    assert not is_follow_up("Apa yang dicari Pyongyang dari Rusia?")
-    assert is_english("Who reported on the politburo meeting?")
-    assert not is_english("Siapa yang melaporkan rapat politbiro?")
+    assert prepared("Kapan itu terjadi?").follow_up
+    assert is_elliptic(prepared("Kapan itu terjadi?"), index)
+    assert not is_elliptic(prepared("Berapa kurs dolar hari ini?"), index)  # a new topic
+    assert not prepared("Apa yang dicari Pyongyang dari Rusia?").follow_up
+    assert prepared("Who reported on the politburo meeting?").english
+    assert not prepared("Siapa yang melaporkan rapat politbiro?").english
 
 
 def test_ranking_is_reported_for_the_evaluation(seed_answerer):
@@ -253,20 +254,18 @@ def test_ranking_is_reported_for_the_evaluation(seed_answerer):
 
 def test_rerank_off_keeps_the_fused_order(seed_answerer):
     index, config = seed_answerer.index, seed_answerer.config.search
-    vector = seed_answerer.embedder.encode_queries(["Apa yang dicari Pyongyang?"])[0]
-    plain = search(
-        index, "Apa yang dicari Pyongyang?", vector, dataclasses.replace(config, rerank=False)
-    )
+    query = seed_answerer.query("Apa yang dicari Pyongyang?", index)
+    plain = search(index, query, dataclasses.replace(config, rerank=False))
     scores = [h.score for h in plain]
     assert scores == sorted(scores, reverse=True)
 
 
 def test_content_words_leave_out_stop_and_question_words():
-    assert content_words("Apa yang dikatakan Yoon Suk Yeol di PBB?") == {
+    assert prepared("Apa yang dikatakan Yoon Suk Yeol di PBB?").content == {
         "yoon", "suk", "yeol", "pbb",
     }  # fmt: skip
-    assert content_words("Kapan itu terjadi?") == frozenset()
-    assert content_words("Who reported on the politburo meeting?") == {
+    assert prepared("Kapan itu terjadi?").content == frozenset()
+    assert prepared("Who reported on the politburo meeting?").content == {
         "reported", "politburo", "meeting",
     }  # fmt: skip
 

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of PyTorch (on this machine's disk); an unpinned torch pulls a CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: console test reindex bot check lint install install-test clean
+.PHONY: console test reindex bot check lint install install-test train-reader clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ check: install
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# Rebuild retrieval/artefacts/reader.npz from ../shared/eval (hours on 2 cores; see README).
+train-reader: install-test
+	$(BIN)/pip install --quiet -e '.[train]'
+	$(BIN)/python -m retrieval.train_reader
 
 lint: install-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

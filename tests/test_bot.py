@@ -431,8 +431,11 @@ def test_a_wrong_token_stops_start_up_with_a_clear_error(qa, fake):
     config = telegram_settings(qa.config, fake)
     asyncio.set_event_loop(asyncio.new_event_loop())  # run_polling runs on (and closes) it
     try:
-        with pytest.raises(TanyaError, match="refused to start the bot.*TELEGRAM_BOT_TOKEN"):
-            bot.run_bot(config, qa, "999:wrong")
+        with pytest.raises(
+            TanyaError, match="rejected the bot's token.*TELEGRAM_BOT_TOKEN"
+        ) as info:
+            bot.run_bot(config, qa, "999:wrong-secret")
     finally:
         asyncio.set_event_loop(None)
+    assert "wrong-secret" not in str(info.value)
     assert [r.status for r in fake.calls("getMe")] == [401]

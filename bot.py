@@ -307,13 +307,15 @@ class TanyaBot:
                 if await asyncio.to_thread(self.answerer.reload_if_changed):
                     log.info("now serving index %s", self.answerer.index.version)
                 last_problem = None
-            except TanyaError as exc:
-                # Said once, not every few seconds, until the problem changes or goes away.
-                if str(exc) != last_problem:
-                    log.error("cannot load the index (%s); still serving the previous one", exc)
-                last_problem = str(exc)
-            except Exception:  # noqa: BLE001 - a bad new index must not stop the bot
-                log.exception("cannot load the rebuilt index; still serving the previous one")
+            except Exception as exc:  # noqa: BLE001 - a bad new index must not stop the bot
+                # Said once, not every few seconds, until the problem changes or goes away;
+                # an unexpected error's traceback goes to DEBUG.
+                problem = str(exc) if isinstance(exc, TanyaError) else _summary(exc)
+                if problem != last_problem:
+                    log.error("cannot load the index (%s); still serving the previous one", problem)
+                    if not isinstance(exc, TanyaError):
+                        log.debug("loading the new index failed", exc_info=exc)
+                last_problem = problem
 
     # Who gets answers
 
@@ -446,6 +448,10 @@ class TanyaBot:
                 await reply(update.effective_message, html.escape(APOLOGY))
             except TelegramError as exc:
                 log.warning("could not send the apology for update %s: %s", update.update_id, exc)
+
+
+def _summary(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _sentence(text: str) -> str:

@@ -22,7 +22,7 @@ from retrieval.config import Config
 from retrieval.errors import TanyaError
 from tests.conftest import ROOT, FakeEmbedder, with_search
 from tests.fake_telegram import FakeTelegram
-from tests.test_bot import PASAR_Q, one_reply, telegram_settings
+from tests.test_bot import PASAR_Q, one_reply, running, telegram_settings
 
 SECRET = FakeTelegram().token.split(":")[1]
 
@@ -267,3 +267,25 @@ def test_wrong_token_at_start_up_is_never_printed(seed_index, fake, tmp_path):
     assert process.returncode == 1
     assert "wrong-token-secret-part" not in out + err
     assert_one_clear_last_line(err, "rejected the bot's token")
+
+
+class BrokenBuildAnswerer(Answerer):
+    """An Answerer whose rebuilt index always fails to load with an unexpected error."""
+
+    def reload_if_changed(self) -> bool:
+        raise EOFError("No data left in file")
+
+
+def test_a_broken_new_build_is_logged_once_without_traceback(tiny_index, fake):
+    answerer = BrokenBuildAnswerer(
+        with_search(tiny_index, decline_threshold=0.3), embedder=FakeEmbedder()
+    )
+    with captured_logs() as logs, running(answerer, fake, reload_check_seconds=0.05):
+        time.sleep(0.6)  # about a dozen checks
+        text = one_reply(fake, fake.message(3201, PASAR_Q))["text"]
+    assert "Rp80.000" in text  # the previous index still serves
+    reports = [line for line in logs.getvalue().splitlines() if "cannot load the index" in line]
+    assert reports == [
+        "cannot load the index (EOFError: No data left in file); still serving the previous one"
+    ]
+    assert "Traceback" not in logs.getvalue()

@@ -17,7 +17,7 @@ from .chunking import Chunk, chunk_article
 from .config import Config, IndexConfig
 from .corpus import Article
 from .embedding import Embedder, model_key
-from .errors import IndexCorruptError, IndexMismatchError, IndexMissingError
+from .errors import ConfigError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from .keyword import KeywordIndex
 from .terms import TermTable
 
@@ -86,6 +86,11 @@ def make_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
         index.hnsw.efConstruction = config.hnsw_ef_construction
     elif kind == "ivf" and n >= 64:
         nlist = _ivf_lists(config, n)
+        if nlist > n:
+            raise ConfigError(
+                f"index.ivf_nlist: {nlist} lists need at least {nlist} chunks to train on and "
+                f"the corpus has {n}; lower it, or set it to 0 to size the lists from the corpus"
+            )
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)

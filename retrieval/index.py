@@ -349,8 +349,13 @@ def build_index(
     config: Config,
     previous: IndexData | None = None,
     progress: Callable[[int], Progress] | None = None,
+    kept: Sequence[ArticleInfo] = (),
 ) -> tuple[IndexData, BuildStats]:
-    """Chunk and embed the articles, reusing the previous index's vectors for unchanged ones."""
+    """Chunk and embed the articles, reusing the previous index's vectors for unchanged ones.
+
+    `kept` are articles of the previous index carried over as they are (their files could
+    not be read this time).
+    """
     started = time.perf_counter()
     old_hashes = previous.manifest["documents"] if previous else {}
     old_rows: dict[str, list[int]] = {}
@@ -371,6 +376,11 @@ def build_index(
             chunks.append(chunk)
             sources.append(("new", len(fresh)))
             fresh.append(chunk)
+    kept = [info for info in kept if info.doc_id in old_hashes]
+    for info in kept:
+        for row in old_rows.get(info.doc_id, []):
+            chunks.append(previous.chunks[row])
+            sources.append(("old", row))
 
     bar = progress(len(fresh)) if progress else None
     try:
@@ -399,6 +409,9 @@ def build_index(
     if faiss_index is None:
         faiss_index = make_faiss(vectors, config.index)
     documents = {a.doc_id: a.content_hash for a in articles}
+    documents.update({info.doc_id: old_hashes[info.doc_id] for info in kept})
+    infos = {a.doc_id: ArticleInfo.of(a) for a in articles}
+    infos.update({info.doc_id: info for info in kept})
     manifest = {
         **expected_settings(config),
         "dimension": dim,
@@ -413,7 +426,7 @@ def build_index(
     data = IndexData(
         manifest,
         chunks,
-        {a.doc_id: ArticleInfo.of(a) for a in articles},
+        infos,
         vectors,
         sentence_vectors,
         np.asarray(offsets, dtype=np.int64),
@@ -432,7 +445,7 @@ def build_index(
         added=added,
         changed=changed,
         removed=len(set(old_hashes) - set(documents)),
-        unchanged=len(articles) - added - changed,
+        unchanged=len(articles) - added - changed + len(kept),
         chunks=len(chunks),
         embedded=len(fresh),
         seconds=time.perf_counter() - started,

@@ -31,6 +31,10 @@ PHOTO_CREDIT = re.compile(
     re.IGNORECASE,
 )
 LINE = re.compile(r"[^\n]*(?:\n|$)")
+# Characters a terminal acts on instead of showing: C0 controls but newline and tab (ESC
+# starts escape sequences, CR overwrites a line), DEL, C1 controls (CSI, OSC) and the bidi
+# controls that reorder what is shown.
+UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 BLANK_LINES = re.compile(r"\n[ \t\r]*\n")
 
 
@@ -100,6 +104,12 @@ class _Skip(ValueError):
     def __init__(self, reason: str, unreadable: bool = False):
         super().__init__(reason)
         self.unreadable = unreadable
+
+
+def terminal_safe(text: str) -> str:
+    """Article text (or a file name) for a terminal: each character a terminal would act on
+    is replaced, one for one, by U+FFFD, so offsets into the text stay valid."""
+    return UNSHOWABLE.sub("\ufffd", text)
 
 
 def split_paragraphs(text: str, start: int = 0) -> list[tuple[int, int]]:

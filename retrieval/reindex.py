@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, load_config
-from .corpus import Corpus, CorpusProblem, load_corpus
+from .corpus import Corpus, CorpusProblem, load_corpus, terminal_safe
 from .embedding import Embedder, make_embedder
 from .errors import (
     IndexCorruptError,
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     for problem in result.problems:
         kept = "; its indexed articles are kept as they were" if problem.unreadable else ""
-        print(f"skipped {problem}{kept}", file=sys.stderr)
+        print(terminal_safe(f"skipped {problem}{kept}"), file=sys.stderr)
     s = result.stats
     state = "index updated" if result.swapped else "index already up to date"
     print(

@@ -427,7 +427,11 @@ class TanyaBot:
             result = await work
         except QuestionError as exc:
             return await reply(message, html.escape(_sentence(str(exc))))
-        await reply_parts(message, answer_messages(result))
+        # Splitting a long answer into valid HTML parts is CPU work too.
+        parts = await asyncio.to_thread(
+            answer_messages, result, max_messages=self.config.telegram.max_messages_per_answer
+        )
+        await reply_parts(message, parts)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log the failure with its update id, tell the user, keep running."""

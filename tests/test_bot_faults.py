@@ -20,8 +20,10 @@ import bot
 from retrieval.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
-from tests.conftest import ROOT, FakeEmbedder, with_search
-from tests.fake_telegram import FakeTelegram
+from retrieval.reindex import reindex
+from telegram_format import MESSAGE_LIMIT
+from tests.conftest import ROOT, FakeEmbedder, make_config, with_search
+from tests.fake_telegram import FakeTelegram, html_errors
 from tests.test_bot import PASAR_Q, one_reply, running, telegram_settings
 
 SECRET = FakeTelegram().token.split(":")[1]
@@ -289,3 +291,39 @@ def test_a_broken_new_build_is_logged_once_without_traceback(tiny_index, fake):
         "cannot load the index (EOFError: No data left in file); still serving the previous one"
     ]
     assert "Traceback" not in logs.getvalue()
+
+
+@pytest.fixture
+def long_answerer(tmp_path: Path) -> Answerer:
+    """Three passages of about 5,000 characters each (one sentence repeated)."""
+    corpus = tmp_path / "long-corpus"
+    corpus.mkdir()
+    sentence = "Harga cabai & bawang <naik> lagi di pasar induk Kramat Jati pekan ini. "
+    paragraphs = [f"Pasar {i}: " + sentence * 70 for i in range(3)]
+    text = "Laporan Pasar yang Sangat Panjang\n\n" + "\n\n".join(paragraphs) + "\n"
+    (corpus / "panjang.txt").write_text(text, encoding="utf-8")
+    config = make_config(
+        corpus,
+        tmp_path / "long-index" / ".index",
+        embedding={"max_tokens": 4096},
+        chunking={"max_tokens": 2000},
+        search={"duplicate_similarity": 1.0, "decline_threshold": 0.0},
+    )
+    reindex(config, embedder=FakeEmbedder())
+    return Answerer(config, embedder=FakeEmbedder())
+
+
+@pytest.mark.parametrize("cap", [1, 3])
+def test_a_long_answer_is_cut_to_the_message_cap_with_every_source(long_answerer, fake, cap):
+    with running(long_answerer, fake, max_messages_per_answer=cap):
+        question = fake.message(3301, "harga cabai bawang pasar induk")
+        one_reply(fake, question)
+        time.sleep(0.5)  # any further part would have come by now
+    parts = [p["text"] for p in fake.replies_to(question)]
+    assert 1 <= len(parts) <= cap
+    joined = "".join(parts)
+    assert joined.count("— Laporan Pasar yang Sangat Panjang, paragraph") == 3
+    assert "…" in joined
+    for part in parts:
+        assert html_errors(part) == [] and len(part.encode("utf-16-le")) // 2 <= MESSAGE_LIMIT
+        assert len(part) > MESSAGE_LIMIT // 2 or part is parts[-1]  # no tiny parts

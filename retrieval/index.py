@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +25,17 @@ from .terms import TermTable
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# What reading a damaged file can raise, besides the library errors that are ValueErrors.
+READ_ERRORS = (
+    OSError,
+    ValueError,
+    KeyError,
+    TypeError,
+    RuntimeError,
+    EOFError,
+    IndexError,
+    zipfile.BadZipFile,
+)
 
 
 @dataclass(frozen=True)
@@ -196,7 +209,56 @@ class IndexData:
         self.keyword.save(folder / "bm25")
         self.passage_terms.save(folder / "passage_terms.npz")
         self.sentence_terms.save(folder / "sentence_terms.npz")
+        # Sizes and checksums of every file, so a damaged one is named when loading instead
+        # of silently giving other answers; each file is on disk before the manifest is.
+        self.manifest = {**self.manifest, "files": file_checksums(folder, sync=True)}
         _write_json(folder / MANIFEST, self.manifest)
+
+
+def file_checksums(folder: Path, sync: bool = False) -> dict[str, dict]:
+    """Size and SHA-256 of every file in the folder but the manifest, by relative path."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != MANIFEST:
+            name = path.relative_to(folder).as_posix()
+            files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path, sync)}
+    return files
+
+
+def verify_files(folder: Path, manifest: dict, rebuild: str) -> None:
+    """Raise IndexCorruptError naming the first file that is missing, truncated or altered."""
+    for name, expected in sorted((manifest.get("files") or {}).items()):
+        path = folder / name
+        problem = None
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            problem = f"cannot be read ({exc.strerror or exc})"
+        else:
+            if size != expected.get("bytes"):
+                problem = f"is {size:,} bytes, but {expected.get('bytes'):,} were written"
+            elif _sha256(path) != expected.get("sha256"):
+                problem = "does not match its checksum (damaged on disk)"
+        if problem:
+            raise IndexCorruptError(
+                f"the index at {folder} is damaged: {name} {problem}. Rebuild it with: {rebuild}"
+            )
+
+
+def _sha256(path: Path, sync: bool = False) -> str:
+    """The SHA-256 of one file, read in blocks ("" when it cannot be read)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as data:
+            while block := data.read(1 << 20):
+                digest.update(block)
+            if sync:  # written by this process: on disk before the manifest names it
+                os.fsync(data.fileno())
+    except OSError:
+        if sync:
+            raise
+        return ""
+    return digest.hexdigest()
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -251,6 +313,9 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
     real = Path(os.path.realpath(path))
     manifest = read_manifest(real, config.reindex_command())
     check_manifest(manifest, config, ignore)
+    # (A plain reindex also rebuilds a damaged index in full: it cannot reuse its vectors.)
+    verify_files(real, manifest, config.reindex_command(full=True))
+    reading = "chunks.jsonl"
     try:
         chunks = []
         with open(real / "chunks.jsonl", encoding="utf-8") as lines:
@@ -258,23 +323,38 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
                 record = json.loads(line)
                 record["sentences"] = tuple(tuple(s) for s in record["sentences"])
                 chunks.append(Chunk(**record))
+        reading = "articles.json"
         articles = {
             k: ArticleInfo(**v)
             for k, v in json.loads((real / "articles.json").read_text("utf-8")).items()
         }
         # Mapped, not read: FAISS holds its own copy for search, and these are only read a few
         # rows per question, so at a million passages they stay on disk instead of in memory.
+        reading = "vectors.npy"
         vectors = np.load(real / "vectors.npy", mmap_mode="r")
+        reading = "sentence_vectors.npy"
         sentence_vectors = np.load(real / "sentence_vectors.npy", mmap_mode="r")
+        reading = "sentence_offsets.npy"
         offsets = np.load(real / "sentence_offsets.npy")
+        reading = "faiss.index"
         faiss_index = faiss.read_index(str(real / "faiss.index"))
+        reading = "faiss_rows.npy"
         rows_file = real / "faiss_rows.npy"
         faiss_rows = np.load(rows_file) if rows_file.exists() else None
+        reading = "bm25"
         keyword = KeywordIndex.load(real / "bm25", config.search.stemming)
-        passage_terms, sentence_terms = _load_terms(real, chunks)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        reading = "passage_terms.npz"
+        if (real / reading).exists():
+            passage_terms = TermTable.load(real / reading)
+            reading = "sentence_terms.npz"
+            sentence_terms = TermTable.load(real / reading)
+        else:  # a build from before the word sets were saved: made now
+            passage_terms = TermTable.build([c.text for c in chunks])
+            sentence_terms = TermTable.build(sentence_texts(chunks))
+    except READ_ERRORS as exc:
         raise IndexCorruptError(
-            f"the index at {path} cannot be read ({exc.__class__.__name__}: {exc}). "
+            f"the index at {path} cannot be read: {reading} is damaged "
+            f"({exc.__class__.__name__}: {exc}). "
             f"Rebuild it with: {config.reindex_command(full=True)}"
         ) from exc
     if faiss_rows is None:
@@ -309,16 +389,6 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
         real,
         manifest.get("build_id", ""),
         faiss_rows,
-    )
-
-
-def _load_terms(folder: Path, chunks: list[Chunk]) -> tuple[TermTable, TermTable]:
-    """The prepared word sets; a build from before they were saved gets them made now."""
-    if not (folder / "passage_terms.npz").exists():
-        return TermTable.build([c.text for c in chunks]), TermTable.build(sentence_texts(chunks))
-    return (
-        TermTable.load(folder / "passage_terms.npz"),
-        TermTable.load(folder / "sentence_terms.npz"),
     )
 
 

@@ -224,11 +224,31 @@ def reindex(
         if full:
             stats = _full_build_stats(index_path, config, documents, stats)
         build = builds_dir(index_path) / data.version
-        data.save(build)
-        read_manifest(build)  # the build must load before it goes live
-        swap_in(index_path, build)
+        try:
+            data.save(build)
+            read_manifest(build)  # the build must load before it goes live
+            swap_in(index_path, build)
+        except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
+            # A full disk, say: the partial build goes, the live index stays as it was.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if os.path.realpath(index_path) == os.path.realpath(build):
+                raise TanyaError(
+                    f"the new index is live, but its folder could not be synced ({reason})"
+                ) from exc
+            _discard(build, index_path)
+            raise TanyaError(
+                f"cannot write the new index in {build.parent} ({reason}); the partial build "
+                "was removed and the index was left as it was. Free some space and run this again"
+            ) from exc
         prune_builds(index_path)
         return ReindexResult(stats, corpus.problems, True, index_path)
+
+
+def _discard(build: Path, index_path: Path) -> None:
+    """Remove a build that could not be finished, and the link that was to make it live."""
+    for link in index_path.parent.glob(f"{index_path.name}.link-*"):
+        link.unlink(missing_ok=True)
+    shutil.rmtree(build, ignore_errors=True)
 
 
 def _full_build_stats(index_path: Path, config: Config, documents: dict, stats: BuildStats):

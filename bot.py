@@ -363,7 +363,9 @@ class TanyaBot:
         """/start: what the bot does and which articles it knows."""
         if not self.chat_allowed(update):
             return await self.refuse(update)
-        text = f"{html.escape(START_TEXT)}\n\n{sources_html(self.answerer.articles(), 5)}"
+        # Sorting every article's title is work for a thread with a large corpus.
+        known = await asyncio.to_thread(lambda: sources_html(self.answerer.articles(), 5))
+        text = f"{html.escape(START_TEXT)}\n\n{known}"
         await reply_parts(update.effective_message, [text, HELP_TEXT])
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -376,7 +378,8 @@ class TanyaBot:
         """/sources: the indexed articles, linked where known."""
         if not self.chat_allowed(update):
             return await self.refuse(update)
-        await reply_parts(update.effective_message, [sources_html(self.answerer.articles())])
+        listing = await asyncio.to_thread(lambda: sources_html(self.answerer.articles()))
+        await reply_parts(update.effective_message, [listing])
 
     async def ask_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/ask <question>: the way to ask in a group (works in private chats too)."""

@@ -327,3 +327,21 @@ def test_a_long_answer_is_cut_to_the_message_cap_with_every_source(long_answerer
     for part in parts:
         assert html_errors(part) == [] and len(part.encode("utf-16-le")) // 2 <= MESSAGE_LIMIT
         assert len(part) > MESSAGE_LIMIT // 2 or part is parts[-1]  # no tiny parts
+
+
+def test_slow_formatting_does_not_hold_up_other_chats(qa, fake, monkeypatch):
+    real = bot.answer_messages
+
+    def slow_messages(answer, **kwargs):
+        if "lambat" in answer.question:
+            time.sleep(1.5)  # blocking, as splitting a huge answer would be
+        return real(answer, **kwargs)
+
+    monkeypatch.setattr(bot, "answer_messages", slow_messages)
+    with running(qa, fake):
+        slow = fake.message(3401, "harga cabai lambat?")
+        time.sleep(0.2)
+        fast = fake.message(3402, PASAR_Q)
+        one_reply(fake, fast)
+        assert fake.replies_to(slow) == []  # answered while the slow one is still formatted
+        one_reply(fake, slow)

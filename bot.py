@@ -10,10 +10,12 @@ import os
 import secrets
 import signal
 import sys
+import threading
 import time
+import traceback
 from collections import OrderedDict, deque
-from collections.abc import Sequence
-from urllib.parse import urlparse
+from collections.abc import Callable, Sequence
+from urllib.parse import quote, urlparse
 
 import httpx
 from telegram import (
@@ -25,7 +27,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType, ParseMode
-from telegram.error import BadRequest, NetworkError, TelegramError
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -35,6 +37,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from retrieval.answer import Answerer, clean_question
 from retrieval.config import Config, load_config
@@ -83,6 +86,9 @@ FLOOD_RETRIES = 3
 SELF_RETRYING = frozenset({"getMe", "getUpdates", "deleteWebhook", "setWebhook"})
 BOOTSTRAP_RETRIES = 5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGABRT)
+# A 403 from these is about one chat (the user blocked the bot, it left the group); from any
+# other method, like a 401 from any method, it means the token no longer works.
+CHAT_METHODS = frozenset({"sendMessage", "sendChatAction"})
 # Memory bounds: chats with a history, users with a rate-limit window, chats refused.
 MAX_CHATS = 10_000
 
@@ -157,6 +163,55 @@ def _safe_to_retry(exc: NetworkError, endpoint: str) -> bool:
     return endpoint != "sendMessage"
 
 
+class AuthorizationLost(TelegramError):
+    """The Bot API stopped accepting the token (401, or 403 for the bot as a whole)."""
+
+
+def is_auth_failure(exc: BaseException, endpoint: str) -> bool:
+    """Whether this error from endpoint means the token no longer works."""
+    if isinstance(exc, (InvalidToken, AuthorizationLost)):
+        return True
+    return isinstance(exc, Forbidden) and endpoint not in CHAT_METHODS
+
+
+def _auth_error_in(exc: BaseException | None) -> bool:
+    """Whether exc, or an exception it was raised from, is an authorisation failure."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, (InvalidToken, AuthorizationLost)):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+class AuthWatchingRequest(HTTPXRequest):
+    """PTB's HTTP client, telling `on_auth_lost` when a call shows the token no longer works.
+
+    Every Bot API call, getUpdates included, goes through one of the two clients, so a lost
+    authorisation is noticed whichever call meets it first.
+    """
+
+    def __init__(self, on_auth_lost: Callable[[str, TelegramError], None], **kwargs):
+        super().__init__(**kwargs)
+        self.on_auth_lost = on_auth_lost
+
+    async def post(self, url: str, *args, **kwargs):
+        try:
+            return await super().post(url, *args, **kwargs)
+        except TelegramError as exc:
+            endpoint = url.rsplit("/", 1)[-1]
+            if not is_auth_failure(exc, endpoint):
+                raise
+            self.on_auth_lost(endpoint, exc)
+            if endpoint == "getUpdates":
+                # An InvalidToken would end PTB's polling task with an exception that its
+                # shutdown re-raises half-way, leaving the event loop to close under pending
+                # tasks; any other TelegramError lets the polling loop wait for the stop.
+                raise AuthorizationLost(str(exc)) from exc
+            # Elsewhere (getMe at start-up above all) PTB gives up at once on an InvalidToken.
+            raise InvalidToken(str(exc)) from exc
+
+
 class RetryingRateLimiter(AIORateLimiter):
     """Telegram's flood limits and 429 waits (PTB's AIORateLimiter), plus network retries."""
 
@@ -164,9 +219,13 @@ class RetryingRateLimiter(AIORateLimiter):
         if endpoint in SELF_RETRYING:
             # PTB already retries these (bootstrap_retries, the polling loop's backoff);
             # retrying them here too would multiply the waits before a clear failure.
-            return await super().process_request(
-                callback, args, kwargs, endpoint, data, rate_limit_args
-            )
+            try:
+                return await super().process_request(
+                    callback, args, kwargs, endpoint, data, rate_limit_args
+                )
+            except NetworkError as exc:
+                log.warning("Bot API %s failed (%s); python-telegram-bot retries it", endpoint, exc)
+                raise
         delay = RETRY_FIRST_DELAY
         for attempt in range(NETWORK_RETRIES + 1):
             try:
@@ -193,13 +252,35 @@ class TanyaBot:
         self.allowed = frozenset(config.telegram.allowed_chat_ids)
         self.refused: set[int] = set()
         self._watcher: asyncio.Task | None = None
+        self.app: Application | None = None
+        # Set when the Bot API stops accepting the token: the bot then stops, and says why.
+        self.auth_lost: str | None = None
+        self.ready = False
+        self._stopping = False
 
-    # Start-up and shut-down
+    def lose_auth(self, endpoint: str, exc: TelegramError) -> None:
+        """The token stopped working: remember why (once) and stop the application."""
+        if self.auth_lost is None:
+            self.auth_lost = f"{endpoint}: {exc}"
+            log.debug("authorisation lost at %s", endpoint, exc_info=exc)
+        app = self.app
+        if app is None:
+            return
+        if not app.running:
+            # Starting up: this only marks the application to stop. Every further refused
+            # call comes here again, so one that starts running afterwards still stops.
+            app.stop_running()
+        elif app.updater is not None and app.updater.running and not self._stopping:
+            # Serving (stop_running stops the event loop's run_forever); not once shutting
+            # down, when stopping the loop again would cut the shutdown short.
+            self._stopping = True
+            app.stop_running()
 
     async def post_init(self, app: Application) -> None:
         """Register the command menu and start watching for a rebuilt index."""
         await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
         self._watcher = asyncio.create_task(self.watch_index())
+        self.ready = True
         log.info(
             "bot @%s ready: %d articles, index %s",
             app.bot.username,
@@ -226,13 +307,15 @@ class TanyaBot:
                 if await asyncio.to_thread(self.answerer.reload_if_changed):
                     log.info("now serving index %s", self.answerer.index.version)
                 last_problem = None
-            except TanyaError as exc:
-                # Said once, not every few seconds, until the problem changes or goes away.
-                if str(exc) != last_problem:
-                    log.error("cannot load the index (%s); still serving the previous one", exc)
-                last_problem = str(exc)
-            except Exception:  # noqa: BLE001 - a bad new index must not stop the bot
-                log.exception("cannot load the rebuilt index; still serving the previous one")
+            except Exception as exc:  # noqa: BLE001 - a bad new index must not stop the bot
+                # Said once, not every few seconds, until the problem changes or goes away;
+                # an unexpected error's traceback goes to DEBUG.
+                problem = str(exc) if isinstance(exc, TanyaError) else _summary(exc)
+                if problem != last_problem:
+                    log.error("cannot load the index (%s); still serving the previous one", problem)
+                    if not isinstance(exc, TanyaError):
+                        log.debug("loading the new index failed", exc_info=exc)
+                last_problem = problem
 
     # Who gets answers
 
@@ -280,7 +363,9 @@ class TanyaBot:
         """/start: what the bot does and which articles it knows."""
         if not self.chat_allowed(update):
             return await self.refuse(update)
-        text = f"{html.escape(START_TEXT)}\n\n{sources_html(self.answerer.articles(), 5)}"
+        # Sorting every article's title is work for a thread with a large corpus.
+        known = await asyncio.to_thread(lambda: sources_html(self.answerer.articles(), 5))
+        text = f"{html.escape(START_TEXT)}\n\n{known}"
         await reply_parts(update.effective_message, [text, HELP_TEXT])
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -293,7 +378,8 @@ class TanyaBot:
         """/sources: the indexed articles, linked where known."""
         if not self.chat_allowed(update):
             return await self.refuse(update)
-        await reply_parts(update.effective_message, [sources_html(self.answerer.articles())])
+        listing = await asyncio.to_thread(lambda: sources_html(self.answerer.articles()))
+        await reply_parts(update.effective_message, [listing])
 
     async def ask_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/ask <question>: the way to ask in a group (works in private chats too)."""
@@ -344,13 +430,24 @@ class TanyaBot:
             result = await work
         except QuestionError as exc:
             return await reply(message, html.escape(_sentence(str(exc))))
-        await reply_parts(message, answer_messages(result))
+        # Splitting a long answer into valid HTML parts is CPU work too.
+        parts = await asyncio.to_thread(
+            answer_messages, result, max_messages=self.config.telegram.max_messages_per_answer
+        )
+        await reply_parts(message, parts)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log the failure with its update id, tell the user, keep running."""
+        if _auth_error_in(context.error) or self.auth_lost is not None:
+            return  # the bot is stopping; run_bot says why, once
         if not isinstance(update, Update):
             # Polling trouble: PTB retries getUpdates itself, with backoff.
             log.warning("Bot API polling error: %s", context.error)
+            log.debug("polling error", exc_info=context.error)
+            return
+        if isinstance(context.error, Forbidden):
+            # The user blocked the bot or it left the group: nobody there to apologise to.
+            log.warning("update %s: cannot reply (%s)", update.update_id, context.error)
             return
         log.error("update %s failed", update.update_id, exc_info=context.error)
         if update.effective_message is not None:
@@ -358,6 +455,10 @@ class TanyaBot:
                 await reply(update.effective_message, html.escape(APOLOGY))
             except TelegramError as exc:
                 log.warning("could not send the apology for update %s: %s", update.update_id, exc)
+
+
+def _summary(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _sentence(text: str) -> str:
@@ -397,6 +498,9 @@ def build_application(
         .base_url(config.telegram.base_url)
         .base_file_url(config.telegram.base_file_url)
         .concurrent_updates(True)
+        # The pool sizes are PTB's defaults: one long poll at a time, many replies at once.
+        .request(AuthWatchingRequest(tanya.lose_auth, connection_pool_size=256))
+        .get_updates_request(AuthWatchingRequest(tanya.lose_auth, connection_pool_size=1))
         .rate_limiter(RetryingRateLimiter(max_retries=FLOOD_RETRIES, **limits))
         .post_init(tanya.post_init)
         .post_shutdown(tanya.post_shutdown)
@@ -410,7 +514,19 @@ def build_application(
     app.add_handler(MessageHandler(messages & filters.TEXT & ~filters.COMMAND, tanya.text))
     app.add_error_handler(tanya.on_error)
     app.bot_data["tanya"] = tanya
+    tanya.app = app
     return app
+
+
+def redact(text: str, token: str) -> str:
+    """text with the bot token (whole, URL-quoted, or its secret half alone) as <token>."""
+    if not token:
+        return text
+    secret = token.partition(":")[2]
+    for form in (token, quote(token, safe=""), secret):
+        if len(form) >= 8:
+            text = text.replace(form, "<token>")
+    return text
 
 
 class RedactToken(logging.Filter):
@@ -422,21 +538,87 @@ class RedactToken(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if self.token in message:
-            record.msg, record.args = message.replace(self.token, "<token>"), None
+        redacted = redact(message, self.token)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text and self.token in record.exc_text:
-            record.exc_text = record.exc_text.replace(self.token, "<token>")
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.token)
         return True
 
 
-def protect_token_in_logs(token: str) -> None:
-    """Keep the token out of every log handler; httpx logs each request URL at INFO."""
+class QuietLibraryErrors(logging.Filter):
+    """Library tracebacks only at DEBUG; otherwise one line, or none where tanya says it.
+
+    python-telegram-bot logs a traceback for each failure it retries or gives up on. An
+    authorisation failure ends the bot with its own clear line, and network failures get one
+    line per retry round from tanya, so those library records are dropped; any other library
+    error becomes one line with the exception's summary.
+    """
+
+    def __init__(self, debug: bool):
+        super().__init__()
+        self.debug = debug
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.debug or not record.exc_info:
+            return True
+        exc = record.exc_info[1]
+        if record.name == "asyncio":
+            # PTB's polling loop can leave a refused getUpdates unretrieved when a stop signal
+            # comes at the same moment; asyncio then reports it when the task is collected.
+            return not _auth_error_in(exc)
+        if not record.name.startswith("telegram"):
+            return True
+        if _auth_error_in(exc) or isinstance(exc, NetworkError):
+            return False
+        summary = f"{type(exc).__name__}: {exc}" if exc is not None else ""
+        record.msg, record.args = f"{record.getMessage()} ({summary})", None
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def protect_token_in_logs(token: str, debug: bool = True) -> None:
+    """Keep the token out of every log handler; httpx logs each request URL at INFO.
+
+    Below DEBUG, library tracebacks are also shortened (QuietLibraryErrors).
+    """
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
+        handler.addFilter(QuietLibraryErrors(debug))
         handler.addFilter(RedactToken(token))
+
+
+def protect_token_in_crashes(token: str) -> None:
+    """Tracebacks that reach no log handler (a crash, a thread's, an ignored one) redacted too."""
+
+    def write(text: str) -> None:
+        if sys.stderr is not None:
+            sys.stderr.write(redact(text, token))
+
+    def excepthook(kind, value, tb) -> None:
+        write("".join(traceback.format_exception(kind, value, tb)))
+
+    def thread_excepthook(args) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        write(f"Exception in thread {name}:\n")
+        write(
+            "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+        )
+
+    def unraisablehook(unraisable) -> None:
+        where = unraisable.err_msg or "Exception ignored in"
+        write(f"{where}: {unraisable.object!r}\n")
+        kind, value = unraisable.exc_type, unraisable.exc_value
+        write("".join(traceback.format_exception(kind, value, unraisable.exc_traceback)))
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_excepthook
+    sys.unraisablehook = unraisablehook
 
 
 def poll(
@@ -469,22 +651,58 @@ def serve_webhook(
     )
 
 
-def run_bot(config: Config, answerer: Answerer, token: str) -> int:
-    """Run the Telegram bot until interrupted."""
-    protect_token_in_logs(token)
-    app = build_application(config, answerer, token)
+def run_bot(
+    config: Config,
+    answerer: Answerer,
+    token: str,
+    *,
+    stop_signals: Sequence[int] | None = STOP_SIGNALS,
+    flood_limits: bool = True,
+) -> int:
+    """Run the Telegram bot until interrupted; TanyaError when the Bot API stops it."""
+    protect_token_in_logs(token, debug=config.log_level == "DEBUG")
+    app = build_application(config, answerer, token, flood_limits=flood_limits)
+    tanya: TanyaBot = app.bot_data["tanya"]
+    api = config.telegram.base_url
+    failure: TelegramError | None = None
     try:
         if config.telegram.webhook_url:
             log.info("webhook mode: %s", config.telegram.webhook_url)
-            serve_webhook(app, config)
+            serve_webhook(app, config, stop_signals=stop_signals)
         else:
-            log.info("long polling %s", config.telegram.base_url)
-            poll(app)
+            log.info("long polling %s", api)
+            poll(app, stop_signals=stop_signals)
     except TelegramError as exc:
+        failure = exc
+    if tanya.auth_lost is not None or _auth_error_in(failure):
+        what = (
+            "stopped accepting the bot's token; it may have been revoked"
+            if tanya.ready
+            else "rejected the bot's token"
+        )
         raise TanyaError(
-            f"the Bot API at {config.telegram.base_url} refused to start the bot: {exc}. "
-            f"Check {TOKEN_ENV} and telegram.base_url"
-        ) from exc
+            redact(
+                f"the Bot API at {api} {what} ({tanya.auth_lost or failure}). "
+                f"Check {TOKEN_ENV} (BotFather: /token) and telegram.base_url",
+                token,
+            )
+        ) from None
+    if isinstance(failure, NetworkError):
+        raise TanyaError(
+            redact(
+                f"cannot reach the Bot API at {api} ({failure}), after "
+                f"{BOOTSTRAP_RETRIES} retries. Check the network and telegram.base_url",
+                token,
+            )
+        ) from None
+    if failure is not None:
+        raise TanyaError(
+            redact(
+                f"the Bot API at {api} refused to start the bot: {failure}. "
+                f"Check {TOKEN_ENV} and telegram.base_url",
+                token,
+            )
+        ) from None
     return 0
 
 
@@ -505,12 +723,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tanya` command."""
     args = parse_args(argv)
+    token = ""
     try:
         config = load_config(args.config)
         logging.basicConfig(
             level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         token = os.environ.get(TOKEN_ENV, "").strip()
+        if token:
+            protect_token_in_crashes(token)
         if not (args.console or args.ask is not None or args.check) and not token:
             print(
                 f"tanya: set {TOKEN_ENV} to run the Telegram bot "
@@ -529,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
             return console.health_check(answerer)
         return run_bot(config, answerer, token)
     except TanyaError as exc:
-        print(f"tanya: {exc}", file=sys.stderr)
+        print(redact(f"tanya: {exc}", token), file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader (a pager, `head`) went away: nothing left to say, and nobody to say it to.

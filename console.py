@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import sys
 import textwrap
 from typing import TextIO
 
 from retrieval.answer import Answer, Answerer, Quote
+from retrieval.corpus import terminal_safe
 from retrieval.errors import QuestionError
 from retrieval.reindex import stale_documents
 
@@ -77,7 +80,7 @@ def format_sources(answerer: Answerer) -> str:
     for info in answerer.articles():
         extra = f" <{info.url}>" if info.url else ""
         lines.append(f"  - {info.title or info.doc_id} [{info.doc_id}]{extra}")
-    return "\n".join(lines)
+    return terminal_safe("\n".join(lines))
 
 
 def ask_once(answerer: Answerer, question: str, as_json: bool, out: TextIO = sys.stdout) -> int:
@@ -88,9 +91,9 @@ def ask_once(answerer: Answerer, question: str, as_json: bool, out: TextIO = sys
         print(f"tanya: {exc}", file=sys.stderr)
         return 1
     if as_json:
-        out.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
+        out.write(json_safe(json.dumps(answer.to_dict(), ensure_ascii=False)) + "\n")
     else:
-        out.write(format_answer(answer, color=_is_terminal(out)) + "\n")
+        out.write(format_answer(terminal_safe_answer(answer), color=_is_terminal(out)) + "\n")
     return 0
 
 
@@ -153,7 +156,7 @@ def run_console(answerer: Answerer, history_size: int = 5) -> int:
         except KeyboardInterrupt:
             print("\n(interrupted)")
             continue
-        print(format_answer(answer, color) + "\n", flush=True)
+        print(format_answer(terminal_safe_answer(answer), color) + "\n", flush=True)
         history = [*history, line][-history_size:]
 
 
@@ -176,3 +179,28 @@ def health_check(answerer: Answerer, question: str = "Apa isi artikel ini?") -> 
         command = answerer.config.reindex_command()
         print(f"WARNING: the index is stale ({changed} changed since it was built): run {command}")
     return 0
+
+
+# In JSON, the characters json.dumps leaves raw (it escapes C0 controls itself) that a terminal
+# acts on instead of showing.
+_JSON_RAW = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe_answer(answer: Answer) -> Answer:
+    """The answer with article text, titles and links terminal_safe; offsets stay valid."""
+    quotes = tuple(
+        dataclasses.replace(
+            q,
+            text=terminal_safe(q.text),
+            title=terminal_safe(q.title),
+            doc_id=terminal_safe(q.doc_id),
+            url=terminal_safe(q.url) if q.url else q.url,
+        )
+        for q in answer.quotes
+    )
+    return dataclasses.replace(answer, quotes=quotes)
+
+
+def json_safe(text: str) -> str:
+    """JSON text with the characters json.dumps leaves raw written as \\u escapes (same data)."""
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from html import escape
@@ -9,6 +10,7 @@ from urllib.parse import urlparse
 
 from console import marked_parts, source_line
 from retrieval.answer import Answer, Quote
+from retrieval.chunking import split_sentences
 from retrieval.index import ArticleInfo
 
 # Telegram's limit per message. Counted here over the HTML itself in UTF-16 units, as Telegram
@@ -16,6 +18,8 @@ from retrieval.index import ArticleInfo
 MESSAGE_LIMIT = 4096
 MAX_URL_CHARS = 1000
 SOURCES_SHOWN = 50
+MAX_MESSAGES = 3  # telegram.max_messages_per_answer's default
+ELLIPSIS = "…"
 
 DECLINE_TEXT = "Sorry, the articles do not seem to cover this question."
 CLOSEST_LABEL = "The closest passage I found (<i>not an answer</i>):"
@@ -75,9 +79,76 @@ def answer_html(answer: Answer) -> str:
     return "\n\n".join(quote_html(q) for q in answer.quotes)
 
 
-def answer_messages(answer: Answer, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """The answer as HTML messages, each within Telegram's limit."""
-    return split_html(answer_html(answer), limit)
+def answer_messages(
+    answer: Answer, limit: int = MESSAGE_LIMIT, max_messages: int = MAX_MESSAGES
+) -> list[str]:
+    """The answer as at most max_messages HTML messages, each within Telegram's limit.
+
+    When the quotes would need more, the longer ones are cut at sentence ends around their
+    highlighted sentence, with "…" where text was left out (each keeps its source line).
+    """
+    parts = split_html(answer_html(answer), limit)
+    if len(parts) <= max_messages:
+        return parts
+    lengths = [len(q.text) for q in answer.quotes]
+    room = max_messages * limit - tg_len(answer_html(_shortened(answer, [0] * len(lengths))))
+    for _ in range(20):
+        room = int(room * 0.85)  # escaping and cuts between parts cost more than the text
+        budgets = share_out(lengths, max(room, 0))
+        parts = split_html(answer_html(_shortened(answer, budgets)), limit)
+        if len(parts) <= max_messages:
+            return parts
+    return parts[:max_messages]
+
+
+def share_out(lengths: Sequence[int], total: int) -> list[int]:
+    """Character budgets for texts of these lengths within total: short ones whole, the rest
+    of the room in equal shares."""
+    budgets = [0] * len(lengths)
+    left = total
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    for k, i in enumerate(order):
+        budgets[i] = min(lengths[i], left // (len(order) - k))
+        left -= budgets[i]
+    return budgets
+
+
+def _shortened(answer: Answer, budgets: Sequence[int]) -> Answer:
+    quotes = tuple(shorten_quote(q, b) for q, b in zip(answer.quotes, budgets, strict=True))
+    return dataclasses.replace(answer, quotes=quotes)
+
+
+def shorten_quote(quote: Quote, budget: int) -> Quote:
+    """The quote cut to about budget characters at sentence ends, around its highlighted
+    sentence, with "…" where text was left out; offsets stay valid for its highlight."""
+    text = quote.text
+    if len(text) <= budget:
+        return quote
+    budget = max(budget, 80)  # a few words at least
+    spans = split_sentences(text) or [(0, len(text))]
+    mark = min(max(quote.highlight_start - quote.start, 0), len(text) - 1)
+    first = last = next((k for k, (a, b) in enumerate(spans) if a <= mark < b), 0)
+    while last + 1 < len(spans) and spans[last + 1][1] - spans[first][0] <= budget:
+        last += 1
+    while first > 0 and spans[last][1] - spans[first - 1][0] <= budget:
+        first -= 1
+    a, b = spans[first][0], spans[last][1]
+    if b - a > budget:  # the highlighted sentence alone is too long: cut it between words
+        b = a + budget
+        space = text.rfind(" ", a, b)
+        if space > a + budget // 2:
+            b = space
+    prefix = ELLIPSIS + " " if a > 0 else ""
+    suffix = " " + ELLIPSIS if b < len(text) else ""
+    start = quote.start + a - len(prefix)  # so text offsets of the kept part are unchanged
+    return dataclasses.replace(
+        quote,
+        text=prefix + text[a:b] + suffix,
+        start=start,
+        end=start + len(prefix) + (b - a) + len(suffix),
+        highlight_start=min(max(quote.highlight_start, quote.start + a), quote.start + b),
+        highlight_end=min(max(quote.highlight_end, quote.start + a), quote.start + b),
+    )
 
 
 def sources_html(articles: Sequence[ArticleInfo], shown: int = SOURCES_SHOWN) -> str:
@@ -125,7 +196,7 @@ def split_html(html: str, limit: int = MESSAGE_LIMIT) -> list[str]:
         prefix = "".join(tag for _, tag in stack)
         length = tg_len(prefix)
         current = list(stack)
-        best: dict[int, tuple[int, tuple[tuple[str, str], ...]]] = {}
+        best: dict[int, tuple[int, tuple[tuple[str, str], ...], int]] = {}
         has_text = False
         j = i
         while j < len(tokens):
@@ -142,13 +213,16 @@ def split_html(html: str, limit: int = MESSAGE_LIMIT) -> list[str]:
             if length + tg_len(_closing(current)) > limit:
                 break
             if has_text:
-                best[_cut_level(tokens, j, len(current))] = (j + 1, tuple(current))
+                best[_cut_level(tokens, j, len(current))] = (j + 1, tuple(current), length)
             j += 1
         if j == len(tokens):
             parts.append(prefix + "".join(tokens[i:]))
             break
         if best:
-            end, after = best[min(best)]
+            # The best kind of cut that still fills half a message: a blank line after a
+            # two-line preamble must not become a message of its own.
+            full = [level for level, (_, _, size) in best.items() if 2 * size >= limit]
+            end, after, _ = best[min(full or best)]
         else:  # one token longer than a message: cannot happen with escaped text and short tags
             end, after = j + 1, tuple(current)
         body = (prefix + "".join(tokens[i:end])).rstrip()

@@ -18,8 +18,18 @@ ABBREVIATIONS = frozenset(
     pt cv tbk u.s e.g i.e a.n s.d
     """.split()
 )
-SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9À-Ý])")
-WORD = re.compile(r"\S+")
+# A match starts only at the first mark of a run (the lookbehinds), so a long run of marks is
+# tried once, not once per mark. Chinese and Japanese full stops end a sentence without a space.
+SENTENCE_END = re.compile(
+    r"(?<![.!?…])[.!?…]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9À-Ý])"
+    r"|(?<![。！？])[。！？]+[」』）\"'”’)\]]*"
+)
+LAST_WORD = re.compile(r"\S+$")
+# Longest word looked at for an abbreviation ("Dr.", "u.s.").
+ABBREVIATION_CHARS = 16
+# No token is this long, so a piece of max_tokens tokens has fewer characters than
+# max_tokens times this: the bound keeps every count call short, whatever the counter.
+MAX_CHARS_PER_TOKEN = 64
 
 
 @dataclass(frozen=True)
@@ -44,10 +54,14 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     end = len(text) if end is None else end
     cuts, pos = [], start
     for match in SENTENCE_END.finditer(text, start, end):
-        before = text[pos : match.start()].split()
-        last_word = before[-1].lower().strip("(\"'“") if before else ""
-        if match.group().startswith(".") and (last_word in ABBREVIATIONS or len(last_word) == 1):
-            continue
+        if match.group().startswith("."):
+            # Only the last few characters: a run of skipped abbreviations must not make
+            # this look at a growing stretch of text each time.
+            window = text[max(pos, match.start() - ABBREVIATION_CHARS - 4) : match.start()]
+            found = LAST_WORD.search(window)
+            last_word = found.group().lower().strip("(\"'“") if found else ""
+            if last_word in ABBREVIATIONS or len(last_word) == 1:
+                continue
         cuts.append(match.end())
         pos = match.end()
     spans = []
@@ -60,19 +74,55 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     return spans
 
 
+def _fits(text: str, start: int, end: int, max_tokens: int, count: TokenCounter) -> bool:
+    return end - start <= max_tokens * MAX_CHARS_PER_TOKEN and count(text[start:end]) <= max_tokens
+
+
+def _longest_fit(text: str, start: int, end: int, max_tokens: int, count: TokenCounter) -> int:
+    """The largest cut in (start, end] such that text[start:cut] fits (at least one character).
+
+    Doubling from max_tokens characters, then halving the gap: the counter only ever sees
+    about twice the piece it finds, so cutting a long text costs O(n log piece), not O(n²).
+    """
+    good, bad = start, None
+    length = max(1, max_tokens)
+    while True:
+        cut = min(end, start + length)
+        if _fits(text, start, cut, max_tokens, count):
+            good = cut
+            if cut == end:
+                return end
+            length *= 2
+        else:
+            bad = cut
+            break
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if _fits(text, start, middle, max_tokens, count):
+            good = middle
+        else:
+            bad = middle
+    return max(good, start + 1)
+
+
 def _split_long(text: str, span: tuple[int, int], max_tokens: int, count: TokenCounter):
-    """Cut one over-long sentence at word boundaries into pieces that fit."""
-    words = [(m.start(), m.end()) for m in WORD.finditer(text, *span)]
-    pieces, first = [], 0
-    while first < len(words):
-        last = first
-        while (
-            last + 1 < len(words)
-            and count(text[words[first][0] : words[last + 1][1]]) <= max_tokens
-        ):
-            last += 1
-        pieces.append((words[first][0], words[last][1]))
-        first = last + 1
+    """Cut one over-long sentence into pieces that fit: between words where it has spaces,
+    else (CJK, long tokens) anywhere, at the token limit."""
+    pieces, start, end = [], span[0], span[1]
+    while start < end:
+        cut = _longest_fit(text, start, end, max_tokens, count)
+        if cut < end and not text[cut].isspace() and not text[cut - 1].isspace():
+            space = max(text.rfind(" ", start, cut), text.rfind("\n", start, cut))
+            if space > start:  # cut between words rather than inside one
+                cut = space
+        piece = text[start:cut]
+        stripped = piece.strip()
+        if stripped:
+            lead = len(piece) - len(piece.lstrip())
+            pieces.append((start + lead, start + lead + len(stripped)))
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
     return pieces
 
 
@@ -82,13 +132,13 @@ def chunk_article(article: Article, max_tokens: int, count: TokenCounter) -> lis
     for paragraph in article.paragraphs:
         sentences: list[tuple[int, int]] = []
         for span in split_sentences(text, paragraph.start, paragraph.end):
-            if count(text[span[0] : span[1]]) > max_tokens:
+            if not _fits(text, span[0], span[1], max_tokens, count):
                 sentences.extend(_split_long(text, span, max_tokens, count))
             else:
                 sentences.append(span)
         group: list[tuple[int, int]] = []
         for span in sentences:
-            if group and count(text[group[0][0] : span[1]]) > max_tokens:
+            if group and not _fits(text, group[0][0], span[1], max_tokens, count):
                 chunks.append(_make_chunk(article, paragraph.number, paragraph.kind, group))
                 group = []
             group.append(span)

@@ -8,10 +8,16 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 
 from .errors import ConfigError
+from .safe_yaml import YamlRefused, load_yaml
+
+# A config file is a few kilobytes; anything much larger is a mistake (or an attack).
+MAX_CONFIG_CHARS = 1_000_000
+MAX_STRING_CHARS = 4096
 
 
 def _choice(*allowed: str) -> dict:
@@ -22,9 +28,18 @@ def _range(low: float | None = None, high: float | None = None) -> dict:
     return {"low": low, "high": high}
 
 
+PATH = {"path": True}  # a non-empty file or folder name
+
+
+def _url(allow_empty: bool = False) -> dict:
+    return {"url": True, "allow_empty": allow_empty}
+
+
 @dataclass(frozen=True)
 class CorpusConfig:
-    path: str = "corpus"
+    path: str = field(default="corpus", metadata=PATH)
+    max_file_mb: float = field(default=20.0, metadata=_range(0.001, 10_000))
+    follow_outside_links: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,14 +59,14 @@ class ChunkingConfig:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    path: str = ".index"
+    path: str = field(default=".index", metadata=PATH)
     faiss: str = field(default="auto", metadata=_choice("auto", "flat", "hnsw", "ivf"))
-    approximate_above: int = field(default=50_000, metadata=_range(1))
+    approximate_above: int = field(default=50_000, metadata=_range(1, 10**9))
     hnsw_m: int = field(default=32, metadata=_range(4, 256))
     hnsw_ef_construction: int = field(default=100, metadata=_range(8, 4096))
     hnsw_ef_search: int = field(default=512, metadata=_range(8, 4096))
-    ivf_nlist: int = field(default=0, metadata=_range(0))
-    ivf_nprobe: int = field(default=16, metadata=_range(1))
+    ivf_nlist: int = field(default=0, metadata=_range(0, 1 << 20))
+    ivf_nprobe: int = field(default=16, metadata=_range(1, 1 << 20))
     rebuild_stale_share: float = field(default=0.2, metadata=_range(0.0, 1.0))
 
 
@@ -59,7 +74,7 @@ class IndexConfig:
 class SearchConfig:
     fusion: str = field(default="weighted", metadata=_choice("weighted", "rrf"))
     dense_weight: float = field(default=0.5, metadata=_range(0.0, 1.0))
-    rrf_k: int = field(default=60, metadata=_range(1))
+    rrf_k: int = field(default=60, metadata=_range(1, 1_000_000))
     candidates: int = field(default=50, metadata=_range(1, 10_000))
     max_quotes: int = field(default=3, metadata=_range(1, 20))
     stemming: bool = True
@@ -71,7 +86,7 @@ class SearchConfig:
     duplicate_similarity: float = field(default=0.95, metadata=_range(0.0, 1.0))
     follow_up_threshold: float = field(default=1.04, metadata=_range(-1.0, 2.0))
     history_turns: int = field(default=3, metadata=_range(0, 50))
-    cache_size: int = field(default=256, metadata=_range(0))
+    cache_size: int = field(default=256, metadata=_range(0, 1_000_000))
 
 
 @dataclass(frozen=True)
@@ -85,15 +100,19 @@ class ReaderConfig:
 
 @dataclass(frozen=True)
 class TelegramConfig:
-    base_url: str = "https://api.telegram.org/bot"
-    base_file_url: str = "https://api.telegram.org/file/bot"
-    webhook_url: str = ""
+    base_url: str = field(default="https://api.telegram.org/bot", metadata=_url())
+    base_file_url: str = field(default="https://api.telegram.org/file/bot", metadata=_url())
+    webhook_url: str = field(default="", metadata=_url(allow_empty=True))
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = field(default=8443, metadata=_range(1, 65535))
-    allowed_chat_ids: tuple[int, ...] = ()
-    rate_limit_per_minute: int = field(default=10, metadata=_range(0))
+    # Telegram's ids fit in 52 bits.
+    allowed_chat_ids: tuple[int, ...] = field(
+        default=(), metadata={"item": _range(-(2**52), 2**52)}
+    )
+    rate_limit_per_minute: int = field(default=10, metadata=_range(0, 10_000))
     history_size: int = field(default=5, metadata=_range(0, 100))
-    reload_check_seconds: float = field(default=5.0, metadata=_range(0.1))
+    reload_check_seconds: float = field(default=5.0, metadata=_range(0.1, 86_400))
+    max_messages_per_answer: int = field(default=3, metadata=_range(1, 50))
 
 
 @dataclass(frozen=True)
@@ -138,14 +157,41 @@ def _type_name(tp: Any) -> str:
     return names.get(tp, str(tp))
 
 
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + "…" + text[-10:]
+
+
+def _check_string(key: str, value: str, meta: dict) -> None:
+    if "\x00" in value:
+        raise ConfigError(f"{key}: contains a NUL character; remove it")
+    if len(value) > MAX_STRING_CHARS:
+        raise ConfigError(f"{key}: {len(value)} characters is too long; at most {MAX_STRING_CHARS}")
+    if meta.get("path") and not value.strip():
+        raise ConfigError(f"{key}: is empty; give a file or folder name")
+    if meta.get("url") and not (meta.get("allow_empty") and value == ""):
+        parsed = urlparse(value)
+        if (
+            parsed.scheme not in ("http", "https")
+            or not parsed.netloc
+            or any(c.isspace() or ord(c) < 32 for c in value)
+        ):
+            empty = " (or empty)" if meta.get("allow_empty") else ""
+            raise ConfigError(
+                f"{key}: {_shown(value)} is not a URL; use http://… or https://…{empty}"
+            )
+
+
 def _coerce(key: str, value: Any, tp: Any, meta: dict) -> Any:
     if typing.get_origin(tp) is tuple:
         if value is None:
             value = []
         if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {_shown(value)}")
         inner = typing.get_args(tp)[0]
-        return tuple(_coerce(f"{key}[{i}]", v, inner, {}) for i, v in enumerate(value))
+        item = meta.get("item", {})
+        return tuple(_coerce(f"{key}[{i}]", v, inner, item) for i, v in enumerate(value))
     if tp is float and isinstance(value, str):
         try:  # YAML 1.1 reads 1e-3 (no dot) as a string
             value = float(value)
@@ -158,18 +204,23 @@ def _coerce(key: str, value: Any, tp: Any, meta: dict) -> Any:
         str: isinstance(value, str),
     }[tp]
     if not ok:
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {_shown(value)}")
     if tp is float:
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too large for a float
+            value = math.inf
         if not math.isfinite(value):
-            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+            raise ConfigError(f"{key}: expected a finite number, got {_shown(value)}")
+    if tp is str:
+        _check_string(key, value, meta)
     if "choices" in meta and value not in meta["choices"]:
         allowed = ", ".join(meta["choices"])
-        raise ConfigError(f"{key}: {value!r} is not allowed; use one of: {allowed}")
+        raise ConfigError(f"{key}: {_shown(value)} is not allowed; use one of: {allowed}")
     low, high = meta.get("low"), meta.get("high")
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"{key}: {value!r} is out of range; it must be {bounds}")
+        raise ConfigError(f"{key}: {_shown(value)} is out of range; it must be {bounds}")
     return value
 
 
@@ -177,10 +228,11 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping of settings, got {data!r}")
+        where = prefix or "config"
+        raise ConfigError(f"{where}: expected a mapping of settings, got {_shown(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(_shown(k) if not isinstance(k, str) else k for k in data if k not in fields)
     if unknown:
         where = f"{prefix}." if prefix else ""
         raise ConfigError(
@@ -200,11 +252,18 @@ def parse_config(data: Any, base_dir: Path = Path("."), source: Path | None = No
     """Validate a parsed YAML document into a Config; raise ConfigError naming the bad key."""
     config = _build(Config, data, "")
     model = Path(config.embedding.model).expanduser()
-    if not model.is_absolute() and (base_dir / model).is_dir():
+    if not model.is_absolute() and _is_dir(base_dir / model):
         # A model folder given relative to the config file, like every other path.
         embedding = dataclasses.replace(config.embedding, model=str((base_dir / model).resolve()))
         config = dataclasses.replace(config, embedding=embedding)
     return dataclasses.replace(config, base_dir=base_dir, source=source)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name too long for the file system
+        return False
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -215,13 +274,18 @@ def load_config(path: str | Path | None = None) -> Config:
             return Config()
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read(MAX_CONFIG_CHARS + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"cannot read config file {path}: not UTF-8 text") from exc
+    except ValueError as exc:  # a NUL byte in the path
+        raise ConfigError(f"cannot read config file {path!r}: {exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text, MAX_CONFIG_CHARS)
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     try:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from .safe_yaml import YamlRefused, load_yaml
+
 SUFFIXES = (".txt", ".md", ".jsonl")
 METADATA_KEYS = ("url", "source", "published", "language")
+MAX_FILE_BYTES = 20 * 1024 * 1024  # corpus.max_file_mb's default
+# Front matter is a few lines of metadata; a longer block is not front matter worth reading.
+MAX_FRONT_MATTER_CHARS = 64_000
 
 # Page furniture: never answer text.
 READ_ALSO = re.compile(
@@ -24,6 +31,10 @@ PHOTO_CREDIT = re.compile(
     re.IGNORECASE,
 )
 LINE = re.compile(r"[^\n]*(?:\n|$)")
+# Characters a terminal acts on instead of showing: C0 controls but newline and tab (ESC
+# starts escape sequences, CR overwrites a line), DEL, C1 controls (CSI, OSC) and the bidi
+# controls that reorder what is shown.
+UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 BLANK_LINES = re.compile(r"\n[ \t\r]*\n")
 
 
@@ -65,10 +76,15 @@ class Article:
 
 @dataclass(frozen=True)
 class CorpusProblem:
-    """A file (or JSONL line) that was skipped, and why."""
+    """A file (or JSONL line) that was skipped, and why.
+
+    `unreadable` marks a file or folder that could not be read this time (permissions, an
+    I/O error): a reindex keeps the articles it last indexed from there.
+    """
 
     path: str
     reason: str
+    unreadable: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -84,6 +100,16 @@ class Corpus:
 
 class _Skip(ValueError):
     """Raised while parsing one file or line: skip it, with this reason."""
+
+    def __init__(self, reason: str, unreadable: bool = False):
+        super().__init__(reason)
+        self.unreadable = unreadable
+
+
+def terminal_safe(text: str) -> str:
+    """Article text (or a file name) for a terminal: each character a terminal would act on
+    is replaced, one for one, by U+FFFD, so offsets into the text stay valid."""
+    return UNSHOWABLE.sub("\ufffd", text)
 
 
 def split_paragraphs(text: str, start: int = 0) -> list[tuple[int, int]]:
@@ -148,8 +174,13 @@ def _front_matter(text: str) -> tuple[dict, int]:
     )
     if closing is None:
         raise _Skip("front matter has no closing '---' line")
+    block = text[first.end() : closing.start()]
+    if len(block) > MAX_FRONT_MATTER_CHARS:
+        raise _Skip(f"front matter is longer than {MAX_FRONT_MATTER_CHARS:,} characters")
     try:
-        meta = yaml.safe_load(text[first.end() : closing.start()]) or {}
+        meta = load_yaml(block, MAX_FRONT_MATTER_CHARS) or {}
+    except YamlRefused as exc:
+        raise _Skip(f"front matter refused: {exc}") from exc
     except yaml.YAMLError as exc:
         raise _Skip(f"front matter is not valid YAML ({exc.__class__.__name__})") from exc
     if not isinstance(meta, dict):
@@ -190,6 +221,8 @@ def _parse_json_line(line: str, path: str) -> Article:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise _Skip(f"not valid JSON ({exc.msg})") from exc
+    except RecursionError as exc:
+        raise _Skip("JSON nested too deeply") from exc
     if not isinstance(record, dict):
         raise _Skip("expected a JSON object")
     for key in ("id", "text"):
@@ -204,19 +237,43 @@ def _parse_json_line(line: str, path: str) -> Article:
     return Article(record["id"], str(title), text, paragraphs, path, **meta)
 
 
-def _read(path: Path) -> str:
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.3g} MB"
+
+
+def _read(path: Path, max_bytes: int) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        # Checked before opening: opening a named pipe would wait for a writer.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise _Skip("not a regular file")
+        with open(path, "rb") as file:
+            info = os.fstat(file.fileno())
+            if info.st_size > max_bytes:
+                raise _Skip(
+                    f"{_megabytes(info.st_size)} is over corpus.max_file_mb "
+                    f"({_megabytes(max_bytes)})"
+                )
+            data = file.read(max_bytes + 1)
+    except FileNotFoundError as exc:  # a dangling link, or removed while reading
+        raise _Skip(f"cannot read ({exc.strerror or exc})") from exc
+    except OSError as exc:
+        raise _Skip(f"cannot read ({exc.strerror or exc})", unreadable=True) from exc
+    if len(data) > max_bytes:  # grew while being read
+        raise _Skip(f"over corpus.max_file_mb ({_megabytes(max_bytes)})")
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise _Skip(f"not UTF-8 text (byte {exc.start})") from exc
-    except OSError as exc:
-        raise _Skip(f"cannot read ({exc.strerror or exc})") from exc
+    # Read as text mode would: universal newlines.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def load_file(path: Path, doc_id: str) -> tuple[list[tuple[Article, str]], list[CorpusProblem]]:
+def load_file(
+    path: Path, doc_id: str, max_bytes: int = MAX_FILE_BYTES
+) -> tuple[list[tuple[Article, str]], list[CorpusProblem]]:
     """Articles from one file, each with where it came from (path, or path:line for JSONL)."""
     try:
-        text = _read(path)
+        text = _read(path, max_bytes)
         if path.suffix == ".jsonl":
             articles, problems = [], []
             for number, line in enumerate(text.splitlines(), 1):
@@ -230,35 +287,76 @@ def load_file(path: Path, doc_id: str) -> tuple[list[tuple[Article, str]], list[
         article = parse_text(text, doc_id, str(path), markdown=path.suffix == ".md")
         return [(article, str(path))], []
     except _Skip as skip:
-        return [], [CorpusProblem(str(path), str(skip))]
+        return [], [CorpusProblem(str(path), str(skip), skip.unreadable)]
 
 
-def corpus_files(root: Path) -> list[Path]:
-    """Article files under a folder (hidden ones skipped), or the one file given."""
-    if root.is_file():
-        return [root]
-    files = [
-        p
-        for p in root.rglob("*")
-        if p.suffix in SUFFIXES
-        and (p.is_file() or p.is_symlink())  # a dangling link is reported, not ignored
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
-    return sorted(files)
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def load_corpus(root: str | Path) -> Corpus:
+def corpus_files(
+    root: Path, follow_outside_links: bool = False
+) -> tuple[list[Path], list[CorpusProblem]]:
+    """Article files under a folder (hidden ones skipped), or the one file given, and the
+    folders and links that were not followed, each with its reason.
+
+    Links (to files or folders) that lead outside the folder are followed only with
+    follow_outside_links; a folder that cannot be listed is reported, not passed over.
+    """
+    if not root.is_dir():
+        return [root], []
+    real_root = os.path.realpath(root)
+    files: list[Path] = []
+    problems: list[CorpusProblem] = []
+
+    def unlisted(error: OSError) -> None:
+        where = error.filename or root
+        reason = f"cannot list this folder ({error.strerror or error})"
+        problems.append(CorpusProblem(str(where), reason, unreadable=True))
+
+    def outside(path: Path) -> bool:
+        if follow_outside_links or not path.is_symlink():
+            return False
+        if _inside(os.path.realpath(path), real_root):
+            return False
+        reason = "a link to outside the corpus folder (see corpus.follow_outside_links)"
+        problems.append(CorpusProblem(str(path), reason))
+        return True
+
+    seen_folders = {real_root}
+    for folder, dirs, names in os.walk(root, onerror=unlisted, followlinks=True):
+        here = Path(folder)
+        kept = []
+        for name in sorted(dirs):
+            sub = here / name
+            real = os.path.realpath(sub)
+            if name.startswith(".") or real in seen_folders or outside(sub):
+                continue  # hidden, a link back to a folder already read, or outside
+            seen_folders.add(real)
+            kept.append(name)
+        dirs[:] = kept
+        for name in names:
+            path = here / name
+            if name.startswith(".") or path.suffix not in SUFFIXES or outside(path):
+                continue
+            files.append(path)  # a dangling link is reported when read, not ignored
+    return sorted(files), problems
+
+
+def load_corpus(
+    root: str | Path, max_file_bytes: int = MAX_FILE_BYTES, follow_outside_links: bool = False
+) -> Corpus:
     """Load every article under root; skip and report files that cannot be read."""
     root = Path(root)
     if not root.exists():
         return Corpus((), (CorpusProblem(str(root), "no such file or folder"),))
     articles: dict[str, Article] = {}
     first_seen: dict[str, str] = {}
-    problems: list[CorpusProblem] = []
     base = root if root.is_dir() else root.parent
-    for path in corpus_files(root):
+    paths, problems = corpus_files(root, follow_outside_links)
+    for path in paths:
         doc_id = path.relative_to(base).with_suffix("").as_posix()
-        found, skipped = load_file(path, doc_id)
+        found, skipped = load_file(path, doc_id, max_file_bytes)
         problems.extend(skipped)
         for article, where in found:
             if article.doc_id in articles:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,12 +19,23 @@ from .chunking import Chunk, chunk_article
 from .config import Config, IndexConfig
 from .corpus import Article
 from .embedding import Embedder, model_key
-from .errors import IndexCorruptError, IndexMismatchError, IndexMissingError
+from .errors import ConfigError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from .keyword import KeywordIndex
 from .terms import TermTable
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# What reading a damaged file can raise, besides the library errors that are ValueErrors.
+READ_ERRORS = (
+    OSError,
+    ValueError,
+    KeyError,
+    TypeError,
+    RuntimeError,
+    EOFError,
+    IndexError,
+    zipfile.BadZipFile,
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,11 @@ def make_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
         index.hnsw.efConstruction = config.hnsw_ef_construction
     elif kind == "ivf" and n >= 64:
         nlist = _ivf_lists(config, n)
+        if nlist > n:
+            raise ConfigError(
+                f"index.ivf_nlist: {nlist} lists need at least {nlist} chunks to train on and "
+                f"the corpus has {n}; lower it, or set it to 0 to size the lists from the corpus"
+            )
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
@@ -191,7 +209,56 @@ class IndexData:
         self.keyword.save(folder / "bm25")
         self.passage_terms.save(folder / "passage_terms.npz")
         self.sentence_terms.save(folder / "sentence_terms.npz")
+        # Sizes and checksums of every file, so a damaged one is named when loading instead
+        # of silently giving other answers; each file is on disk before the manifest is.
+        self.manifest = {**self.manifest, "files": file_checksums(folder, sync=True)}
         _write_json(folder / MANIFEST, self.manifest)
+
+
+def file_checksums(folder: Path, sync: bool = False) -> dict[str, dict]:
+    """Size and SHA-256 of every file in the folder but the manifest, by relative path."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != MANIFEST:
+            name = path.relative_to(folder).as_posix()
+            files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path, sync)}
+    return files
+
+
+def verify_files(folder: Path, manifest: dict, rebuild: str) -> None:
+    """Raise IndexCorruptError naming the first file that is missing, truncated or altered."""
+    for name, expected in sorted((manifest.get("files") or {}).items()):
+        path = folder / name
+        problem = None
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            problem = f"cannot be read ({exc.strerror or exc})"
+        else:
+            if size != expected.get("bytes"):
+                problem = f"is {size:,} bytes, but {expected.get('bytes'):,} were written"
+            elif _sha256(path) != expected.get("sha256"):
+                problem = "does not match its checksum (damaged on disk)"
+        if problem:
+            raise IndexCorruptError(
+                f"the index at {folder} is damaged: {name} {problem}. Rebuild it with: {rebuild}"
+            )
+
+
+def _sha256(path: Path, sync: bool = False) -> str:
+    """The SHA-256 of one file, read in blocks ("" when it cannot be read)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as data:
+            while block := data.read(1 << 20):
+                digest.update(block)
+            if sync:  # written by this process: on disk before the manifest names it
+                os.fsync(data.fileno())
+    except OSError:
+        if sync:
+            raise
+        return ""
+    return digest.hexdigest()
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -246,6 +313,9 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
     real = Path(os.path.realpath(path))
     manifest = read_manifest(real, config.reindex_command())
     check_manifest(manifest, config, ignore)
+    # (A plain reindex also rebuilds a damaged index in full: it cannot reuse its vectors.)
+    verify_files(real, manifest, config.reindex_command(full=True))
+    reading = "chunks.jsonl"
     try:
         chunks = []
         with open(real / "chunks.jsonl", encoding="utf-8") as lines:
@@ -253,23 +323,38 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
                 record = json.loads(line)
                 record["sentences"] = tuple(tuple(s) for s in record["sentences"])
                 chunks.append(Chunk(**record))
+        reading = "articles.json"
         articles = {
             k: ArticleInfo(**v)
             for k, v in json.loads((real / "articles.json").read_text("utf-8")).items()
         }
         # Mapped, not read: FAISS holds its own copy for search, and these are only read a few
         # rows per question, so at a million passages they stay on disk instead of in memory.
+        reading = "vectors.npy"
         vectors = np.load(real / "vectors.npy", mmap_mode="r")
+        reading = "sentence_vectors.npy"
         sentence_vectors = np.load(real / "sentence_vectors.npy", mmap_mode="r")
+        reading = "sentence_offsets.npy"
         offsets = np.load(real / "sentence_offsets.npy")
+        reading = "faiss.index"
         faiss_index = faiss.read_index(str(real / "faiss.index"))
+        reading = "faiss_rows.npy"
         rows_file = real / "faiss_rows.npy"
         faiss_rows = np.load(rows_file) if rows_file.exists() else None
+        reading = "bm25"
         keyword = KeywordIndex.load(real / "bm25", config.search.stemming)
-        passage_terms, sentence_terms = _load_terms(real, chunks)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        reading = "passage_terms.npz"
+        if (real / reading).exists():
+            passage_terms = TermTable.load(real / reading)
+            reading = "sentence_terms.npz"
+            sentence_terms = TermTable.load(real / reading)
+        else:  # a build from before the word sets were saved: made now
+            passage_terms = TermTable.build([c.text for c in chunks])
+            sentence_terms = TermTable.build(sentence_texts(chunks))
+    except READ_ERRORS as exc:
         raise IndexCorruptError(
-            f"the index at {path} cannot be read ({exc.__class__.__name__}: {exc}). "
+            f"the index at {path} cannot be read: {reading} is damaged "
+            f"({exc.__class__.__name__}: {exc}). "
             f"Rebuild it with: {config.reindex_command(full=True)}"
         ) from exc
     if faiss_rows is None:
@@ -307,16 +392,6 @@ def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> Inde
     )
 
 
-def _load_terms(folder: Path, chunks: list[Chunk]) -> tuple[TermTable, TermTable]:
-    """The prepared word sets; a build from before they were saved gets them made now."""
-    if not (folder / "passage_terms.npz").exists():
-        return TermTable.build([c.text for c in chunks]), TermTable.build(sentence_texts(chunks))
-    return (
-        TermTable.load(folder / "passage_terms.npz"),
-        TermTable.load(folder / "sentence_terms.npz"),
-    )
-
-
 @dataclass(frozen=True)
 class BuildStats:
     """What a build did, for the reindex summary."""
@@ -344,8 +419,13 @@ def build_index(
     config: Config,
     previous: IndexData | None = None,
     progress: Callable[[int], Progress] | None = None,
+    kept: Sequence[ArticleInfo] = (),
 ) -> tuple[IndexData, BuildStats]:
-    """Chunk and embed the articles, reusing the previous index's vectors for unchanged ones."""
+    """Chunk and embed the articles, reusing the previous index's vectors for unchanged ones.
+
+    `kept` are articles of the previous index carried over as they are (their files could
+    not be read this time).
+    """
     started = time.perf_counter()
     old_hashes = previous.manifest["documents"] if previous else {}
     old_rows: dict[str, list[int]] = {}
@@ -366,6 +446,11 @@ def build_index(
             chunks.append(chunk)
             sources.append(("new", len(fresh)))
             fresh.append(chunk)
+    kept = [info for info in kept if info.doc_id in old_hashes]
+    for info in kept:
+        for row in old_rows.get(info.doc_id, []):
+            chunks.append(previous.chunks[row])
+            sources.append(("old", row))
 
     bar = progress(len(fresh)) if progress else None
     try:
@@ -394,6 +479,9 @@ def build_index(
     if faiss_index is None:
         faiss_index = make_faiss(vectors, config.index)
     documents = {a.doc_id: a.content_hash for a in articles}
+    documents.update({info.doc_id: old_hashes[info.doc_id] for info in kept})
+    infos = {a.doc_id: ArticleInfo.of(a) for a in articles}
+    infos.update({info.doc_id: info for info in kept})
     manifest = {
         **expected_settings(config),
         "dimension": dim,
@@ -408,7 +496,7 @@ def build_index(
     data = IndexData(
         manifest,
         chunks,
-        {a.doc_id: ArticleInfo.of(a) for a in articles},
+        infos,
         vectors,
         sentence_vectors,
         np.asarray(offsets, dtype=np.int64),
@@ -427,7 +515,7 @@ def build_index(
         added=added,
         changed=changed,
         removed=len(set(old_hashes) - set(documents)),
-        unchanged=len(articles) - added - changed,
+        unchanged=len(articles) - added - changed + len(kept),
         chunks=len(chunks),
         embedded=len(fresh),
         seconds=time.perf_counter() - started,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, load_config
-from .corpus import CorpusProblem, load_corpus
+from .corpus import Corpus, CorpusProblem, load_corpus, terminal_safe
 from .embedding import Embedder, make_embedder
 from .errors import (
     IndexCorruptError,
@@ -30,6 +30,7 @@ from .errors import (
     TanyaError,
 )
 from .index import (
+    ArticleInfo,
     BuildStats,
     IndexData,
     build_index,
@@ -108,10 +109,42 @@ def prune_builds(index_path: Path, keep: int = 2) -> None:
         link.unlink(missing_ok=True)
 
 
+def read_corpus(config: Config) -> Corpus:
+    """The configured corpus, read with the configured limits."""
+    return load_corpus(
+        config.corpus_path,
+        max_file_bytes=int(config.corpus.max_file_mb * 1024 * 1024),
+        follow_outside_links=config.corpus.follow_outside_links,
+    )
+
+
+def unreadable_articles(corpus: Corpus, index: IndexData | None) -> list[ArticleInfo]:
+    """Articles of the index from files or folders that could not be read this time."""
+    if index is None:
+        return []
+    places = [os.path.abspath(p.path) for p in corpus.problems if p.unreadable]
+    if not places:
+        return []
+    read = {a.doc_id for a in corpus.articles}
+    return [
+        info
+        for doc_id, info in index.articles.items()
+        if doc_id not in read
+        and any(
+            os.path.abspath(info.path) == place
+            or os.path.abspath(info.path).startswith(place.rstrip(os.sep) + os.sep)
+            for place in places
+        )
+    ]
+
+
 def stale_documents(config: Config, index: IndexData) -> list[str]:
     """Ids of articles added, changed or removed in the corpus since the index was built."""
-    current = {a.doc_id: a.content_hash for a in load_corpus(config.corpus_path).articles}
+    corpus = read_corpus(config)
+    current = {a.doc_id: a.content_hash for a in corpus.articles}
     indexed = index.manifest.get("documents", {})
+    for info in unreadable_articles(corpus, index):  # not read this time: not known to differ
+        current[info.doc_id] = indexed.get(info.doc_id)
     return sorted(k for k in current.keys() | indexed.keys() if current.get(k) != indexed.get(k))
 
 
@@ -155,7 +188,7 @@ def reindex(
     """Bring the index up to date with the corpus; unchanged articles are not re-embedded."""
     started = time.perf_counter()
     index_path = config.index_path
-    corpus = load_corpus(config.corpus_path)
+    corpus = read_corpus(config)
     with reindex_lock(index_path):
         if index_path.exists() and not index_path.is_symlink():
             raise IndexCorruptError(
@@ -164,7 +197,10 @@ def reindex(
             )
         prune_builds(index_path)
         previous = _previous(index_path, config, full)
+        # An article whose file cannot be read this time keeps its last indexed version.
+        kept = unreadable_articles(corpus, previous)
         documents = {a.doc_id: a.content_hash for a in corpus.articles}
+        documents.update({i.doc_id: previous.manifest["documents"][i.doc_id] for i in kept})
         if (
             previous is not None
             and previous.manifest["documents"] == documents
@@ -182,15 +218,37 @@ def reindex(
             )
         embedder = embedder or make_embedder(config.embedding)
 
-        data, stats = build_index(corpus.articles, embedder, config, previous, progress_factory)
+        data, stats = build_index(
+            corpus.articles, embedder, config, previous, progress_factory, kept=kept
+        )
         if full:
             stats = _full_build_stats(index_path, config, documents, stats)
         build = builds_dir(index_path) / data.version
-        data.save(build)
-        read_manifest(build)  # the build must load before it goes live
-        swap_in(index_path, build)
+        try:
+            data.save(build)
+            read_manifest(build)  # the build must load before it goes live
+            swap_in(index_path, build)
+        except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
+            # A full disk, say: the partial build goes, the live index stays as it was.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if os.path.realpath(index_path) == os.path.realpath(build):
+                raise TanyaError(
+                    f"the new index is live, but its folder could not be synced ({reason})"
+                ) from exc
+            _discard(build, index_path)
+            raise TanyaError(
+                f"cannot write the new index in {build.parent} ({reason}); the partial build "
+                "was removed and the index was left as it was. Free some space and run this again"
+            ) from exc
         prune_builds(index_path)
         return ReindexResult(stats, corpus.problems, True, index_path)
+
+
+def _discard(build: Path, index_path: Path) -> None:
+    """Remove a build that could not be finished, and the link that was to make it live."""
+    for link in index_path.parent.glob(f"{index_path.name}.link-*"):
+        link.unlink(missing_ok=True)
+    shutil.rmtree(build, ignore_errors=True)
 
 
 def _full_build_stats(index_path: Path, config: Config, documents: dict, stats: BuildStats):
@@ -255,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         print("tanya-reindex: interrupted; the index was left as it was", file=sys.stderr)
         return 130
     for problem in result.problems:
-        print(f"skipped {problem}", file=sys.stderr)
+        kept = "; its indexed articles are kept as they were" if problem.unreadable else ""
+        print(terminal_safe(f"skipped {problem}{kept}"), file=sys.stderr)
     s = result.stats
     state = "index updated" if result.swapped else "index already up to date"
     print(

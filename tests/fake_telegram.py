@@ -111,6 +111,8 @@ class _State:
     updates: list[dict] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     faults: dict[str, list[Fault]] = field(default_factory=dict)
+    lasting_faults: dict[str, Fault] = field(default_factory=dict)
+    revoked: bool = False
     chats: dict[int, dict] = field(default_factory=dict)
     injected_at: dict[tuple[int, int], float] = field(default_factory=dict)
     next_update: int = 1
@@ -237,6 +239,16 @@ class FakeTelegram:
         with self._cond:
             self._state.faults.setdefault(method, []).append(Fault(status, retry_after))
 
+    def fail_always(self, method: str, status: int) -> None:
+        """Make every call of method from now on fail with this HTTP status."""
+        with self._cond:
+            self._state.lasting_faults[method] = Fault(status)
+
+    def revoke(self) -> None:
+        """Revoke the token: every call from now on gets 401 Unauthorized, as after /revoke."""
+        with self._cond:
+            self._state.revoked = True
+
     @property
     def requests(self) -> list[Request]:
         with self._cond:
@@ -301,14 +313,19 @@ class FakeTelegram:
 
     def _handle(self, path: str, params: dict[str, Any]) -> tuple[int, dict]:
         prefix = f"/bot{self.token}/"
-        if not path.startswith(prefix):
+        if not path.startswith(prefix) or self._state.revoked:
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
         method = path[len(prefix) :]
         with self._cond:
             faults = self._state.faults.get(method)
-            fault = faults.pop(0) if faults else None
+            fault = faults.pop(0) if faults else self._state.lasting_faults.get(method)
         if fault is not None:
-            body: dict = {"ok": False, "error_code": fault.status, "description": "Fault"}
+            description = {401: "Unauthorized", 403: "Forbidden: bot was blocked by the user"}
+            body: dict = {
+                "ok": False,
+                "error_code": fault.status,
+                "description": description.get(fault.status, "Fault"),
+            }
             if fault.retry_after is not None:
                 body["description"] = f"Too Many Requests: retry after {fault.retry_after}"
                 body["parameters"] = {"retry_after": fault.retry_after}

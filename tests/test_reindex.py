@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ from retrieval.errors import (
     IndexMissingError,
     ReindexLockedError,
 )
-from retrieval.index import load_index
+from retrieval.index import file_checksums, load_index
 from retrieval.reindex import builds_dir, main, reindex, reindex_lock
 
 from .conftest import ROOT, FakeEmbedder, make_config
@@ -395,6 +396,7 @@ def test_a_stale_row_map_that_does_not_fit_says_rebuild(tiny_corpus, tmp_path, c
     live = Path(os.path.realpath(config.index_path))
     rows = np.load(live / "faiss_rows.npy")
     np.save(live / "faiss_rows.npy", corrupt(rows))
+    reseal(live)
     with pytest.raises(IndexCorruptError, match="inconsistent"):
         load_index(config.index_path, config)
 
@@ -406,6 +408,7 @@ def test_word_sets_are_saved_with_the_build_and_made_for_a_build_without_them(ti
     assert saved.sentence_terms.count == len(saved.sentence_vectors)
     for name in ("passage_terms.npz", "sentence_terms.npz"):
         (live / name).unlink()
+    reseal(live)  # as a build from before word sets were saved
     made = load_index(tiny_index.index_path, tiny_index)
     rows = np.arange(made.count)
     question = frozenset({"harga", "cabai", "2024"})
@@ -430,5 +433,13 @@ def test_word_sets_of_other_texts_say_rebuild(tiny_index):
 
     live = Path(os.path.realpath(tiny_index.index_path))
     TermTable.build(["satu teks saja"]).save(live / "passage_terms.npz")
+    reseal(live)
     with pytest.raises(IndexCorruptError, match="inconsistent"):
         load_index(tiny_index.index_path, tiny_index)
+
+
+def reseal(folder: Path) -> None:
+    """Record the build's files in its manifest again, as if its writer had made them so."""
+    manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+    manifest["files"] = file_checksums(folder)
+    (folder / "manifest.json").write_text(json.dumps(manifest), "utf-8")

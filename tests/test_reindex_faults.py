@@ -1,0 +1,133 @@
+"""Reindexing against bad settings, broken index files and full disks: messages, no tracebacks."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import bot
+from retrieval import index as index_module
+from retrieval import reindex as reindex_module
+from retrieval.errors import IndexCorruptError, TanyaError
+from retrieval.index import load_index
+from retrieval.reindex import builds_dir, reindex
+from tests.conftest import FakeEmbedder
+
+
+def test_more_ivf_lists_than_chunks_is_a_message(tiny_corpus, tmp_path, monkeypatch, capsys):
+    for i in range(70):  # IVF trains only from 64 chunks up
+        (tiny_corpus / f"kabar{i}.txt").write_text(f"Kabar {i}\n\nBerita nomor {i}.", "utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"corpus: {{path: '{tiny_corpus}'}}\n"
+        f"index: {{path: '{tmp_path / 'ix' / '.index'}', faiss: ivf, ivf_nlist: 5000}}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(reindex_module, "make_embedder", lambda config: FakeEmbedder())
+    assert reindex_module.main(["--config", str(config), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "index.ivf_nlist: 5000 lists need at least 5000 chunks" in err
+    assert "the corpus has 75" in err
+
+
+def live_build(config) -> Path:
+    return Path(os.path.realpath(config.index_path))
+
+
+def corpus_changed(corpus: Path) -> None:
+    (corpus / "gempa.txt").write_text("Gempa Guncang Cianjur\n\nGempa di Cianjur.\n", "utf-8")
+
+
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("vectors.npy", lambda data: b""),
+        ("sentence_vectors.npy", lambda data: data[: len(data) // 2]),
+        ("passage_terms.npz", lambda data: data[:100]),
+        ("sentence_offsets.npy", lambda data: data[:-8] + bytes([data[-8] ^ 1]) + data[-7:]),
+        ("chunks.jsonl", lambda data: data.replace(b"Rp80.000", b"Rp90.000")),
+        ("vectors.npy", lambda data: data[:-4] + bytes([data[-4] ^ 0x40]) + data[-3:]),
+    ],
+    ids=["empty", "truncated", "truncated-npz", "flipped-offset", "edited-text", "flipped-vector"],
+)
+def test_a_damaged_file_is_named_and_a_plain_reindex_repairs_it(tiny_index, name, damage):
+    path = live_build(tiny_index) / name
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(IndexCorruptError, match=f"is damaged: {name} ") as info:
+        load_index(tiny_index.index_path, tiny_index)
+    assert "Rebuild it with: tanya-reindex" in str(info.value)
+    result = reindex(tiny_index, embedder=FakeEmbedder())  # plain, not --full
+    assert result.swapped
+    repaired = load_index(tiny_index.index_path, tiny_index)
+    assert "Rp80.000" in "".join(c.text for c in repaired.chunks)
+
+
+@pytest.mark.parametrize("name", ["vectors.npy", "sentence_terms.npz", "faiss.index"])
+def test_a_build_without_checksums_still_names_a_damaged_file(tiny_index, name):
+    folder = live_build(tiny_index)
+    manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+    del manifest["files"]  # as written before checksums were kept
+    (folder / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+    (folder / name).write_bytes(b"")
+    with pytest.raises(IndexCorruptError, match=f"cannot be read: {name} is damaged"):
+        load_index(tiny_index.index_path, tiny_index)
+
+
+def test_ask_and_check_report_a_damaged_index_without_traceback(seed_index, tmp_path, capsys):
+    # A copy of the session's seed index (built with the real model), damaged.
+    copy = tmp_path / "copy"
+    shutil.copytree(seed_index.index_path.parent, copy, symlinks=True)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"corpus: {{path: '{seed_index.corpus_path}'}}\n"
+        f"index: {{path: '{copy / seed_index.index_path.name}'}}\n",
+        encoding="utf-8",
+    )
+    (Path(os.path.realpath(copy / seed_index.index_path.name)) / "vectors.npy").write_bytes(b"")
+    for mode in (["--ask", "Siapa Kim Jong Un?"], ["--check"]):
+        assert bot.main(["--config", str(config), *mode]) == 1
+        err = capsys.readouterr().err
+        assert "is damaged: vectors.npy is 0 bytes" in err and "Traceback" not in err
+
+
+def test_a_full_disk_leaves_no_partial_build_and_the_old_index(tiny_index, monkeypatch, capsys):
+    before = live_build(tiny_index)
+    corpus_changed(tiny_index.corpus_path)
+
+    def write_half_then_fail(index, path):
+        Path(path).write_bytes(b"\0" * 100)
+        raise RuntimeError("Error: 'ret == (size)' failed: write error: No space left on device")
+
+    monkeypatch.setattr(index_module.faiss, "write_index", write_half_then_fail)
+    with pytest.raises(TanyaError, match="cannot write the new index in .*No space left"):
+        reindex(tiny_index, embedder=FakeEmbedder())
+    assert live_build(tiny_index) == before
+    assert sorted(builds_dir(tiny_index.index_path).iterdir()) == [before]
+    load_index(tiny_index.index_path, tiny_index)  # still serves
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(index_module, "_write_json", no_space)
+    config = tiny_index.source or write_config(tiny_index)
+    monkeypatch.setattr(reindex_module, "make_embedder", lambda config: FakeEmbedder())
+    assert reindex_module.main(["--config", str(config), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("tanya-reindex: cannot write the new index in ") and "Traceback" not in err
+    )
+    assert sorted(builds_dir(tiny_index.index_path).iterdir()) == [before]
+
+
+def write_config(config) -> Path:
+    path = config.index_path.parent / "config.yaml"
+    path.write_text(
+        f"corpus: {{path: '{config.corpus_path}'}}\nindex: {{path: '{config.index_path}'}}\n",
+        encoding="utf-8",
+    )
+    return path

@@ -119,14 +119,15 @@ def _shortened(answer: Answer, budgets: Sequence[int]) -> Answer:
 
 
 def shorten_quote(quote: Quote, budget: int) -> Quote:
-    """The quote cut to about budget characters at sentence ends, around its highlighted
-    sentence, with "…" where text was left out; offsets stay valid for its highlight."""
+    """The quote cut to about budget characters at sentence ends, around its answer (or its
+    highlighted sentence), with "…" where text was left out; offsets stay valid for both."""
     text = quote.text
     if len(text) <= budget:
         return quote
     budget = max(budget, 80)  # a few words at least
     spans = split_sentences(text) or [(0, len(text))]
-    mark = min(max(quote.highlight_start - quote.start, 0), len(text) - 1)
+    marked = quote.answer_start if quote.answer_start is not None else quote.highlight_start
+    mark = min(max(marked - quote.start, 0), len(text) - 1)
     first = last = next((k for k, (a, b) in enumerate(spans) if a <= mark < b), 0)
     while last + 1 < len(spans) and spans[last + 1][1] - spans[first][0] <= budget:
         last += 1
@@ -141,13 +142,24 @@ def shorten_quote(quote: Quote, budget: int) -> Quote:
     prefix = ELLIPSIS + " " if a > 0 else ""
     suffix = " " + ELLIPSIS if b < len(text) else ""
     start = quote.start + a - len(prefix)  # so text offsets of the kept part are unchanged
+
+    def clamp(offset: int) -> int:
+        return min(max(offset, quote.start + a), quote.start + b)
+
+    answer = (None, None)
+    if quote.answer_start is not None and quote.answer_end is not None:
+        answer = (clamp(quote.answer_start), clamp(quote.answer_end))
+        if answer[0] >= answer[1]:
+            answer = (None, None)
     return dataclasses.replace(
         quote,
         text=prefix + text[a:b] + suffix,
         start=start,
         end=start + len(prefix) + (b - a) + len(suffix),
-        highlight_start=min(max(quote.highlight_start, quote.start + a), quote.start + b),
-        highlight_end=min(max(quote.highlight_end, quote.start + a), quote.start + b),
+        highlight_start=clamp(quote.highlight_start),
+        highlight_end=clamp(quote.highlight_end),
+        answer_start=answer[0],
+        answer_end=answer[1],
     )
 
 

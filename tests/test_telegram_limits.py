@@ -39,6 +39,23 @@ def test_a_shortened_quote_keeps_its_highlighted_sentence_and_marks_the_cuts():
     assert shorten_quote(quote, len(text)) is quote
 
 
+def test_a_shortened_quote_keeps_its_answer_span():
+    text = "".join(f"Kalimat nomor {i} tentang harga cabai di pasar. " for i in range(200))
+    text = text.strip()
+    target = text.index("Kalimat nomor 150 ")
+    end = text.index(".", target) + 1
+    answer = text.index("150", target)
+    quote = make_quote(
+        text, (target, end), answer_start=100 + answer, answer_end=100 + answer + 3
+    )
+    short = shorten_quote(quote, 400)
+    assert short.answer == "150"
+    assert "<b>150</b>" in quote_html(short)
+    # A one-sentence budget that cannot hold the answer's place drops the mark, not the text.
+    huge = make_quote("kata " * 3000 + "akhir.", (0, 15006), answer_start=15100, answer_end=15105)
+    assert shorten_quote(huge, 300).answer is None
+
+
 def test_one_huge_sentence_is_cut_between_words():
     quote = make_quote("kata " * 3000 + "akhir.", (0, 15006))
     short = shorten_quote(quote, 300)

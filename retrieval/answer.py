@@ -388,7 +388,9 @@ class Answerer:
         rows = None if hidden is None else np.unique(np.asarray(hidden, dtype=np.int64))
         queries, hits = self._retrieve(text, history, index, rows)
         if self.reader is not None and hits:
-            candidates = read_candidates(self.reader, queries[-1], hits, self.config.reader)
+            # The reader reads the question itself: the search found the passages in context,
+            # and a question joined to earlier ones would be answered as the earlier ones.
+            candidates = read_candidates(self.reader, queries[0], hits, self.config.reader)
         else:
             candidates = [Candidate(h) for h in hits]
         answer = compose(text, candidates, index, queries, self.config)

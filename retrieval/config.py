@@ -94,8 +94,8 @@ class ReaderConfig:
     enabled: bool = True
     weights: str = ""  # empty: the reader shipped in retrieval/artefacts/
     passages: int = field(default=5, metadata=_range(1, 100))
-    decline_margin: float = field(default=0.0, metadata=_range(-100.0, 100.0))
-    retrieval_weight: float = field(default=0.0, metadata=_range(0.0, 100.0))
+    decline_margin: float = field(default=-6.1, metadata=_range(-100.0, 100.0))
+    retrieval_weight: float = field(default=15.0, metadata=_range(0.0, 100.0))
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,9 @@ TRAIN_SETS = (
     ("mrc/squad2_id_mt", "valid"),
     ("facqa", "train"),
 )
+# IDK-MRC's human-written unanswerable questions are the best teachers of "no answer", and
+# FacQA is the news the bot reads: both count more (README: the reader, what was tried).
+UPSAMPLE = ("mrc/idkmrc:train=3", "facqa:train=2")
 VALID_SETS = (("mrc/idkmrc", "valid"), ("mrc/tydiqa_id", "valid"), ("facqa", "valid"))
 # TyDi QA's training questions are IDK-MRC's answerable ones, over the same passages.
 MINED_SETS = (("facqa", "train"), ("mrc/idkmrc", "train"))
@@ -695,14 +698,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--upsample",
         action="append",
-        default=[],
         metavar="SOURCE=N",
-        help="take the rows of one source N times per epoch (e.g. mrc/idkmrc:train=3; 0 drops them)",
+        help="take the rows of one source N times per epoch (0 drops them); given at all, "
+        f"it replaces the default {' '.join(UPSAMPLE)}",
     )
     parser.add_argument(
         "--time-limit", type=float, default=0, help="seconds; then stop and export (0 = none)"
     )
     args = parser.parse_args(argv)
+    args.upsample = args.upsample or list(UPSAMPLE)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -29,11 +29,15 @@ def test_stages_are_timed_inside_ask_and_add_up(tiny_index, fake_embedder):
     report = measure_latency(tiny_index, fake_embedder, questions, rounds=2)
     assert report["questions"] == 4
     stages = report["stages_p50_ms"]
-    assert set(stages) == {"encode", "dense", "keyword", "fuse_highlight"}
+    assert set(stages) == {"encode", "dense", "keyword", "reader", "fuse_highlight"}
     assert all(value > 0 for value in stages.values())
     assert sum(stages.values()) <= report["answer"]["p95_ms"] * 1.5
     assert report["cached_hit"]["p50_ms"] < report["answer"]["p50_ms"]
     assert report["chunks"] > 0
+    # The passages the reader read, embedded by the encoder: what an answer is compared with.
+    assert report["reader_passages"] == tiny_index.reader.passages
+    assert report["embed_read_passages"]["p50_ms"] > 0
+    assert report["answer_over_embed_read"] > 0
 
 
 def _inputs(tmp_path: Path) -> list[str]:

@@ -195,7 +195,7 @@ def measure_latency(
     uncached._index = dataclasses.replace(
         index,
         faiss_index=_Probe(index.faiss_index, "search", watch, "dense"),
-        keyword=_Probe(index.keyword, "scores", watch, "keyword"),
+        keyword=_Probe(index.keyword, "scores_of", watch, "keyword"),
     )
     encode_alone, total, stages = [], [], {k: [] for k in (*watch, "fuse_highlight")}
     embed_read: list[float] = []

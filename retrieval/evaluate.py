@@ -199,8 +199,9 @@ def judge(question: EvalQuestion, answer: Answer) -> Outcome:
     )
 
 
-def summarise(outcomes: Sequence[Outcome], seconds: float) -> Report:
-    """The figures over all outcomes; recall, MRR and spans over answerable questions only."""
+def summarise(outcomes: Sequence[Outcome], seconds: float, spans: bool = True) -> Report:
+    """The figures over all outcomes; recall, MRR and spans over answerable questions only
+    (no span figures when nothing marks spans: the reader is off)."""
     answerable = [o for o in outcomes if o.question.answerable]
     unanswerable = [o for o in outcomes if not o.question.answerable]
 
@@ -214,8 +215,8 @@ def summarise(outcomes: Sequence[Outcome], seconds: float) -> Report:
         mrr10=share(answerable, lambda o: 1 / o.rank if o.rank else 0.0),
         r1_any=share(answerable, lambda o: o.rank_any == 1),
         highlight1=share(answerable, lambda o: o.highlighted),
-        exact_match=share(answerable, lambda o: o.exact),
-        f1=share(answerable, lambda o: o.f1),
+        exact_match=share(answerable, lambda o: o.exact) if spans else None,
+        f1=share(answerable, lambda o: o.f1) if spans else None,
         decline_rate_unanswerable=share(unanswerable, lambda o: o.declined),
         false_decline_rate=share(answerable, lambda o: o.declined),
         n=len(outcomes),
@@ -306,7 +307,7 @@ def evaluate(
     answerer.ask("warm up")
     started = time.perf_counter()
     outcomes = run_questions(answerer, questions, hide_answers)
-    report = summarise(outcomes, time.perf_counter() - started)
+    report = summarise(outcomes, time.perf_counter() - started, answerer.reader is not None)
     if per_question is not None:
         try:
             with open(per_question, "w", encoding="utf-8") as sink:

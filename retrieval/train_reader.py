@@ -14,7 +14,8 @@ Three steps, each cached under --work so that a stopped run picks up where it st
 
 Data (../shared/eval): IDK-MRC train, TyDi QA-id train, SQuAD 2.0-id (machine-translated,
 all of it) and FacQA train, plus the mined passages. Passages that also appear in an
-IDK-MRC or TyDi QA validation split are left out. PyTorch is needed here only: `pip install -e '.[train]'`.
+IDK-MRC or TyDi QA validation split are left out. PyTorch is needed here only:
+`pip install -e '.[train]'`.
 """
 
 from __future__ import annotations

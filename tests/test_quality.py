@@ -115,7 +115,6 @@ def test_a_follow_up_the_reader_doubts_still_shows_the_passage_found_in_context(
     assert "pekan lalu" in reply.quotes[0].text
 
 
-
 def test_self_contained_question_is_not_dragged_to_the_old_topic(seed_answerer):
     history = ["Siapa Presiden Korea Selatan?"]
     reply = seed_answerer.ask("Apa yang dicari Pyongyang?", history)

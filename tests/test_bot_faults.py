@@ -20,9 +20,8 @@ import bot
 from retrieval.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
-from retrieval.reindex import reindex
 from telegram_format import MESSAGE_LIMIT
-from tests.conftest import ROOT, FakeEmbedder, make_config, with_search
+from tests.conftest import ROOT, FakeEmbedder, with_search
 from tests.fake_telegram import FakeTelegram, html_errors
 from tests.test_bot import PASAR_Q, one_reply, running, telegram_settings
 
@@ -291,28 +290,6 @@ def test_a_broken_new_build_is_logged_once_without_traceback(tiny_index, fake):
         "cannot load the index (EOFError: No data left in file); still serving the previous one"
     ]
     assert "Traceback" not in logs.getvalue()
-
-
-@pytest.fixture
-def long_answerer(tmp_path: Path) -> Answerer:
-    """Three passages of about 5,000 characters each (one sentence repeated)."""
-    corpus = tmp_path / "long-corpus"
-    corpus.mkdir()
-    sentence = "Harga cabai & bawang <naik> lagi di pasar induk Kramat Jati pekan ini. "
-    paragraphs = [f"Pasar {i}: " + sentence * 70 for i in range(3)]
-    text = "Laporan Pasar yang Sangat Panjang\n\n" + "\n\n".join(paragraphs) + "\n"
-    (corpus / "panjang.txt").write_text(text, encoding="utf-8")
-    config = make_config(
-        corpus,
-        tmp_path / "long-index" / ".index",
-        embedding={"max_tokens": 4096},
-        chunking={"max_tokens": 2000},
-        search={"duplicate_similarity": 1.0, "decline_threshold": 0.0},
-        # Splitting is what is tested: retrieval alone quotes all three passages.
-        reader={"enabled": False},
-    )
-    reindex(config, embedder=FakeEmbedder())
-    return Answerer(config, embedder=FakeEmbedder())
 
 
 @pytest.mark.parametrize("cap", [1, 3])

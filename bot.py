@@ -43,34 +43,11 @@ from retrieval.answer import Answerer, clean_question
 from retrieval.config import Config, load_config
 from retrieval.errors import QuestionError, TanyaError
 from telegram_format import answer_messages, sources_html
+from texts import TEXTS, Texts, for_question, for_user, question_problem
 
 log = logging.getLogger("tanya")
 
 TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
-
-COMMANDS = (
-    ("start", "What this bot does and which articles it knows"),
-    ("help", "How to ask questions"),
-    ("sources", "The indexed articles"),
-    ("ask", "Ask a question (in groups): /ask your question"),
-)
-START_TEXT = (
-    "Hello! Ask me a question about the news articles I know, and I answer with the exact "
-    "passages that answer it, each with its source. Nothing is made up: every answer is a quote."
-)
-HELP_TEXT = (
-    "<b>How to ask</b>\n"
-    "In a private chat, just send your question.\n"
-    "In a group, use <code>/ask your question</code>, mention me, or reply to one of my "
-    "messages.\n"
-    "A follow-up such as <i>When did that happen?</i> is read together with your chat's "
-    "last questions.\n\n"
-    "/sources lists the articles I know."
-)
-ASK_USAGE = "Put your question after the command, for example: <code>/ask Who met whom?</code>"
-REFUSAL = "Sorry, this bot is private and does not answer in this chat."
-SLOW_DOWN = "You are asking faster than I can keep up. Please wait a minute and ask again."
-APOLOGY = "Sorry, something went wrong while answering. Please try again in a moment."
 
 # How long an answer may take before the chat is shown "typing…" (each action is a request
 # that counts against Telegram's flood limit, so quick answers go without one).
@@ -278,7 +255,7 @@ class TanyaBot:
 
     async def post_init(self, app: Application) -> None:
         """Register the command menu and start watching for a rebuilt index."""
-        await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+        await self.set_commands(app)
         self._watcher = asyncio.create_task(self.watch_index())
         self.ready = True
         log.info(
@@ -287,6 +264,17 @@ class TanyaBot:
             len(self.answerer.articles()),
             self.answerer.index.version,
         )
+
+    async def set_commands(self, app: Application) -> None:
+        """The command menu: by default in ui.language (Indonesian under auto), and under auto
+        once more in each language for users whose Telegram speaks it."""
+        setting = self.config.ui.language
+        menus: list[tuple[Texts, str | None]] = [(for_user(setting, None), None)]
+        if setting == "auto":
+            menus += [(texts, code) for code, texts in TEXTS.items()]
+        for texts, code in menus:
+            commands = [BotCommand(name, text) for name, text in texts.commands]
+            await app.bot.set_my_commands(commands, language_code=code)
 
     async def post_shutdown(self, app: Application) -> None:
         """Stop watching the index."""
@@ -317,6 +305,23 @@ class TanyaBot:
                         log.debug("loading the new index failed", exc_info=exc)
                 last_problem = problem
 
+    # In which language
+
+    def command_texts(self, update: Update) -> Texts:
+        """Texts for a reply to a command: ui.language, or under auto the user's language."""
+        user = update.effective_user
+        return for_user(self.config.ui.language, user.language_code if user else None)
+
+    def message_texts(self, update: Update) -> Texts:
+        """Texts for a reply to any message: a question's language, or a command's user's."""
+        message = update.effective_message
+        text = (message.text or "") if message is not None else ""
+        command, _, rest = text.partition(" ")
+        if command.startswith("/") and not (command.startswith("/ask") and rest.strip()):
+            return self.command_texts(update)
+        question = rest if command.startswith("/") else text
+        return for_question(self.config.ui.language, question)
+
     # Who gets answers
 
     def chat_allowed(self, update: Update) -> bool:
@@ -339,7 +344,8 @@ class TanyaBot:
             if len(self.refused) >= MAX_CHATS:
                 self.refused.clear()
             self.refused.add(chat.id)
-            await reply(update.effective_message, html.escape(REFUSAL))
+            texts = self.message_texts(update)
+            await reply(update.effective_message, html.escape(texts.refusal))
 
     def addressed(self, message: Message, bot_id: int, username: str) -> str | None:
         """The question in a group message meant for the bot (mention or reply), else None."""
@@ -364,21 +370,25 @@ class TanyaBot:
         if not self.chat_allowed(update):
             return await self.refuse(update)
         # Sorting every article's title is work for a thread with a large corpus.
-        known = await asyncio.to_thread(lambda: sources_html(self.answerer.articles(), 5))
-        text = f"{html.escape(START_TEXT)}\n\n{known}"
-        await reply_parts(update.effective_message, [text, HELP_TEXT])
+        texts = self.command_texts(update)
+        known = await asyncio.to_thread(lambda: sources_html(self.answerer.articles(), 5, texts))
+        text = f"{html.escape(texts.start)}\n\n{known}"
+        await reply_parts(update.effective_message, [text, texts.help])
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/help: how to ask."""
         if not self.chat_allowed(update):
             return await self.refuse(update)
-        await reply(update.effective_message, HELP_TEXT)
+        await reply(update.effective_message, self.command_texts(update).help)
 
     async def sources(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/sources: the indexed articles, linked where known."""
         if not self.chat_allowed(update):
             return await self.refuse(update)
-        listing = await asyncio.to_thread(lambda: sources_html(self.answerer.articles()))
+        texts = self.command_texts(update)
+        listing = await asyncio.to_thread(
+            lambda: sources_html(self.answerer.articles(), texts=texts)
+        )
         await reply_parts(update.effective_message, [listing])
 
     async def ask_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -387,7 +397,7 @@ class TanyaBot:
             return await self.refuse(update)
         parts = (update.effective_message.text or "").split(maxsplit=1)
         if len(parts) < 2:
-            return await reply(update.effective_message, ASK_USAGE)
+            return await reply(update.effective_message, self.command_texts(update).ask_usage)
         await self.answer(update, parts[1])
 
     async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -408,15 +418,17 @@ class TanyaBot:
         message = update.effective_message
         user = update.effective_user
         user_id = user.id if user else message.chat.id
+        texts = for_question(self.config.ui.language, question)
         if not self.rate_limit.allow(user_id, time.monotonic()):
             log.info("rate limit: user %s in chat %s", user_id, message.chat.id)
             if self.rate_limit.first_refusal(user_id):
-                await reply(message, html.escape(SLOW_DOWN))
+                await reply(message, html.escape(texts.slow_down))
             return
         try:
             question = clean_question(question)
-        except QuestionError as exc:
-            return await reply(message, html.escape(_sentence(str(exc))))
+        except QuestionError:
+            problem = question_problem(texts, question)
+            return await reply(message, html.escape(_sentence(problem)))
         history = self.histories.record(message.chat.id, question)
         # Encoding and search are CPU work: a thread keeps other chats' updates flowing.
         work = asyncio.ensure_future(asyncio.to_thread(self.answerer.ask, question, history))
@@ -428,11 +440,15 @@ class TanyaBot:
                 log.info("typing action failed in chat %s: %s", message.chat.id, exc)
         try:
             result = await work
-        except QuestionError as exc:
-            return await reply(message, html.escape(_sentence(str(exc))))
+        except QuestionError:
+            problem = question_problem(texts, question)
+            return await reply(message, html.escape(_sentence(problem)))
         # Splitting a long answer into valid HTML parts is CPU work too.
         parts = await asyncio.to_thread(
-            answer_messages, result, max_messages=self.config.telegram.max_messages_per_answer
+            answer_messages,
+            result,
+            max_messages=self.config.telegram.max_messages_per_answer,
+            texts=texts,
         )
         await reply_parts(message, parts)
 
@@ -452,7 +468,8 @@ class TanyaBot:
         log.error("update %s failed", update.update_id, exc_info=context.error)
         if update.effective_message is not None:
             try:
-                await reply(update.effective_message, html.escape(APOLOGY))
+                texts = self.message_texts(update)
+                await reply(update.effective_message, html.escape(texts.apology))
             except TelegramError as exc:
                 log.warning("could not send the apology for update %s: %s", update.update_id, exc)
 

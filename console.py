@@ -13,18 +13,17 @@ from retrieval.answer import Answer, Answerer, Quote
 from retrieval.corpus import terminal_safe
 from retrieval.errors import QuestionError
 from retrieval.reindex import stale_documents
+from texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question, for_user, question_problem
 
 BOLD, ITALIC, RESET = "\033[1m", "\033[3m", "\033[0m"
-DECLINE_TEXT = "The articles do not seem to cover this question."
-CLOSEST_LABEL = "Closest passage (not an answer):"
 PROMPT = "tanya> "
-HELP = "Ask a question about the articles. /sources lists them; :q or Ctrl-D quits."
 
 
-def source_line(quote: Quote) -> str:
-    """'— Title, paragraph N' (a photo caption is labelled as such)."""
-    caption = " (photo caption)" if quote.kind == "caption" else ""
-    return f"— {quote.title or quote.doc_id}, paragraph {quote.paragraph}{caption}"
+def source_line(quote: Quote, texts: Texts | None = None) -> str:
+    """'— Title, paragraph N' (a photo caption is labelled as such), in texts' language."""
+    texts = texts or TEXTS[DEFAULT_LANGUAGE]
+    caption = f" ({texts.photo_caption})" if quote.kind == "caption" else ""
+    return f"— {quote.title or quote.doc_id}, {texts.paragraph} {quote.paragraph}{caption}"
 
 
 def marked_parts(quote: Quote) -> list[tuple[str, str]]:
@@ -48,7 +47,7 @@ def marked_parts(quote: Quote) -> list[tuple[str, str]]:
     return [(text[i:j], style) for i, j, style in cuts if j > i]
 
 
-def format_quote(quote: Quote, color: bool) -> str:
+def format_quote(quote: Quote, color: bool, texts: Texts | None = None) -> str:
     """The quote's text with its answer in bold, the rest of its sentence in italics (on
     a terminal), then its source."""
     if color:
@@ -60,23 +59,25 @@ def format_quote(quote: Quote, color: bool) -> str:
     else:
         text = quote.text
     body = textwrap.indent(text, "  ")
-    source = source_line(quote) + (f" <{quote.url}>" if quote.url else "")
+    source = source_line(quote, texts) + (f" <{quote.url}>" if quote.url else "")
     return f"{body}\n  {source}"
 
 
-def format_answer(answer: Answer, color: bool) -> str:
-    """The whole answer as terminal text."""
+def format_answer(answer: Answer, color: bool, texts: Texts | None = None) -> str:
+    """The whole answer as terminal text (by default in the language of its question)."""
+    texts = texts or for_question("auto", answer.question)
     if answer.declined:
-        lines = [DECLINE_TEXT]
+        lines = [texts.decline]
         if answer.quotes:
-            lines += [CLOSEST_LABEL, format_quote(answer.quotes[0], color)]
+            lines += [texts.closest, format_quote(answer.quotes[0], color, texts)]
         return "\n".join(lines)
-    return "\n\n".join(format_quote(q, color) for q in answer.quotes)
+    return "\n\n".join(format_quote(q, color, texts) for q in answer.quotes)
 
 
-def format_sources(answerer: Answerer) -> str:
+def format_sources(answerer: Answerer, texts: Texts | None = None) -> str:
     """The indexed articles, one per line."""
-    lines = [f"{plural(len(answerer.articles()), 'article')} indexed:"]
+    texts = texts or TEXTS[DEFAULT_LANGUAGE]
+    lines = [f"{texts.articles(len(answerer.articles()))}:"]
     for info in answerer.articles():
         extra = f" <{info.url}>" if info.url else ""
         lines.append(f"  - {info.title or info.doc_id} [{info.doc_id}]{extra}")
@@ -85,15 +86,17 @@ def format_sources(answerer: Answerer) -> str:
 
 def ask_once(answerer: Answerer, question: str, as_json: bool, out: TextIO = sys.stdout) -> int:
     """`bot.py --ask`: print one answer; exit code 0, or 1 for a question that cannot be asked."""
+    texts = for_question(answerer.config.ui.language, question)
     try:
         answer = answerer.ask(question)
-    except QuestionError as exc:
-        print(f"tanya: {exc}", file=sys.stderr)
+    except QuestionError:
+        print(f"tanya: {question_problem(texts, question)}", file=sys.stderr)
         return 1
     if as_json:
         out.write(json_safe(json.dumps(answer.to_dict(), ensure_ascii=False)) + "\n")
     else:
-        out.write(format_answer(terminal_safe_answer(answer), color=_is_terminal(out)) + "\n")
+        shown = terminal_safe_answer(answer)
+        out.write(format_answer(shown, color=_is_terminal(out), texts=texts) + "\n")
     return 0
 
 
@@ -119,12 +122,15 @@ def _read_line(prompt: str, interactive: bool) -> str | None:
 def run_console(answerer: Answerer, history_size: int = 5) -> int:
     """The interactive loop: line editing and history on a terminal; :q or Ctrl-D exits."""
     interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stdout)
+    setting = answerer.config.ui.language
+    # The console knows no user's language: its commands speak ui.language, else Indonesian.
+    commands = for_user(setting, None)
     if interactive:
         try:
             import readline  # noqa: F401 - input() gains line editing and history
         except ImportError:
             pass
-        print(HELP)
+        print(commands.console_help)
     color = _is_terminal(sys.stdout)
     history: list[str] = []
     while True:
@@ -143,20 +149,21 @@ def run_console(answerer: Answerer, history_size: int = 5) -> int:
         if line in (":q", ":quit", "/quit", "/exit"):
             return 0
         if line in ("/sources", ":sources"):
-            print(format_sources(answerer))
+            print(format_sources(answerer, commands))
             continue
         if line in ("/help", ":help", "?"):
-            print(HELP)
+            print(commands.console_help)
             continue
+        texts = for_question(setting, line)
         try:
             answer = answerer.ask(line, history)
-        except QuestionError as exc:
-            print(f"tanya: {exc}")
+        except QuestionError:
+            print(f"tanya: {question_problem(texts, line)}")
             continue
         except KeyboardInterrupt:
             print("\n(interrupted)")
             continue
-        print(format_answer(terminal_safe_answer(answer), color) + "\n", flush=True)
+        print(format_answer(terminal_safe_answer(answer), color, texts) + "\n", flush=True)
         history = [*history, line][-history_size:]
 
 

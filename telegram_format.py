@@ -12,6 +12,7 @@ from console import marked_parts, source_line
 from retrieval.answer import Answer, Quote
 from retrieval.chunking import split_sentences
 from retrieval.index import ArticleInfo
+from texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question
 
 # Telegram's limit per message. Counted here over the HTML itself in UTF-16 units, as Telegram
 # counts, which can only overestimate the visible text it measures.
@@ -20,9 +21,6 @@ MAX_URL_CHARS = 1000
 SOURCES_SHOWN = 50
 MAX_MESSAGES = 3  # telegram.max_messages_per_answer's default
 ELLIPSIS = "…"
-
-DECLINE_TEXT = "Sorry, the articles do not seem to cover this question."
-CLOSEST_LABEL = "The closest passage I found (<i>not an answer</i>):"
 
 _TOKEN = re.compile(r"<[^>]*>|&#?\w+;|[^<&]|[<&]", re.S)
 _TAG = re.compile(r"<(/?)([a-zA-Z-]+)")
@@ -50,52 +48,59 @@ def link(text: str, url: str | None) -> str:
     return f'<a href="{escape(url, quote=True)}">{escape(text, quote=False)}</a>'
 
 
-def source_html(quote: Quote) -> str:
+def source_html(quote: Quote, texts: Texts | None = None) -> str:
     """'— Title, paragraph N', linked to the article when it has a URL."""
-    dash, _, rest = source_line(quote).partition(" ")
+    dash, _, rest = source_line(quote, texts).partition(" ")
     return f"{dash} {link(rest, quote.url)}"
 
 
 STYLE_TAGS = {"plain": ("", ""), "sentence": ("<i>", "</i>"), "answer": ("<b>", "</b>")}
 
 
-def quote_html(quote: Quote) -> str:
+def quote_html(quote: Quote, texts: Texts | None = None) -> str:
     """The quote in a blockquote, its answer in bold inside its highlighted sentence in
     italics, then its source."""
     body = "".join(
         f"{STYLE_TAGS[style][0]}{escape(part, quote=False)}{STYLE_TAGS[style][1]}"
         for part, style in marked_parts(quote)
     )
-    return f"<blockquote>{body}</blockquote>\n{source_html(quote)}"
+    return f"<blockquote>{body}</blockquote>\n{source_html(quote, texts)}"
 
 
-def answer_html(answer: Answer) -> str:
-    """The whole answer as one HTML text, however long."""
+def answer_html(answer: Answer, texts: Texts | None = None) -> str:
+    """The whole answer as one HTML text, however long (by default in the language of its
+    question)."""
+    texts = texts or for_question("auto", answer.question)
     if answer.declined:
-        blocks = [escape(DECLINE_TEXT, quote=False)]
+        blocks = [escape(texts.tg_decline, quote=False)]
         if answer.quotes:
-            blocks.append(f"{CLOSEST_LABEL}\n{quote_html(answer.quotes[0])}")
+            blocks.append(f"{texts.tg_closest}\n{quote_html(answer.quotes[0], texts)}")
         return "\n\n".join(blocks)
-    return "\n\n".join(quote_html(q) for q in answer.quotes)
+    return "\n\n".join(quote_html(q, texts) for q in answer.quotes)
 
 
 def answer_messages(
-    answer: Answer, limit: int = MESSAGE_LIMIT, max_messages: int = MAX_MESSAGES
+    answer: Answer,
+    limit: int = MESSAGE_LIMIT,
+    max_messages: int = MAX_MESSAGES,
+    texts: Texts | None = None,
 ) -> list[str]:
     """The answer as at most max_messages HTML messages, each within Telegram's limit.
 
     When the quotes would need more, the longer ones are cut at sentence ends around their
     highlighted sentence, with "…" where text was left out (each keeps its source line).
     """
-    parts = split_html(answer_html(answer), limit)
+    texts = texts or for_question("auto", answer.question)
+    parts = split_html(answer_html(answer, texts), limit)
     if len(parts) <= max_messages:
         return parts
     lengths = [len(q.text) for q in answer.quotes]
-    room = max_messages * limit - tg_len(answer_html(_shortened(answer, [0] * len(lengths))))
+    empty = _shortened(answer, [0] * len(lengths))
+    room = max_messages * limit - tg_len(answer_html(empty, texts))
     for _ in range(20):
         room = int(room * 0.85)  # escaping and cuts between parts cost more than the text
         budgets = share_out(lengths, max(room, 0))
-        parts = split_html(answer_html(_shortened(answer, budgets)), limit)
+        parts = split_html(answer_html(_shortened(answer, budgets), texts), limit)
         if len(parts) <= max_messages:
             return parts
     return parts[:max_messages]
@@ -163,14 +168,17 @@ def shorten_quote(quote: Quote, budget: int) -> Quote:
     )
 
 
-def sources_html(articles: Sequence[ArticleInfo], shown: int = SOURCES_SHOWN) -> str:
+def sources_html(
+    articles: Sequence[ArticleInfo], shown: int = SOURCES_SHOWN, texts: Texts | None = None
+) -> str:
     """The indexed articles as an HTML list, linked where they have a URL."""
+    texts = texts or TEXTS[DEFAULT_LANGUAGE]
     if not articles:
-        return "No articles are indexed yet."
-    lines = [f"<b>{len(articles)} article{'s' if len(articles) != 1 else ''} indexed:</b>"]
+        return escape(texts.no_articles, quote=False)
+    lines = [f"<b>{escape(texts.articles(len(articles)), quote=False)}:</b>"]
     lines += [f"• {link(a.title or a.doc_id, a.url)}" for a in articles[:shown]]
     if len(articles) > shown:
-        lines.append(f"… and {len(articles) - shown} more.")
+        lines.append(escape(texts.and_more.format(n=len(articles) - shown), quote=False))
     return "\n".join(lines)
 
 

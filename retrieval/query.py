@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,16 @@ def stop_words() -> frozenset[str]:
     return frozenset(words) | QUESTION_WORDS | ANAPHORA | ENGLISH_WORDS
 
 
+def is_english(words: Sequence[str]) -> bool:
+    """Whether enough of these lowercased word tokens are common English words."""
+    return sum(1 for w in words if w in ENGLISH_WORDS) >= max(1, 0.25 * len(words))
+
+
+def question_language(question: str) -> str:
+    """'en' for an English question, else 'id' (the articles' language)."""
+    return "en" if is_english(tokenize(question)) else "id"
+
+
 def question_type(question: str) -> str:
     """date, number, person, place or other: what kind of answer the question asks for."""
     # An acronym is not a question word: "kantor pusat WHO" asks for a place, not a person.
@@ -88,7 +99,6 @@ def make_query(text: str, vector: np.ndarray, stemming: bool) -> Query:
     """Prepare a search text once for every stage."""
     words = tuple(tokenize(text))
     topic = [w for w in words if w not in QUESTION_WORDS and w not in ANAPHORA]
-    english = sum(1 for w in words if w in ENGLISH_WORDS) >= max(1, 0.25 * len(words))
     return Query(
         text=text,
         vector=vector,
@@ -97,5 +107,5 @@ def make_query(text: str, vector: np.ndarray, stemming: bool) -> Query:
         topic_stems=tuple(t for w in topic for t in tokenize(w, stemming)),
         content=frozenset(words) - stop_words(),
         kind=question_type(text),
-        english=english,
+        english=is_english(words),
     )

@@ -209,8 +209,10 @@ class FakeTelegram:
         user_id: int | None = None,
         chat_type: str = "private",
         reply_to: dict | None = None,
+        language_code: str | None = None,
     ) -> dict:
-        """Inject a text message from a user; returns the message as sent."""
+        """Inject a text message from a user (whose Telegram app speaks language_code, when
+        given); returns the message as sent."""
         user_id = user_id if user_id is not None else chat_id
         if chat_type == "private":
             chat = {"id": chat_id, "type": "private", "first_name": f"User{user_id}"}
@@ -219,11 +221,14 @@ class FakeTelegram:
         with self._cond:
             self._state.chats[chat_id] = chat
             message_id = self._new_message_id()
+        sender = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+        if language_code is not None:
+            sender["language_code"] = language_code
         message = {
             "message_id": message_id,
             "date": int(time.time()),
             "chat": chat,
-            "from": {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"},
+            "from": sender,
             "text": text,
         }
         entities = entities_of(text)

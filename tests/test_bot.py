@@ -73,14 +73,21 @@ def test_private_question_gets_quoted_html_reply(qa, fake):
     assert sent["text"].startswith("<blockquote>")
     # The answer in bold inside its sentence in italics.
     assert "<i>Harga cabai rawit di Pasar Minggu naik menjadi </i><b>Rp80.000" in sent["text"]
-    assert "— Harga Cabai Naik di Pasar Minggu, paragraph" in sent["text"]
+    assert "— Harga Cabai Naik di Pasar Minggu, paragraf" in sent["text"]
     assert fake.replies_to(question) == [sent]
     # Start-up: the token was checked, polling cleared any webhook, the menu was registered.
     methods = [r.method for r in fake.requests]
     assert methods.index("getMe") < methods.index("deleteWebhook") < methods.index("getUpdates")
-    (commands,) = fake.calls("setMyCommands")
-    names = [c["command"] for c in commands.params["commands"]]
-    assert names == ["start", "help", "sources", "ask"]
+    # The menu: Indonesian by default, and once per language for users whose app speaks it.
+    menus = {
+        c.params.get("language_code"): c.params["commands"] for c in fake.calls("setMyCommands")
+    }
+    assert set(menus) == {None, "id", "en"}
+    for commands in menus.values():
+        assert [c["command"] for c in commands] == ["start", "help", "sources", "ask"]
+    assert menus[None] == menus["id"] != menus["en"]
+    assert menus["en"][1]["description"] == "How to ask questions"
+    assert menus["id"][1]["description"] == "Cara bertanya"
     assert not [r for r in fake.requests if r.status == 404]
 
 
@@ -89,15 +96,17 @@ def test_declined_question_gets_closest_passage_labelled(qa, fake):
     assert qa.ask(question_text).declined
     with running(qa, fake):
         text = one_reply(fake, fake.message(503, question_text))["text"]
-    assert text.startswith("Sorry, the articles do not seem to cover this question.")
-    assert "(<i>not an answer</i>):\n<blockquote>" in text
+    # An Indonesian question is declined in Indonesian (English questions: test_languages.py).
+    assert text.startswith("Maaf, artikel-artikel ini tampaknya tidak membahas pertanyaan")
+    assert "(<i>bukan jawaban</i>):\n<blockquote>" in text
 
 
 def test_start_help_and_sources(qa, fake):
     with running(qa, fake):
-        start = fake.message(502, "/start")
-        help_ = fake.message(502, "/help")
-        sources = fake.message(502, "/sources")
+        # A user whose Telegram speaks English (others get Indonesian: test_languages.py).
+        start = fake.message(502, "/start", language_code="en")
+        help_ = fake.message(502, "/help", language_code="en")
+        sources = fake.message(502, "/sources", language_code="en-GB")
         start_parts = fake.wait_for(
             lambda: len(fake.replies_to(start)) == 2 and fake.replies_to(start)
         )
@@ -154,7 +163,7 @@ def test_allowlist_refuses_others_once_and_logs_them(qa, fake, caplog):
         settle(fake)
     assert "Rp80.000" in one_reply(fake, allowed)["text"]
     assert fake.sent(602) == fake.replies_to(first)
-    assert "private" in one_reply(fake, first)["text"]
+    assert "pribadi" in one_reply(fake, first)["text"]  # "private", to an Indonesian question
     assert fake.replies_to(second) == []
     refusals = [r for r in caplog.records if "refused chat 602" in r.getMessage()]
     assert len(refusals) == 2
@@ -169,7 +178,7 @@ def test_rate_limit_says_slow_down_once(qa, fake):
         settle(fake)
     texts = [p["text"] for p in fake.sent(701)]
     assert sum("Rp80.000" in t for t in texts) == 2
-    assert sum("wait a minute" in t for t in texts) == 1
+    assert sum("Tunggu sebentar" in t for t in texts) == 1  # the questions are Indonesian
     assert len(fake.sent(701)) == 3
     assert sum(len(fake.replies_to(q)) for q in questions) == 3
 
@@ -202,9 +211,9 @@ def test_html_in_questions_and_articles_is_escaped(html_answerer, fake):
     assert html_errors(text) == []
     assert "Toko roti &amp; kopi &lt;b&gt;Murah&lt;/b&gt; dibuka" in text
     assert "&lt;per potong&gt;" in text
-    assert "— Toko &lt;b&gt;Roti&lt;/b&gt; &amp; Kopi Dibuka, paragraph" in text
+    assert "— Toko &lt;b&gt;Roti&lt;/b&gt; &amp; Kopi Dibuka, paragraf" in text
     assert "<b>&</b>" not in text
-    assert error.startswith("The question has no words in it")
+    assert error.startswith("Pertanyaannya tidak berisi kata")
 
 
 def test_long_reply_is_split_into_valid_html_parts(long_answerer, fake):
@@ -222,7 +231,7 @@ def test_long_reply_is_split_into_valid_html_parts(long_answerer, fake):
         assert part.startswith("<blockquote>")
     assert all(r.status == 200 for r in fake.calls("sendMessage"))
     joined = "".join(parts)
-    assert joined.count("paragraph") == 3
+    assert joined.count("paragraf") == 3
     assert joined.count("Kramat Jati") == 3 * 70
 
 
@@ -275,7 +284,7 @@ def test_error_is_logged_apologised_for_and_the_bot_goes_on(trouble_answerer, fa
         apology = one_reply(fake, boom)["text"]
         after = fake.message(1201, PASAR_Q)
         after_text = one_reply(fake, after)["text"]
-    assert "something went wrong" in apology
+    assert "terjadi kesalahan" in apology  # the question was Indonesian
     assert "Rp80.000" in after_text
     (record,) = [r for r in caplog.records if "failed" in r.getMessage()]
     assert record.getMessage().startswith("update ")
@@ -319,7 +328,7 @@ def test_rebuilt_index_is_served_without_restart(tiny_index, fake):
         fake.wait_for(lambda: answerer.index.version != before)
         question = fake.message(1401, "Berapa magnitudo gempa di Cianjur?")
         text = one_reply(fake, question)["text"]
-    assert "— Gempa Guncang Cianjur, paragraph" in text
+    assert "— Gempa Guncang Cianjur, paragraf" in text
 
 
 def test_missing_index_is_reported_once_and_the_old_one_keeps_serving(tiny_index, fake, caplog):

@@ -301,7 +301,7 @@ def test_a_long_answer_is_cut_to_the_message_cap_with_every_source(long_answerer
     parts = [p["text"] for p in fake.replies_to(question)]
     assert 1 <= len(parts) <= cap
     joined = "".join(parts)
-    assert joined.count("— Laporan Pasar yang Sangat Panjang, paragraph") == 3
+    assert joined.count("— Laporan Pasar yang Sangat Panjang, paragraf") == 3
     assert "…" in joined
     for part in parts:
         assert html_errors(part) == [] and len(part.encode("utf-16-le")) // 2 <= MESSAGE_LIMIT

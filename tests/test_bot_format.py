@@ -23,6 +23,7 @@ from telegram_format import (
     tg_len,
 )
 from tests.fake_telegram import html_errors
+from texts import ENGLISH, INDONESIAN
 
 
 def make_quote(text: str, highlight: tuple[int, int], **extra) -> Quote:
@@ -42,7 +43,7 @@ def visible(html: str) -> str:
 
 def test_quote_is_escaped_bolded_and_sourced():
     quote = make_quote("Satu <dua> & tiga. Empat lima.", (0, 18), url="https://x.org/a?b=1&c=2")
-    html = quote_html(quote)
+    html = quote_html(quote, ENGLISH)
     assert html == (
         "<blockquote><b>Satu &lt;dua&gt; &amp; tiga.</b> Empat lima.</blockquote>\n"
         '— <a href="https://x.org/a?b=1&amp;c=2">Judul &lt;Berita&gt; &amp; Co, paragraph 2</a>'
@@ -64,8 +65,12 @@ def test_the_answer_span_is_bold_inside_its_italic_sentence():
 
 def test_caption_and_unlinkable_urls():
     quote = make_quote("Foto.", (0, 5), kind="caption", url="javascript:alert(1)")
-    assert quote_html(quote).endswith(
+    assert quote_html(quote, ENGLISH).endswith(
         "— Judul &lt;Berita&gt; &amp; Co, paragraph 2 (photo caption)"
+    )
+    # Without texts, the default language: Indonesian.
+    assert quote_html(quote).endswith(
+        "— Judul &lt;Berita&gt; &amp; Co, paragraf 2 (keterangan foto)"
     )
     assert safe_url("javascript:alert(1)") is None
     assert safe_url("https://example.org/x") == "https://example.org/x"
@@ -74,22 +79,37 @@ def test_caption_and_unlinkable_urls():
 
 def test_declined_answer_labels_the_closest_passage():
     quote = make_quote("Tidak relevan.", (0, 14))
-    html = answer_html(Answer("q", True, (quote,)))
+    english = "What is the weather like in Surabaya?"
+    html = answer_html(Answer(english, True, (quote,)))
     assert html.startswith("Sorry, the articles do not seem to cover this question.\n\n")
     assert "(<i>not an answer</i>)" in html
-    assert answer_html(Answer("q", True, ())) == (
+    assert answer_html(Answer(english, True, ())) == (
         "Sorry, the articles do not seem to cover this question."
     )
+
+
+def test_an_indonesian_question_is_declined_in_indonesian():
+    quote = make_quote("Tidak relevan.", (0, 14))
+    html = answer_html(Answer("Bagaimana cuaca di Surabaya?", True, (quote,)))
+    assert html.startswith(INDONESIAN.tg_decline + "\n\n")
+    assert "(<i>bukan jawaban</i>):\n<blockquote>" in html
+    assert "paragraf 2" in html
+    # The texts given win over the question's language (ui.language: en).
+    assert answer_html(Answer("Bagaimana cuaca?", True, ()), ENGLISH) == ENGLISH.tg_decline
 
 
 def test_sources_are_linked_and_capped():
     articles = [ArticleInfo(f"d{i}", f"Artikel {i}", "p", None) for i in range(60)]
     articles[0] = ArticleInfo("d0", "A & B", "p", "https://e.org/ab")
-    html = sources_html(articles, shown=50)
+    html = sources_html(articles, shown=50, texts=ENGLISH)
     assert html.startswith("<b>60 articles indexed:</b>")
     assert '• <a href="https://e.org/ab">A &amp; B</a>' in html
     assert html.endswith("… and 10 more.")
     assert html_errors(html) == []
+    indonesian = sources_html(articles, shown=50)
+    assert indonesian.startswith("<b>60 artikel terindeks:</b>")
+    assert indonesian.endswith("… dan 10 lainnya.")
+    assert sources_html([], texts=ENGLISH) == "No articles are indexed yet."
 
 
 def test_short_html_is_one_part():

@@ -45,8 +45,9 @@ def test_console_answers_and_quits(config_file):
     out = result.stdout
     assert "Sergei Shoigu" in out
     title = "Politbiro Korea Utara Bahas Langkah Tindak Lanjut Lawatan Kim Jong Un ke Rusia"
-    assert f"— {title}, paragraph 1" in out
-    assert "1 article indexed" in out
+    # Indonesian question, Indonesian source line; the console's commands speak Indonesian.
+    assert f"— {title}, paragraf 1 (keterangan foto)" in out
+    assert "1 artikel terindeks" in out
     assert "\033[1m" not in out  # plain text when output is not a terminal
 
 
@@ -59,8 +60,8 @@ def test_console_reports_bad_questions_and_goes_on(config_file):
     long_question = "kata " * 400
     result = run(config_file, "--console", stdin=f"!!!\n{long_question}\n{HANDSHAKE}\n")
     assert result.returncode == 0
-    assert "the question has no words in it" in result.stdout
-    assert "too long" in result.stdout
+    assert "pertanyaannya tidak berisi kata" in result.stdout
+    assert "terlalu panjang" in result.stdout
     assert "Sergei Shoigu" in result.stdout
 
 
@@ -98,14 +99,17 @@ def test_out_of_scope_question_declines(config_file):
     answer = json.loads(result.stdout)
     assert answer["declined"] is True
     plain = run(config_file, "--ask", "Berapa harga beras di Jakarta hari ini?")
-    assert "do not seem to cover" in plain.stdout
-    assert "Closest passage (not an answer)" in plain.stdout
+    assert "tampaknya tidak membahas" in plain.stdout
+    assert "Bagian terdekat (bukan jawaban)" in plain.stdout
+    english = run(config_file, "--ask", "What is the price of rice in Jakarta today?")
+    assert "do not seem to cover" in english.stdout
+    assert "Closest passage (not an answer)" in english.stdout
 
 
 def test_empty_question_is_a_clear_error(config_file):
     result = run(config_file, "--ask", "   ")
     assert result.returncode == 1
-    assert "the question is empty" in result.stderr
+    assert "pertanyaannya kosong" in result.stderr
 
 
 def test_answer_is_bold_on_a_terminal(config_file):

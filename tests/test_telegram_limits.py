@@ -19,7 +19,8 @@ def test_a_declined_answer_with_a_long_passage_has_no_tiny_parts():
     # The decline line and the label are short blocks of their own; before, each became a
     # message (55 + 51 + 4096 + 2458 characters).
     quote = make_quote(SENTENCE * 110, (0, len(SENTENCE)))
-    parts = answer_messages(Answer("q", True, (quote,)), max_messages=10)
+    answer = Answer("What is the price of chillies?", True, (quote,))
+    parts = answer_messages(answer, max_messages=10)
     assert len(parts) == 2
     assert all(tg_len(p) > MESSAGE_LIMIT // 2 for p in parts[:-1])
     assert parts[0].startswith("Sorry, the articles do not seem to cover this question.")
@@ -83,4 +84,4 @@ def test_any_answer_fits_the_cap_and_keeps_every_source(specs, cap, declined):
         assert tg_len(part) <= MESSAGE_LIMIT and html_errors(part) == []
     shown = "".join(visible(p) for p in parts)
     for quote in answer.quotes:
-        assert re.search(rf"— {quote.title}, paragraph 2", shown)
+        assert re.search(rf"— {quote.title}, paragraf 2", shown)

@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,12 +184,16 @@ def reindex(
     full: bool = False,
     embedder: Embedder | None = None,
     progress_factory=None,
+    locked: bool = False,
 ) -> ReindexResult:
-    """Bring the index up to date with the corpus; unchanged articles are not re-embedded."""
+    """Bring the index up to date with the corpus; unchanged articles are not re-embedded.
+
+    locked=True: the caller already holds reindex_lock for this index (tanya-add does).
+    """
     started = time.perf_counter()
     index_path = config.index_path
     corpus = read_corpus(config)
-    with reindex_lock(index_path):
+    with nullcontext() if locked else reindex_lock(index_path):
         if index_path.exists() and not index_path.is_symlink():
             raise IndexCorruptError(
                 f"{index_path} is a plain folder, not a link to a build; "

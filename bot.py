@@ -41,7 +41,8 @@ from telegram.request import HTTPXRequest
 
 from retrieval.answer import Answerer, clean_question
 from retrieval.config import Config, load_config
-from retrieval.errors import QuestionError, TanyaError
+from retrieval.errors import QuestionError, ReindexLockedError, TanyaError
+from retrieval.ingest import IngestReport, Outcome, ingest
 from telegram_format import answer_messages, sources_html
 from texts import TEXTS, Texts, for_question, for_user, question_problem
 
@@ -229,6 +230,10 @@ class TanyaBot:
         self.allowed = frozenset(config.telegram.allowed_chat_ids)
         self.refused: set[int] = set()
         self._watcher: asyncio.Task | None = None
+        self.admins = frozenset(config.telegram.admin_ids)
+        # /add, /refresh and the feed timer take turns (and hold the reindex lock meanwhile).
+        self._ingesting = asyncio.Lock()
+        self._refresher: asyncio.Task | None = None
         self.app: Application | None = None
         # Set when the Bot API stops accepting the token: the bot then stops, and says why.
         self.auth_lost: str | None = None
@@ -257,6 +262,8 @@ class TanyaBot:
         """Register the command menu and start watching for a rebuilt index."""
         await self.set_commands(app)
         self._watcher = asyncio.create_task(self.watch_index())
+        if self.config.sources.refresh_minutes > 0 and self.config.sources.feeds:
+            self._refresher = asyncio.create_task(self.refresh_feeds_every())
         self.ready = True
         log.info(
             "bot @%s ready: %d articles, index %s",
@@ -277,13 +284,14 @@ class TanyaBot:
             await app.bot.set_my_commands(commands, language_code=code)
 
     async def post_shutdown(self, app: Application) -> None:
-        """Stop watching the index."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-            try:
-                await self._watcher
-            except asyncio.CancelledError:
-                pass
+        """Stop watching the index and reading the feeds."""
+        for task in (self._watcher, self._refresher):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
 
     async def watch_index(self) -> None:
         """Swap in a rebuilt index when the reindex script publishes one."""
@@ -304,6 +312,114 @@ class TanyaBot:
                     if not isinstance(exc, TanyaError):
                         log.debug("loading the new index failed", exc_info=exc)
                 last_problem = problem
+
+    # Articles from the web
+
+    async def run_ingest(self, urls: Sequence[str], feeds: bool) -> IngestReport | None:
+        """Fetch urls (and the feeds) into the corpus and serve the new index; None when
+        another reindex or ingestion holds the lock."""
+        async with self._ingesting:
+            try:
+                # Fetching and embedding are blocking work, like answering.
+                report = await asyncio.to_thread(
+                    ingest, self.config, urls, feeds, embedder=self.answerer.embedder
+                )
+            except ReindexLockedError as exc:
+                log.info("articles not fetched: %s", exc)
+                return None
+            if await asyncio.to_thread(self.answerer.reload_if_changed):
+                log.info("now serving index %s", self.answerer.index.version)
+            return report
+
+    async def refresh_feeds_every(self) -> None:
+        """Read the feeds at start-up and then every sources.refresh_minutes."""
+        while True:
+            try:
+                report = await self.run_ingest([], feeds=True)
+                if report is not None:
+                    log.info("feeds read: %s", report.summary)
+                    for problem in report.feed_problems:
+                        log.warning("feed %s not read: %s", problem.url, problem.reason)
+            except Exception as exc:  # noqa: BLE001 - a failed refresh must not stop the bot
+                problem = str(exc) if isinstance(exc, TanyaError) else _summary(exc)
+                log.error("reading the feeds failed: %s", problem)
+                log.debug("reading the feeds failed", exc_info=exc)
+            await asyncio.sleep(self.config.sources.refresh_minutes * 60)
+
+    def is_admin(self, update: Update) -> bool:
+        """Whether the message comes from one of telegram.admin_ids."""
+        user = update.effective_user
+        return user is not None and user.id in self.admins
+
+    async def refuse_admin_action(self, update: Update, action: str) -> None:
+        """The refusal for anyone but an admin, logged with who asked."""
+        user = update.effective_user
+        log.warning(
+            "refused %s from user %s in chat %s: not in telegram.admin_ids",
+            action,
+            user.id if user else None,
+            update.effective_chat.id,
+        )
+        texts = self.command_texts(update)
+        await reply(update.effective_message, html.escape(texts.admin_only))
+
+    async def _working(self, message: Message) -> None:
+        try:
+            await message.get_bot().send_chat_action(message.chat.id, ChatAction.TYPING)
+        except TelegramError as exc:  # only a courtesy
+            log.info("typing action failed in chat %s: %s", message.chat.id, exc)
+
+    async def add(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/add <url>: fetch one article into the corpus; the reply names it once searchable."""
+        if not self.chat_allowed(update):
+            return await self.refuse(update)
+        if not self.is_admin(update):
+            return await self.refuse_admin_action(update, "/add")
+        message, texts = update.effective_message, self.command_texts(update)
+        parts = (message.text or "").split(maxsplit=1)
+        if len(parts) < 2:
+            return await reply(message, texts.add_usage)
+        url = parts[1].strip()
+        log.info("admin %s: /add %s", update.effective_user.id, url)
+        await self._working(message)
+        try:
+            report = await self.run_ingest([url], feeds=False)
+        except TanyaError as exc:  # the corpus folder or the reindex: the admin can act on it
+            log.error("admin %s: /add %s failed: %s", update.effective_user.id, url, exc)
+            return await reply(message, html.escape(texts.add_failed.format(url=url, reason=exc)))
+        if report is None:
+            return await reply(message, html.escape(texts.busy))
+        (outcome,) = report.outcomes
+        log.info(
+            "admin %s: /add %s: %s%s",
+            update.effective_user.id,
+            url,
+            outcome.status,
+            f" ({outcome.reason})" if outcome.reason else f": {outcome.title}",
+        )
+        await reply(message, html.escape(_outcome_text(texts, outcome)))
+
+    async def refresh(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/refresh: read the feeds now."""
+        if not self.chat_allowed(update):
+            return await self.refuse(update)
+        if not self.is_admin(update):
+            return await self.refuse_admin_action(update, "/refresh")
+        message, texts = update.effective_message, self.command_texts(update)
+        if not self.config.sources.feeds:
+            return await reply(message, html.escape(texts.no_feeds))
+        log.info("admin %s: /refresh", update.effective_user.id)
+        await self._working(message)
+        try:
+            report = await self.run_ingest([], feeds=True)
+        except TanyaError as exc:
+            log.error("admin %s: /refresh failed: %s", update.effective_user.id, exc)
+            return await reply(message, html.escape(_sentence(str(exc))))
+        if report is None:
+            return await reply(message, html.escape(texts.busy))
+        log.info("admin %s: /refresh: %s", update.effective_user.id, report.summary)
+        counts = {s: report.count(s) for s in ("added", "updated", "unchanged", "skipped")}
+        await reply(message, html.escape(texts.refreshed.format(**counts)))
 
     # In which language
 
@@ -474,6 +590,16 @@ class TanyaBot:
                 log.warning("could not send the apology for update %s: %s", update.update_id, exc)
 
 
+def _outcome_text(texts: Texts, outcome: Outcome) -> str:
+    """What became of an article /add asked for, in texts' language."""
+    if outcome.status == "skipped":
+        return texts.add_failed.format(
+            url=outcome.url, reason=texts.reason(outcome.kind, outcome.reason)
+        )
+    template = {"added": texts.added, "updated": texts.updated, "unchanged": texts.unchanged}
+    return template[outcome.status].format(title=outcome.title)
+
+
 def _summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -528,6 +654,8 @@ def build_application(
     app.add_handler(CommandHandler("help", tanya.help, filters=messages))
     app.add_handler(CommandHandler("sources", tanya.sources, filters=messages))
     app.add_handler(CommandHandler("ask", tanya.ask_command, filters=messages))
+    app.add_handler(CommandHandler("add", tanya.add, filters=messages))
+    app.add_handler(CommandHandler("refresh", tanya.refresh, filters=messages))
     app.add_handler(MessageHandler(messages & filters.TEXT & ~filters.COMMAND, tanya.text))
     app.add_error_handler(tanya.on_error)
     app.bot_data["tanya"] = tanya

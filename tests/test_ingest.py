@@ -49,7 +49,8 @@ def site_config(tmp_path: Path, web: FakeWeb, **sources) -> Config:
 
 
 def stored(config: Config) -> list[Path]:
-    return sorted(config.corpus_path.rglob("*.md"))
+    """The article files tanya-add wrote."""
+    return sorted(config.sources_path.rglob("*.md"))
 
 
 def test_only_the_article_lands_in_the_corpus_with_its_front_matter(tmp_path, web):

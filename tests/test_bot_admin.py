@@ -1,0 +1,152 @@
+"""Admins add articles in Telegram: /add and /refresh against the fake Bot API and a local site."""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+
+import pytest
+
+from retrieval.answer import Answerer
+from retrieval.config import Config
+from retrieval.reindex import reindex, reindex_lock
+from tests.conftest import FakeEmbedder, make_config
+from tests.fake_telegram import FakeTelegram
+from tests.fake_web import ARTICLE, TWO_PARTS, FakeWeb, news_site
+from tests.test_bot import one_reply, running, settle
+from tests.test_ingest import stored
+from texts import ENGLISH, INDONESIAN
+
+ADMIN = 77
+TITLE = "Jembatan Layang Kiaracondong Resmi Dibuka untuk Umum"
+QUESTION = "Berapa biaya pembangunan jembatan layang Kiaracondong?"
+
+
+@pytest.fixture
+def web():
+    with FakeWeb() as site:
+        yield news_site(site)
+
+
+@pytest.fixture
+def fake():
+    with FakeTelegram() as server:
+        yield server
+
+
+def admin_config(tiny_corpus, tmp_path, web: FakeWeb, **sources) -> Config:
+    values = {"delay_seconds": 0, "timeout_seconds": 1, "feeds": [web.url("/feed.xml")]}
+    values.update(sources)
+    return make_config(
+        tiny_corpus,
+        tmp_path / "index" / ".index",
+        search={"decline_threshold": 0.3},
+        telegram={"admin_ids": [ADMIN]},
+        sources=values,
+    )
+
+
+@pytest.fixture
+def site_qa(tiny_corpus, tmp_path, web) -> Answerer:
+    """The tiny corpus, indexed, with the fake site's feed configured and user 77 an admin."""
+    config = admin_config(tiny_corpus, tmp_path, web)
+    embedder = FakeEmbedder()
+    reindex(config, embedder=embedder)
+    return Answerer(config, embedder=embedder)
+
+
+def test_an_admin_adds_an_article_and_it_is_answered_at_once(site_qa, fake, web, caplog):
+    caplog.set_level(logging.INFO, logger="tanya")
+    with running(site_qa, fake):
+        before = one_reply(fake, fake.message(ADMIN, QUESTION))["text"]
+        added = one_reply(fake, fake.message(ADMIN, f"/add {web.url(ARTICLE)}"), timeout=30)
+        after = one_reply(fake, fake.message(ADMIN, QUESTION))["text"]
+        again = one_reply(fake, fake.message(ADMIN, f"/add {web.url(ARTICLE)}"), timeout=30)
+    assert "Rp 420 miliar" not in before
+    assert added["text"] == INDONESIAN.added.format(title=TITLE)
+    assert "Rp 420 miliar" in after  # searchable by the time the reply came
+    assert f'<a href="{web.url(ARTICLE)}">{TITLE}, paragraf' in after  # linked to the page
+    assert again["text"] == INDONESIAN.unchanged.format(title=TITLE)
+    assert len(stored(site_qa.config)) == 1
+    assert f"admin {ADMIN}: /add {web.url(ARTICLE)}: added: {TITLE}" in caplog.text
+    assert [c.params["action"] for c in fake.calls("sendChatAction")][:1] == ["typing"]
+
+
+def test_everyone_else_is_refused_and_logged(site_qa, fake, web, caplog):
+    caplog.set_level(logging.INFO, logger="tanya")
+    with running(site_qa, fake):
+        add = one_reply(fake, fake.message(88, f"/add {web.url(ARTICLE)}"))
+        refresh = one_reply(fake, fake.message(88, "/refresh", language_code="en"))
+        group = one_reply(
+            fake, fake.message(-5, f"/add {web.url(ARTICLE)}", user_id=89, chat_type="group")
+        )
+    assert add["text"] == html.escape(INDONESIAN.admin_only)
+    assert refresh["text"] == html.escape(ENGLISH.admin_only)
+    assert group["text"] == html.escape(INDONESIAN.admin_only)
+    assert web.hits == [] and stored(site_qa.config) == []
+    assert "refused /add from user 88 in chat 88: not in telegram.admin_ids" in caplog.text
+    assert "refused /refresh from user 88" in caplog.text
+    assert "refused /add from user 89 in chat -5" in caplog.text
+
+
+def test_add_says_how_to_use_it_and_why_a_page_failed(site_qa, fake, web):
+    with running(site_qa, fake):
+        usage = one_reply(fake, fake.message(ADMIN, "/add"))
+        missing = one_reply(fake, fake.message(ADMIN, f"/add {web.url('/hilang')}"), timeout=30)
+        english = fake.message(ADMIN, f"/add {web.url('/indeks')}", language_code="en")
+        not_article = one_reply(fake, english, timeout=30)
+    assert usage["text"] == INDONESIAN.add_usage
+    assert missing["text"] == (
+        f"Tidak dapat menambahkan {web.url('/hilang')}: server menjawab HTTP 404."
+    )
+    assert not_article["text"].startswith(f"Could not add {web.url('/indeks')}: only 0 words")
+
+
+def test_refresh_reads_the_feeds_now(site_qa, fake, web, caplog):
+    caplog.set_level(logging.INFO, logger="tanya")
+    with running(site_qa, fake):
+        text = one_reply(fake, fake.message(ADMIN, "/refresh", language_code="en"), 30)["text"]
+        answer = one_reply(fake, fake.message(ADMIN, "Berapa nilai transaksi festival kopi?"))
+    assert text == "Feeds read: 2 added, 0 updated, 1 unchanged, 2 skipped."
+    assert "Rp 3,4 miliar" in answer["text"]
+    assert f"admin {ADMIN}: /refresh: 2 added" in caplog.text
+    assert len(web.requests_for(TWO_PARTS)) == 1
+
+
+def test_refresh_without_feeds_says_so(tiny_corpus, tmp_path, web, fake):
+    config = admin_config(tiny_corpus, tmp_path, web, feeds=[])
+    reindex(config, embedder=FakeEmbedder())
+    with running(Answerer(config, embedder=FakeEmbedder()), fake):
+        text = one_reply(fake, fake.message(ADMIN, "/refresh"))["text"]
+    assert text == INDONESIAN.no_feeds
+
+
+def test_feeds_are_read_on_a_timer(tiny_corpus, tmp_path, web, fake):
+    config = admin_config(tiny_corpus, tmp_path, web, refresh_minutes=0.01)  # 0.6 s
+    embedder = FakeEmbedder()
+    reindex(config, embedder=embedder)
+    answerer = Answerer(config, embedder=embedder)
+    before = answerer.index.version
+    with running(answerer, fake):
+        fake.wait_for(lambda: answerer.index.version != before, timeout=30)
+        time.sleep(1.5)  # two more rounds: only the feed is read again
+        answer = one_reply(fake, fake.message(5, QUESTION))["text"]
+    assert "Rp 420 miliar" in answer
+    assert len(web.requests_for("/feed.xml")) >= 2
+    assert len(web.requests_for(ARTICLE)) == 1
+
+
+def test_add_while_another_reindex_runs_says_try_again(site_qa, fake, web):
+    with running(site_qa, fake), reindex_lock(site_qa.config.index_path):
+        text = one_reply(fake, fake.message(ADMIN, f"/add {web.url(ARTICLE)}"), 30)["text"]
+        settle(fake)
+    assert text == INDONESIAN.busy
+    assert web.hits == []
+
+
+def test_a_chat_outside_the_allowlist_gets_the_usual_refusal(site_qa, fake, web):
+    with running(site_qa, fake, allowed_chat_ids=(1,)):
+        text = one_reply(fake, fake.message(ADMIN, f"/add {web.url(ARTICLE)}"))["text"]
+    assert text == INDONESIAN.refusal
+    assert web.hits == []

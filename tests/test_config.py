@@ -16,6 +16,8 @@ def test_shipped_config_is_valid_and_matches_the_defaults():
     assert config.embedding == Config().embedding
     assert config.index == Config().index
     assert config.telegram == Config().telegram
+    assert config.sources == Config().sources
+    assert config.ui == Config().ui
     assert config.corpus_path == ROOT / "corpus"
 
 
@@ -67,6 +69,18 @@ def test_no_config_file_means_defaults(tmp_path, monkeypatch):
         ({"corpus": "corpus"}, "corpus: expected a mapping of settings, got 'corpus'"),
         (["a", "list"], "config: expected a mapping of settings"),
         ({"chunking": {"max_tokens": True}}, "chunking.max_tokens: expected an integer, got True"),
+        (
+            {"sources": {"feeds": ["feed.xml"]}},
+            "sources.feeds[0]: 'feed.xml' is not a URL; use http://… or https://…",
+        ),
+        ({"sources": {"feeds": "https://x.org/rss"}}, "sources.feeds: expected a list of strings"),
+        ({"sources": {"max_page_mb": 0}}, "sources.max_page_mb: 0.0 is out of range"),
+        ({"sources": {"refresh_minutes": -1}}, "sources.refresh_minutes: -1.0 is out of range"),
+        ({"sources": {"max_per_feed": 0}}, "sources.max_per_feed: 0 is out of range"),
+        ({"sources": {"folder": "../luar"}}, "sources.folder: '../luar' must be a folder inside"),
+        ({"sources": {"folder": "/tmp/web"}}, "sources.folder: '/tmp/web' must be a folder"),
+        ({"ui": {"language": "fr"}}, "ui.language: 'fr' is not allowed; use one of: auto, id, en"),
+        ({"telegram": {"admin_ids": ["me"]}}, "telegram.admin_ids[0]: expected an integer"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(data, message):

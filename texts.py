@@ -84,9 +84,7 @@ ENGLISH = Texts(
     and_more="… and {n} more.",
     question_empty="the question is empty: type a question about the articles",
     question_no_words="the question has no words in it: type a question about the articles",
-    question_too_long=(
-        "the question is too long ({n} characters); please keep it under {most}"
-    ),
+    question_too_long=("the question is too long ({n} characters); please keep it under {most}"),
     console_help="Ask a question about the articles. /sources lists them; :q or Ctrl-D quits.",
     commands=(
         ("start", "What this bot does and which articles it knows"),
@@ -108,9 +106,7 @@ ENGLISH = Texts(
         "last questions.\n\n"
         "/sources lists the articles I know."
     ),
-    ask_usage=(
-        "Put your question after the command, for example: <code>/ask Who met whom?</code>"
-    ),
+    ask_usage=("Put your question after the command, for example: <code>/ask Who met whom?</code>"),
     refusal="Sorry, this bot is private and does not answer in this chat.",
     slow_down="You are asking faster than I can keep up. Please wait a minute and ask again.",
     apology="Sorry, something went wrong while answering. Please try again in a moment.",
@@ -174,8 +170,7 @@ INDONESIAN = Texts(
         "/sources menampilkan artikel yang saya ketahui."
     ),
     ask_usage=(
-        "Tulis pertanyaan Anda setelah perintah, misalnya: "
-        "<code>/ask Siapa bertemu siapa?</code>"
+        "Tulis pertanyaan Anda setelah perintah, misalnya: <code>/ask Siapa bertemu siapa?</code>"
     ),
     refusal="Maaf, bot ini bersifat pribadi dan tidak menjawab di obrolan ini.",
     slow_down=(

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlparse
 
 import httpx
@@ -42,9 +43,11 @@ from telegram.request import HTTPXRequest
 from retrieval.answer import Answerer, clean_question
 from retrieval.config import Config, load_config
 from retrieval.errors import QuestionError, ReindexLockedError, TanyaError
-from retrieval.ingest import IngestReport, Outcome, ingest
 from telegram_format import answer_messages, sources_html
 from texts import TEXTS, Texts, for_question, for_user, question_problem
+
+if TYPE_CHECKING:  # ingestion (trafilatura) is imported when first used: start-up stays quick
+    from retrieval.ingest import IngestReport, Outcome
 
 log = logging.getLogger("tanya")
 
@@ -318,6 +321,8 @@ class TanyaBot:
     async def run_ingest(self, urls: Sequence[str], feeds: bool) -> IngestReport | None:
         """Fetch urls (and the feeds) into the corpus and serve the new index; None when
         another reindex or ingestion holds the lock."""
+        from retrieval.ingest import ingest
+
         async with self._ingesting:
             try:
                 # Fetching and embedding are blocking work, like answering.

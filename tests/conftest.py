@@ -167,6 +167,14 @@ def with_search(config: Config, **values) -> Config:
     return dataclasses.replace(config, search=dataclasses.replace(config.search, **values))
 
 
+def with_evidence_floor(config: Config, floor: float) -> Config:
+    """The config declining on retrieval evidence below `floor`, with the reader or without it
+    (the fake embedder's cosines are far lower than a real model's)."""
+    config = with_search(config, decline_threshold=floor)
+    reader = dataclasses.replace(config.reader, evidence_floor=floor)
+    return dataclasses.replace(config, reader=reader)
+
+
 @pytest.fixture
 def long_answerer(tmp_path: Path):
     """An index whose passages are each longer than one Telegram message."""

@@ -16,7 +16,7 @@ from retrieval.config import Config
 from retrieval.errors import TanyaError
 from retrieval.reindex import reindex
 from telegram_format import MESSAGE_LIMIT
-from tests.conftest import FakeEmbedder, make_config, with_search
+from tests.conftest import FakeEmbedder, make_config, with_evidence_floor
 from tests.fake_telegram import AppThread, FakeTelegram, html_errors
 
 PASAR_Q = "Berapa harga cabai rawit di Pasar Minggu?"
@@ -45,7 +45,7 @@ def running(answerer: Answerer, fake: FakeTelegram, **telegram):
 @pytest.fixture
 def qa(tiny_index: Config, fake_embedder: FakeEmbedder) -> Answerer:
     """The tiny index, declining only weak matches (the fake embedder's cosines are low)."""
-    return Answerer(with_search(tiny_index, decline_threshold=0.3), embedder=fake_embedder)
+    return Answerer(with_evidence_floor(tiny_index, 0.3), embedder=fake_embedder)
 
 
 @pytest.fixture
@@ -274,7 +274,7 @@ class TroubleEmbedder(FakeEmbedder):
 
 @pytest.fixture
 def trouble_answerer(tiny_index: Config) -> Answerer:
-    return Answerer(with_search(tiny_index, decline_threshold=0.3), embedder=TroubleEmbedder())
+    return Answerer(with_evidence_floor(tiny_index, 0.3), embedder=TroubleEmbedder())
 
 
 def test_error_is_logged_apologised_for_and_the_bot_goes_on(trouble_answerer, fake, caplog):

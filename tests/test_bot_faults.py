@@ -21,7 +21,7 @@ from retrieval.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
 from telegram_format import MESSAGE_LIMIT
-from tests.conftest import ROOT, FakeEmbedder, with_search
+from tests.conftest import ROOT, FakeEmbedder, with_evidence_floor
 from tests.fake_telegram import FakeTelegram, html_errors
 from tests.test_bot import PASAR_Q, one_reply, running, telegram_settings
 
@@ -36,7 +36,7 @@ def fake():
 
 @pytest.fixture
 def qa(tiny_index: Config, fake_embedder: FakeEmbedder) -> Answerer:
-    return Answerer(with_search(tiny_index, decline_threshold=0.3), embedder=fake_embedder)
+    return Answerer(with_evidence_floor(tiny_index, 0.3), embedder=fake_embedder)
 
 
 @contextmanager
@@ -278,9 +278,7 @@ class BrokenBuildAnswerer(Answerer):
 
 
 def test_a_broken_new_build_is_logged_once_without_traceback(tiny_index, fake):
-    answerer = BrokenBuildAnswerer(
-        with_search(tiny_index, decline_threshold=0.3), embedder=FakeEmbedder()
-    )
+    answerer = BrokenBuildAnswerer(with_evidence_floor(tiny_index, 0.3), embedder=FakeEmbedder())
     with captured_logs() as logs, running(answerer, fake, reload_check_seconds=0.05):
         time.sleep(0.6)  # about a dozen checks
         text = one_reply(fake, fake.message(3201, PASAR_Q))["text"]

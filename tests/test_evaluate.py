@@ -227,8 +227,8 @@ def test_hide_answers_turns_every_question_into_one_to_decline(seed_answerer):
     report = evaluate(seed_answerer, questions, hide_answers=True)
     assert report.n_answerable == 0 and report.n_unanswerable == len(questions)
     assert report.r1 is None and report.false_decline_rate is None
-    # Measured: 5 of the 10 declined (the reader finds a plausible span in the rest).
-    assert report.decline_rate_unanswerable >= 0.5
+    # Measured: 7 of the 10 declined (retrieval alone: 6).
+    assert report.decline_rate_unanswerable >= 0.7
 
 
 def test_hide_answers_refuses_questions_that_are_unanswerable_already(seed_answerer):

@@ -284,3 +284,16 @@ def test_facqa_slice_declines_when_the_answer_is_hidden(facqa_slice):
     answerer, questions = facqa_slice
     report = evaluate(answerer, questions, hide_answers=True)
     assert report.decline_rate_unanswerable >= HIDDEN_ANSWER_FLOOR, report
+
+
+def test_follow_up_chats_about_the_seed_article(seed_answerer):
+    # tests/fixtures/seed_followups.jsonl: 20 follow-ups written for the seed article, each
+    # after one earlier question; 14 answerable, 6 asking what the article does not say.
+    questions = load_questions(ROOT / "tests" / "fixtures" / "seed_followups.jsonl")
+    assert all(q.history for q in questions)
+    report = evaluate(seed_answerer, questions)
+    assert (report.n_answerable, report.n_unanswerable) == (14, 6)
+    # Measured: R@1 0.786 (11 of 14), 3 falsely declined, all 6 declined.
+    assert report.r1 >= 0.78
+    assert report.false_decline_rate <= 0.22
+    assert report.decline_rate_unanswerable == 1.0

@@ -43,6 +43,10 @@ GROUP = 32
 TRAILING = " \t\n.,;:!?"
 OPENING = {"(": ")", "[": "]", "“": "”", "‘": "’", '"': '"', "'": "'"}
 CLOSING = {close: open_ for open_, close in OPENING.items()}
+# Brackets that a span takes in whole or leaves out, looking this far beyond the span.
+BRACKETS = (("(", ")"), ("[", "]"), ("“", "”"))
+BRACKET_REACH = 40
+WORD_REACH = 24
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,11 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) 
 
 
 def tidy_span(text: str, start: int, end: int) -> tuple[int, int]:
-    """The span without surrounding spaces, trailing punctuation, an unmatched opening or
-    closing mark, or brackets around all of it: "(22/9)." -> "22/9"."""
+    """The span as whole words, without surrounding spaces, trailing punctuation, an unmatched
+    opening or closing mark, or brackets around all of it: "(22/9)." -> "22/9", "se" of
+    "sekumpulan" -> "sekumpulan", "Doktor (Dr" -> "Doktor (Dr)"."""
+    start, end = whole_words(text, start, end)
+    start, end = close_brackets(text, start, end)
     while True:
         before = (start, end)
         while start < end and text[start].isspace():
@@ -104,6 +111,59 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int]:
             start += 1
         if (start, end) == before:
             return start, end
+
+
+def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span widened to the words it cuts: a token boundary is not always a word's. Text
+    without spaces (Chinese, Japanese) is not widened past WORD_REACH characters a side."""
+    if start >= end:
+        return start, end
+    left, right = start, end
+    while 0 < left and text[left - 1].isalnum() and text[left].isalnum():
+        left -= 1
+    while right < len(text) and text[right].isalnum() and text[right - 1].isalnum():
+        right += 1
+    return (
+        left if start - left <= WORD_REACH else start,
+        right if right - end <= WORD_REACH else end,
+    )
+
+
+def close_brackets(text: str, start: int, end: int) -> tuple[int, int]:
+    """A bracket opened inside the span and closed soon after it is taken in whole, as is one
+    closed inside it and opened just before; other unmatched ones are cut off with what they
+    enclose: "Salu Moge (Kabupaten Luwu Timur" -> "Salu Moge (Kabupaten Luwu Timur, Sulawesi
+    Selatan)". A bracket that opens or closes the span is left for tidy_span to drop: "(1890"
+    of "(1890-1979)" is the year, not the two."""
+    for opening, closing in BRACKETS:
+        span = text[start:end]
+        inner = span.strip()
+        if not inner:
+            return start, end
+        start += len(span) - len(span.lstrip())
+        end = start + len(inner)
+        depth = 0
+        for i, char in enumerate(inner):
+            if char == opening and i > 0:
+                depth += 1
+            elif char == closing and depth:
+                depth -= 1
+            elif char == closing and i < len(inner) - 1:  # closed inside, opened before
+                found = text.rfind(opening, max(0, start - BRACKET_REACH), start)
+                if found >= 0 and closing not in text[found + 1 : start]:
+                    start = found
+                else:
+                    start += i + 1
+                break
+        else:
+            if depth:  # opened inside, not closed
+                at = start + inner.rfind(opening)
+                found = text.find(closing, end, end + BRACKET_REACH)
+                if found >= 0 and opening not in text[end:found]:
+                    end = found + 1
+                elif at > start:
+                    end = at
+    return start, end
 
 
 class Reader:

@@ -107,6 +107,24 @@ def test_the_json_answer_carries_the_span(seed_answerer):
         ("“provokasi langsung", (0, 19), "provokasi langsung"),
         ('"a" dan "b"', (0, 11), '"a" dan "b"'),
         ("Jumat (22/9)", (0, 12), "Jumat (22/9)"),
+        # Whole words: a token boundary inside a word is not the answer's edge.
+        ("yang sekumpulan orang", (5, 7), "sekumpulan"),
+        ("energi biogas jadi", (7, 10), "biogas"),
+        ("naik menjadi Rp80.000 per kilogram", (15, 21), "Rp80.000"),
+        ("東京" + "都の人口は約千四百万人です" * 3 + "。", (0, 2), "東京"),
+        # A bracket opened inside is closed if it closes soon; one closed inside is opened.
+        (
+            "di Salu Moge (Kabupaten Luwu Timur, Sulawesi) itu",
+            (3, 44),
+            "Salu Moge (Kabupaten Luwu Timur, Sulawesi)",
+        ),
+        ("gelar Doktor (Dr) dengan", (6, 16), "Doktor (Dr)"),
+        ("mode (Full Duplex) dua arah", (11, 27), "(Full Duplex) dua arah"),
+        ("x (a b c d e f g h i j k l m n o p q r s t u v w x y z a b c d) y", (0, 5), "x"),
+        ("a) b c", (0, 6), "b c"),
+        # A bracket at the span's edge is dropped, not followed: the year, not the years.
+        ("hidup (1890-1979) di", (6, 11), "1890"),
+        ("lahir (26 November 656 – 3 juli 710)", (6, 22), "26 November 656"),
     ],
 )
 def test_spans_lose_trailing_punctuation_and_unmatched_marks(text, span, expected):

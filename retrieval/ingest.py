@@ -105,7 +105,7 @@ class _Known:
 def text_hash(paragraphs: Sequence[str]) -> str:
     """The hash an article's text is known by: its paragraphs, spacing and case aside."""
     text = "\n".join(" ".join(p.split()).casefold() for p in paragraphs)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def read_front_matter(text: str) -> dict:

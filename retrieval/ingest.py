@@ -21,6 +21,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,13 +31,13 @@ from urllib.parse import urlsplit
 import yaml
 
 from .config import Config, load_config
-from .corpus import terminal_safe
+from .corpus import MAX_FRONT_MATTER_CHARS, terminal_safe
 from .embedding import Embedder
 from .errors import ReindexLockedError, TanyaError
 from .extract import Extracted, extract
 from .fetch import Fetcher, Skip
 from .reindex import ReindexResult, progress_factory, reindex, reindex_lock
-from .safe_yaml import YamlRefused, load_yaml
+from .safe_yaml import load_yaml
 
 log = logging.getLogger("tanya.ingest")
 
@@ -44,7 +45,6 @@ log = logging.getLogger("tanya.ingest")
 MAX_PARTS = 10
 STATE_FILE = ".feeds.json"
 TEMP_SUFFIX = ".part"
-MAX_FRONT_MATTER_CHARS = 64_000
 SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -117,7 +117,7 @@ def read_front_matter(text: str) -> dict:
         return {}
     try:
         meta = load_yaml(text[4 : end + 1], MAX_FRONT_MATTER_CHARS)
-    except (YamlRefused, yaml.YAMLError):
+    except yaml.YAMLError:  # YamlRefused included
         return {}
     return meta if isinstance(meta, dict) else {}
 
@@ -216,6 +216,8 @@ class Store:
         links = _unique([*links, *(known.links if known is not None else [])])
         fetched = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
         write_atomically(path, render(article, links, digest, fetched))
+        if known is not None and self.by_hash.get(known.text_hash) is known:
+            del self.by_hash[known.text_hash]  # its old text is in the corpus no more
         self._remember(_Known(path, links, digest))
         return Outcome(asked, "updated" if known else "added", article.title, str(path))
 
@@ -320,13 +322,12 @@ def _read_feeds(
         try:
             entries = read_feed(fetcher, feed)
         except Skip as skip:
-            problem = Outcome(feed, "skipped", reason=skip.detail, kind=skip.kind, transient=True)
-            problems.append(problem)
+            problems.append(Outcome(feed, "skipped", reason=skip.detail, kind=skip.kind))
             continue
         seen = state.feeds.setdefault(feed, {})
         todo, links = [], set()
         for entry in entries:
-            if seen.get(entry.key) == entry.updated and entry.key in seen:
+            if seen.get(entry.key) == entry.updated:
                 continue
             if entry.link in links or any(e.key == entry.key for e in todo):
                 continue  # the same entry twice in one feed
@@ -383,9 +384,8 @@ def ingest(
     with reindex_lock(config.index_path):
         store = Store(folder)
         store.remove_temporary_files()
-        own = fetcher is None
-        fetcher = fetcher or Fetcher(config.sources)
-        try:
+        # A Fetcher made here is closed here; one passed in belongs to the caller.
+        with nullcontext(fetcher) if fetcher else Fetcher(config.sources) as fetcher:
             progress.add_total(len(urls))
             outcomes = []
             for url in urls:
@@ -396,9 +396,6 @@ def ingest(
             if feeds:
                 found, problems = _read_feeds(config, fetcher, store, progress)
                 outcomes += found
-        finally:
-            if own:
-                fetcher.close()
         result = None
         if run_reindex:
             # Every run reindexes, changed or not: files a crashed run wrote get indexed.

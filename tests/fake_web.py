@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "web"
 
 ARTICLE = "/nasional/2024/03/12/jembatan-layang-kiaracondong-resmi-dibuka"
@@ -132,3 +134,10 @@ def news_site(web: FakeWeb) -> FakeWeb:
     web.serve("/rusak", Response(500, b"<html><body>Server error</body></html>"))
     web.serve("/feed.xml", Response(body=web.page("feed.xml"), content_type="application/rss+xml"))
     return web
+
+
+@pytest.fixture(name="web")
+def web_fixture():
+    """The news site on 127.0.0.1 for one test: a test module imports this to ask for `web`."""
+    with FakeWeb() as site:
+        yield news_site(site)

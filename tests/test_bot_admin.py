@@ -13,7 +13,12 @@ from retrieval.config import Config
 from retrieval.reindex import reindex, reindex_lock
 from tests.conftest import FakeEmbedder, make_config
 from tests.fake_telegram import FakeTelegram
-from tests.fake_web import ARTICLE, TWO_PARTS, FakeWeb, news_site
+from tests.fake_web import (
+    ARTICLE,
+    TWO_PARTS,
+    FakeWeb,
+    web_fixture,  # noqa: F401 - the `web` fixture
+)
 from tests.test_bot import one_reply, running, settle
 from tests.test_ingest import stored
 from texts import ENGLISH, INDONESIAN
@@ -21,12 +26,6 @@ from texts import ENGLISH, INDONESIAN
 ADMIN = 77
 TITLE = "Jembatan Layang Kiaracondong Resmi Dibuka untuk Umum"
 QUESTION = "Berapa biaya pembangunan jembatan layang Kiaracondong?"
-
-
-@pytest.fixture
-def web():
-    with FakeWeb() as site:
-        yield news_site(site)
 
 
 @pytest.fixture

@@ -16,7 +16,13 @@ from retrieval.errors import ReindexLockedError
 from retrieval.ingest import STATE_FILE, Fetcher, ingest, read_front_matter
 from retrieval.reindex import reindex_lock
 from tests.conftest import ROOT, FakeEmbedder, make_config
-from tests.fake_web import ARTICLE, TWO_PARTS, FakeWeb, Response, news_site
+from tests.fake_web import (
+    ARTICLE,
+    TWO_PARTS,
+    FakeWeb,
+    Response,
+    web_fixture,  # noqa: F401 - the `web` fixture
+)
 
 # Everything on the article page that is not the article.
 FURNITURE = (
@@ -32,12 +38,6 @@ FURNITURE = (
     "Bagikan",  # share buttons
     "Beranda",  # breadcrumb
 )
-
-
-@pytest.fixture
-def web():
-    with FakeWeb() as site:
-        yield news_site(site)
 
 
 def site_config(tmp_path: Path, web: FakeWeb, **sources) -> Config:
@@ -149,6 +149,21 @@ def test_the_same_story_twice_or_through_two_urls_is_stored_once(tmp_path, web):
     assert len(stored(config)) == 1
 
 
+@pytest.mark.parametrize("canonical", ["{base}/", "{base}", "http://lain.test/jembatan"])
+def test_a_canonical_url_of_the_front_page_or_another_site_is_not_trusted(tmp_path, web, canonical):
+    config = site_config(tmp_path, web)
+    tag = f'<link rel="canonical" href="{web.url(ARTICLE)}">'.encode()
+    named = f'<link rel="canonical" href="{canonical.format(base=web.base)}">'.encode()
+    first = web.page("berita.html").replace(tag, named)
+    assert first != web.page("berita.html")
+    web.serve("/berita/satu", first)
+    web.serve("/berita/dua", first.replace(b"Rp 420 miliar", b"Rp 450 miliar"))
+    report = ingest(config, [web.url("/berita/satu"), web.url("/berita/dua")], run_reindex=False)
+    assert [o.status for o in report.outcomes] == ["added", "added"]
+    urls = [read_front_matter(path.read_text("utf-8"))["url"] for path in stored(config)]
+    assert sorted(urls) == [web.url("/berita/dua"), web.url("/berita/satu")]
+
+
 def test_a_changed_article_replaces_its_file_and_is_re_embedded(tmp_path, web):
     config = site_config(tmp_path, web)
     embedder = FakeEmbedder()
@@ -163,6 +178,39 @@ def test_a_changed_article_replaces_its_file_and_is_re_embedded(tmp_path, web):
     assert "Rp 450 miliar" in path.read_text("utf-8")
     assert "Rp 420 miliar" not in path.read_text("utf-8")
     assert report.reindex.stats.changed == 1 and report.reindex.stats.embedded > 0
+
+
+def test_the_old_text_of_an_updated_article_is_no_longer_known(tmp_path, web):
+    config = site_config(tmp_path, web)
+    ingest(config, [web.url(ARTICLE)], run_reindex=False)
+    web.serve(ARTICLE, web.page("berita.html").replace(b"Rp 420 miliar", b"Rp 450 miliar"))
+    # The old text at another address that names no canonical URL, later in the same run.
+    copy = web.page("berita.html").replace(b'<link rel="canonical"', b'<link rel="alternate"')
+    web.serve("/salinan/jembatan", copy)
+    report = ingest(config, [web.url(ARTICLE), web.url("/salinan/jembatan")], run_reindex=False)
+    assert [o.status for o in report.outcomes] == ["updated", "added"]
+    texts = [path.read_text("utf-8") for path in stored(config)]
+    assert sorted("Rp 450 miliar" in text for text in texts) == [False, True]
+
+
+def test_a_page_the_extractor_fails_on_is_skipped_and_the_rest_go_on(tmp_path, web, monkeypatch):
+    import trafilatura
+
+    real = trafilatura.bare_extraction
+
+    def failing(html, url, **options):
+        if url.endswith("/macet"):
+            raise ValueError("lxml tersedak")
+        return real(html, url=url, **options)
+
+    monkeypatch.setattr(trafilatura, "bare_extraction", failing)
+    web.serve("/macet", web.page("berita.html"))
+    config = site_config(tmp_path, web)
+    report = ingest(config, [web.url("/macet"), web.url(ARTICLE)], run_reindex=False)
+    skipped, added = report.outcomes
+    assert skipped.status == "skipped" and skipped.kind == "no_text" and not skipped.transient
+    assert skipped.reason == "the page could not be read (ValueError: lxml tersedak)"
+    assert added.status == "added"
 
 
 def test_a_feed_adds_each_new_story_once_and_then_nothing(tmp_path, web):
@@ -259,6 +307,30 @@ def test_a_site_whose_robots_txt_fails_is_left_alone_this_time(tmp_path, web):
     (outcome,) = report.outcomes
     assert outcome.reason == "robots.txt could not be read (HTTP 503)" and outcome.transient
     assert web.requests_for(ARTICLE) == []
+
+
+@pytest.mark.parametrize("length", [True, False])
+def test_a_robots_txt_over_512_kib_is_obeyed_as_far_as_it_is_read(tmp_path, web, length):
+    robots = b"User-agent: *\nDisallow: /\n" + b"# " + b"x" * 100 + b"\n"
+    robots *= 6_000  # 0.6 MB
+    web.serve("/robots.txt", Response(body=robots, content_type="text/plain", length=length))
+    config = site_config(tmp_path, web)
+    report = ingest(config, [web.url(ARTICLE)], run_reindex=False)
+    (outcome,) = report.outcomes
+    assert outcome.kind == "robots" and "does not allow tanya" in outcome.reason
+    assert web.requests_for(ARTICLE) == []
+
+
+def test_the_line_a_long_robots_txt_is_cut_in_is_not_read(tmp_path, web):
+    # Cut after "Disallow: /", the rule would shut the whole site.
+    head = b"User-agent: *\n#"
+    padding = head + b"x" * (512 * 1024 - len(head) - len(b"\nDisallow: /")) + b"\n"
+    robots = padding + b"Disallow: /private/\n"
+    assert len(padding) + len(b"Disallow: /") == 512 * 1024
+    web.serve("/robots.txt", Response(body=robots, content_type="text/plain"))
+    config = site_config(tmp_path, web)
+    report = ingest(config, [web.url(ARTICLE)], run_reindex=False)
+    assert [o.status for o in report.outcomes] == ["added"]
 
 
 def test_never_runs_beside_another_reindex_or_ingestion(tmp_path, web):

@@ -31,6 +31,11 @@ def _range(low: float | None = None, high: float | None = None) -> dict:
 PATH = {"path": True}  # a non-empty file or folder name
 
 
+def _folder_inside(key: str) -> dict:
+    """A folder given relative to the folder of another setting, and read from there."""
+    return {"path": True, "inside": key}
+
+
 def _url(allow_empty: bool = False) -> dict:
     return {"url": True, "allow_empty": allow_empty}
 
@@ -121,7 +126,7 @@ class TelegramConfig:
 @dataclass(frozen=True)
 class SourcesConfig:
     feeds: tuple[str, ...] = field(default=(), metadata={"item": _url()})
-    folder: str = field(default="web", metadata=PATH)  # inside corpus.path
+    folder: str = field(default="web", metadata=_folder_inside("corpus.path"))
     refresh_minutes: float = field(default=0.0, metadata=_range(0.0, 10_080))
     delay_seconds: float = field(default=2.0, metadata=_range(0.0, 3600))
     timeout_seconds: float = field(default=20.0, metadata=_range(0.1, 600))
@@ -196,6 +201,8 @@ def _check_string(key: str, value: str, meta: dict) -> None:
         raise ConfigError(f"{key}: {len(value)} characters is too long; at most {MAX_STRING_CHARS}")
     if meta.get("path") and not value.strip():
         raise ConfigError(f"{key}: is empty; give a file or folder name")
+    if meta.get("inside"):
+        _check_inside(key, value, meta["inside"])
     if meta.get("url") and not (meta.get("allow_empty") and value == ""):
         parsed = urlparse(value)
         if (
@@ -207,6 +214,21 @@ def _check_string(key: str, value: str, meta: dict) -> None:
             raise ConfigError(
                 f"{key}: {_shown(value)} is not a URL; use http://… or https://…{empty}"
             )
+
+
+def _check_inside(key: str, value: str, parent: str) -> None:
+    folder = Path(value)
+    if folder.is_absolute() or ".." in folder.parts:
+        raise ConfigError(
+            f"{key}: {_shown(value)} must be a folder inside {parent}, given relative to it"
+        )
+    hidden = next((part for part in folder.parts if part.startswith(".")), None)
+    if hidden is not None:
+        # The corpus skips hidden files and folders, so nothing written there is indexed.
+        raise ConfigError(
+            f"{key}: {_shown(value)} has a hidden part ({hidden!r}), and hidden folders "
+            f"in {parent} are not read; use names that do not start with '.'"
+        )
 
 
 def _coerce(key: str, value: Any, tp: Any, meta: dict) -> Any:
@@ -277,12 +299,6 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 def parse_config(data: Any, base_dir: Path = Path("."), source: Path | None = None) -> Config:
     """Validate a parsed YAML document into a Config; raise ConfigError naming the bad key."""
     config = _build(Config, data, "")
-    folder = Path(config.sources.folder)
-    if folder.is_absolute() or ".." in folder.parts:
-        raise ConfigError(
-            f"sources.folder: {_shown(config.sources.folder)} must be a folder inside "
-            "corpus.path, given relative to it"
-        )
     model = Path(config.embedding.model).expanduser()
     if not model.is_absolute() and _is_dir(base_dir / model):
         # A model folder given relative to the config file, like every other path.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .safe_yaml import YamlRefused, load_yaml
+from .safe_yaml import YamlRefused, YamlTooLong, load_yaml
 
 SUFFIXES = (".txt", ".md", ".jsonl")
 METADATA_KEYS = ("url", "source", "published", "language")
@@ -175,10 +175,10 @@ def _front_matter(text: str) -> tuple[dict, int]:
     if closing is None:
         raise _Skip("front matter has no closing '---' line")
     block = text[first.end() : closing.start()]
-    if len(block) > MAX_FRONT_MATTER_CHARS:
-        raise _Skip(f"front matter is longer than {MAX_FRONT_MATTER_CHARS:,} characters")
     try:
         meta = load_yaml(block, MAX_FRONT_MATTER_CHARS) or {}
+    except YamlTooLong as exc:
+        raise _Skip(f"front matter is longer than {MAX_FRONT_MATTER_CHARS:,} characters") from exc
     except YamlRefused as exc:
         raise _Skip(f"front matter refused: {exc}") from exc
     except yaml.YAMLError as exc:
@@ -290,7 +290,8 @@ def load_file(
         return [], [CorpusProblem(str(path), str(skip), skip.unreadable)]
 
 
-def _inside(path: str, folder: str) -> bool:
+def inside(path: str, folder: str) -> bool:
+    """Whether a path is the folder or lies under it (both absolute, as given)."""
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
@@ -300,7 +301,9 @@ def corpus_files(
     """Article files under a folder (hidden ones skipped), or the one file given, and the
     folders and links that were not followed, each with its reason.
 
-    Links (to files or folders) that lead outside the folder are followed only with
+    A link to a folder inside the folder is not followed: that folder is read where it is,
+    so an article's id never depends on which of two paths to it comes first. Links (to
+    files or folders) that lead outside the folder are followed only with
     follow_outside_links; a folder that cannot be listed is reported, not passed over.
     """
     if not root.is_dir():
@@ -317,7 +320,7 @@ def corpus_files(
     def outside(path: Path) -> bool:
         if follow_outside_links or not path.is_symlink():
             return False
-        if _inside(os.path.realpath(path), real_root):
+        if inside(os.path.realpath(path), real_root):
             return False
         reason = "a link to outside the corpus folder (see corpus.follow_outside_links)"
         problems.append(CorpusProblem(str(path), reason))
@@ -330,8 +333,12 @@ def corpus_files(
         for name in sorted(dirs):
             sub = here / name
             real = os.path.realpath(sub)
-            if name.startswith(".") or real in seen_folders or outside(sub):
-                continue  # hidden, a link back to a folder already read, or outside
+            if name.startswith(".") or real in seen_folders:
+                continue  # hidden, or a link back to a folder already read
+            if sub.is_symlink() and inside(real, real_root):
+                continue  # read where it is
+            if outside(sub):
+                continue
             seen_folders.add(real)
             kept.append(name)
         dirs[:] = kept

@@ -99,11 +99,6 @@ def make_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
         index.hnsw.efConstruction = config.hnsw_ef_construction
     elif kind == "ivf" and n >= 64:
         nlist = _ivf_lists(config, n)
-        if nlist > n:
-            raise ConfigError(
-                f"index.ivf_nlist: {nlist} lists need at least {nlist} chunks to train on and "
-                f"the corpus has {n}; lower it, or set it to 0 to size the lists from the corpus"
-            )
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
@@ -116,6 +111,16 @@ def make_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
 
 def _ivf_lists(config: IndexConfig, n: int) -> int:
     return config.ivf_nlist or max(1, min(n // 39, int(4 * np.sqrt(n))))
+
+
+def check_faiss_settings(config: IndexConfig, n: int) -> None:
+    """Raise ConfigError when an index of n chunks cannot be built under this config."""
+    nlist = _ivf_lists(config, n)
+    if _faiss_kind(config, n) == "ivf" and n >= 64 and nlist > n:
+        raise ConfigError(
+            f"index.ivf_nlist: {nlist} lists need at least {nlist} chunks to train on and "
+            f"the corpus has {n}; lower it, or set it to 0 to size the lists from the corpus"
+        )
 
 
 def _fits(index: faiss.Index, config: IndexConfig, n: int) -> bool:
@@ -232,12 +237,13 @@ def verify_files(folder: Path, manifest: dict, rebuild: str) -> None:
         problem = None
         try:
             size = path.stat().st_size
+            digest = _sha256(path) if size == expected.get("bytes") else None
         except OSError as exc:
             problem = f"cannot be read ({exc.strerror or exc})"
         else:
             if size != expected.get("bytes"):
                 problem = f"is {size:,} bytes, but {expected.get('bytes'):,} were written"
-            elif _sha256(path) != expected.get("sha256"):
+            elif digest != expected.get("sha256"):
                 problem = "does not match its checksum (damaged on disk)"
         if problem:
             raise IndexCorruptError(
@@ -246,18 +252,13 @@ def verify_files(folder: Path, manifest: dict, rebuild: str) -> None:
 
 
 def _sha256(path: Path, sync: bool = False) -> str:
-    """The SHA-256 of one file, read in blocks ("" when it cannot be read)."""
+    """The SHA-256 of one file, read in blocks."""
     digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as data:
-            while block := data.read(1 << 20):
-                digest.update(block)
-            if sync:  # written by this process: on disk before the manifest names it
-                os.fsync(data.fileno())
-    except OSError:
-        if sync:
-            raise
-        return ""
+    with open(path, "rb") as data:
+        while block := data.read(1 << 20):
+            digest.update(block)
+        if sync:  # written by this process: on disk before the manifest names it
+            os.fsync(data.fileno())
     return digest.hexdigest()
 
 
@@ -413,6 +414,19 @@ class Progress(Protocol):
     def close(self) -> object: ...
 
 
+def document_hashes(
+    articles: Sequence[Article], previous: IndexData | None, kept: Sequence[ArticleInfo] = ()
+) -> dict[str, str]:
+    """The manifest's documents: each article's content hash, and each kept article's
+    hash as the previous index recorded it."""
+    documents = {a.doc_id: a.content_hash for a in articles}
+    if previous is not None:
+        documents.update(
+            {info.doc_id: previous.manifest["documents"][info.doc_id] for info in kept}
+        )
+    return documents
+
+
 def build_index(
     articles: Sequence[Article],
     embedder: Embedder,
@@ -427,6 +441,7 @@ def build_index(
     not be read this time).
     """
     started = time.perf_counter()
+    kept = kept if previous else ()  # kept articles are the previous index's
     old_hashes = previous.manifest["documents"] if previous else {}
     old_rows: dict[str, list[int]] = {}
     if previous:
@@ -446,11 +461,11 @@ def build_index(
             chunks.append(chunk)
             sources.append(("new", len(fresh)))
             fresh.append(chunk)
-    kept = [info for info in kept if info.doc_id in old_hashes]
     for info in kept:
         for row in old_rows.get(info.doc_id, []):
             chunks.append(previous.chunks[row])
             sources.append(("old", row))
+    check_faiss_settings(config.index, len(chunks))  # before the embedding, not after it
 
     bar = progress(len(fresh)) if progress else None
     try:
@@ -478,8 +493,7 @@ def build_index(
     faiss_index, faiss_rows = _extend_faiss(previous, sources, new_vectors, config.index)
     if faiss_index is None:
         faiss_index = make_faiss(vectors, config.index)
-    documents = {a.doc_id: a.content_hash for a in articles}
-    documents.update({info.doc_id: old_hashes[info.doc_id] for info in kept})
+    documents = document_hashes(articles, previous, kept)
     infos = {a.doc_id: ArticleInfo.of(a) for a in articles}
     infos.update({info.doc_id: info for info in kept})
     manifest = {

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, load_config
-from .corpus import Corpus, CorpusProblem, load_corpus, terminal_safe
+from .corpus import Corpus, CorpusProblem, inside, load_corpus, terminal_safe
 from .embedding import Embedder, make_embedder
 from .errors import (
     IndexCorruptError,
@@ -34,6 +34,7 @@ from .index import (
     BuildStats,
     IndexData,
     build_index,
+    document_hashes,
     expected_settings,
     faiss_settings,
     load_index,
@@ -122,40 +123,47 @@ def unreadable_articles(corpus: Corpus, index: IndexData | None) -> list[Article
     """Articles of the index from files or folders that could not be read this time."""
     if index is None:
         return []
-    places = [os.path.abspath(p.path) for p in corpus.problems if p.unreadable]
+    places = [p for p in corpus.problems if p.unreadable]
     if not places:
         return []
     read = {a.doc_id for a in corpus.articles}
     return [
         info
         for doc_id, info in index.articles.items()
-        if doc_id not in read
-        and any(
-            os.path.abspath(info.path) == place
-            or os.path.abspath(info.path).startswith(place.rstrip(os.sep) + os.sep)
-            for place in places
-        )
+        if doc_id not in read and any(_comes_from(info, place) for place in places)
     ]
+
+
+def _comes_from(info: ArticleInfo, place: CorpusProblem) -> bool:
+    """Whether an indexed article was read from this file or from under this folder."""
+    return inside(os.path.abspath(info.path), os.path.abspath(place.path))
 
 
 def stale_documents(config: Config, index: IndexData) -> list[str]:
     """Ids of articles added, changed or removed in the corpus since the index was built."""
     corpus = read_corpus(config)
-    current = {a.doc_id: a.content_hash for a in corpus.articles}
+    # An article not read this time is not known to differ: it counts as its indexed version.
+    current = document_hashes(corpus.articles, index, unreadable_articles(corpus, index))
     indexed = index.manifest.get("documents", {})
-    for info in unreadable_articles(corpus, index):  # not read this time: not known to differ
-        current[info.doc_id] = indexed.get(info.doc_id)
     return sorted(k for k in current.keys() | indexed.keys() if current.get(k) != indexed.get(k))
 
 
 @dataclass(frozen=True)
 class ReindexResult:
-    """What a reindex did: the build's stats, skipped files, and whether it swapped."""
+    """What a reindex did: the build's stats, skipped files, whether it swapped, and the
+    articles it kept as last indexed because their files could not be read."""
 
     stats: BuildStats
     problems: tuple[CorpusProblem, ...]
     swapped: bool
     path: Path
+    kept: tuple[ArticleInfo, ...] = ()
+
+    def kept_from(self, problem: CorpusProblem) -> tuple[ArticleInfo, ...]:
+        """The kept articles that were read from this problem's file or folder."""
+        if not problem.unreadable:
+            return ()
+        return tuple(info for info in self.kept if _comes_from(info, problem))
 
 
 def _previous(index_path: Path, config: Config, full: bool) -> IndexData | None:
@@ -203,8 +211,7 @@ def reindex(
         previous = _previous(index_path, config, full)
         # An article whose file cannot be read this time keeps its last indexed version.
         kept = unreadable_articles(corpus, previous)
-        documents = {a.doc_id: a.content_hash for a in corpus.articles}
-        documents.update({i.doc_id: previous.manifest["documents"][i.doc_id] for i in kept})
+        documents = document_hashes(corpus.articles, previous, kept)
         if (
             previous is not None
             and previous.manifest["documents"] == documents
@@ -213,7 +220,7 @@ def reindex(
         ):
             seconds = time.perf_counter() - started
             stats = BuildStats(0, 0, 0, len(documents), previous.count, 0, seconds)
-            return ReindexResult(stats, corpus.problems, False, index_path)
+            return ReindexResult(stats, corpus.problems, False, index_path, tuple(kept))
         if not corpus.articles:
             reasons = "".join(f"\n  {p}" for p in corpus.problems[:10])
             raise TanyaError(
@@ -245,7 +252,7 @@ def reindex(
                 "was removed and the index was left as it was. Free some space and run this again"
             ) from exc
         prune_builds(index_path)
-        return ReindexResult(stats, corpus.problems, True, index_path)
+        return ReindexResult(stats, corpus.problems, True, index_path, tuple(kept))
 
 
 def _discard(build: Path, index_path: Path) -> None:
@@ -298,6 +305,20 @@ def progress_factory(enabled: bool):
     return _LogProgress
 
 
+def print_result(result: ReindexResult) -> None:
+    """The reindex summary on stdout, each skipped file or folder on stderr."""
+    for problem in result.problems:
+        kept = "; its indexed articles are kept as they were" if result.kept_from(problem) else ""
+        print(terminal_safe(f"skipped {problem}{kept}"), file=sys.stderr)
+    s = result.stats
+    state = "index updated" if result.swapped else "index already up to date"
+    print(
+        f"{state}: {s.added} added, {s.changed} changed, {s.removed} removed, "
+        f"{s.unchanged} unchanged documents; {s.chunks} chunks ({s.embedded} embedded); "
+        f"{len(result.problems)} files skipped; {s.seconds:.1f} s"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """tanya-reindex: bring the index up to date with the corpus."""
     parser = argparse.ArgumentParser(prog="tanya-reindex", description=main.__doc__)
@@ -316,16 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tanya-reindex: interrupted; the index was left as it was", file=sys.stderr)
         return 130
-    for problem in result.problems:
-        kept = "; its indexed articles are kept as they were" if problem.unreadable else ""
-        print(terminal_safe(f"skipped {problem}{kept}"), file=sys.stderr)
-    s = result.stats
-    state = "index updated" if result.swapped else "index already up to date"
-    print(
-        f"{state}: {s.added} added, {s.changed} changed, {s.removed} removed, "
-        f"{s.unchanged} unchanged documents; {s.chunks} chunks ({s.embedded} embedded); "
-        f"{len(result.problems)} files skipped; {s.seconds:.1f} s"
-    )
+    print_result(result)
     return 0
 
 

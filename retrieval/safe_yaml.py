@@ -19,6 +19,10 @@ class YamlRefused(yaml.YAMLError):
     """Valid YAML that is refused: an alias, a duplicate key, too long or too deep."""
 
 
+class YamlTooLong(YamlRefused):
+    """Text longer than the caller's limit: refused before any of it is parsed."""
+
+
 def _line(mark: yaml.Mark | None) -> str:
     return f" (line {mark.line + 1})" if mark is not None else ""
 
@@ -81,7 +85,7 @@ class _LimitedLoader(yaml.SafeLoader):
 def load_yaml(text: str, max_chars: int, max_depth: int = MAX_DEPTH) -> Any:
     """The one YAML document in text, limited; yaml.YAMLError (YamlRefused) otherwise."""
     if len(text) > max_chars:
-        raise YamlRefused(f"{len(text):,} characters of YAML; at most {max_chars:,} are read")
+        raise YamlTooLong(f"{len(text):,} characters of YAML; at most {max_chars:,} are read")
     loader = _LimitedLoader(text, max_depth)
     try:
         return loader.get_single_data()

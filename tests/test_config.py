@@ -79,6 +79,13 @@ def test_no_config_file_means_defaults(tmp_path, monkeypatch):
         ({"sources": {"max_per_feed": 0}}, "sources.max_per_feed: 0 is out of range"),
         ({"sources": {"folder": "../luar"}}, "sources.folder: '../luar' must be a folder inside"),
         ({"sources": {"folder": "/tmp/web"}}, "sources.folder: '/tmp/web' must be a folder"),
+        ({"sources": {"folder": "web/../.."}}, "sources.folder: 'web/../..' must be a folder"),
+        (
+            {"sources": {"folder": ".web"}},
+            "sources.folder: '.web' has a hidden part ('.web'), and hidden folders in "
+            "corpus.path are not read",
+        ),
+        ({"sources": {"folder": "web/.cache/x"}}, "sources.folder: 'web/.cache/x' has a hidden"),
         ({"ui": {"language": "fr"}}, "ui.language: 'fr' is not allowed; use one of: auto, id, en"),
         ({"telegram": {"admin_ids": ["me"]}}, "telegram.admin_ids[0]: expected an integer"),
     ],

@@ -112,6 +112,26 @@ def test_links_outside_are_followed_when_the_config_says_so(linked_corpus):
     assert corpus.problems == ()
 
 
+@pytest.mark.parametrize("follow_outside_links", [False, True])
+@pytest.mark.parametrize(
+    "link, target",
+    [("a", "z"), ("b/link", "z/sub"), ("z/sub/back", "z")],
+    ids=["sibling-first-in-order", "nested-first-in-order", "link-inside-its-target"],
+)
+def test_a_link_to_a_folder_inside_is_read_where_the_folder_is(
+    tmp_path, link, target, follow_outside_links
+):
+    # Before, the first of the two paths in sorted order claimed the folder: adding the link
+    # renamed (and re-embedded) every article under it.
+    (tmp_path / "z" / "sub").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "z" / "sub" / "art.txt").write_text(GOOD, "utf-8")
+    (tmp_path / link).symlink_to(tmp_path / target, target_is_directory=True)
+    corpus = load_corpus(tmp_path, follow_outside_links=follow_outside_links)
+    assert [a.doc_id for a in corpus.articles] == ["z/sub/art"]
+    assert corpus.problems == ()
+
+
 def test_unreadable_file_and_folder_are_named(tmp_path, monkeypatch):
     (tmp_path / "good.txt").write_text(GOOD, "utf-8")
     (tmp_path / "locked.txt").write_text(GOOD, "utf-8")
@@ -169,6 +189,9 @@ def test_articles_that_cannot_be_read_keep_their_last_indexed_version(
     assert {c.doc_id for c in after.chunks} == {"banjir", "daerah/gempa", "pasar"}
     assert result.stats.removed == 1
     assert sorted(Path(p.path).name for p in result.problems) == ["daerah", "pasar.txt"]
+    assert sorted(info.doc_id for info in result.kept) == ["daerah/gempa", "pasar"]
+    by_name = {Path(p.path).name: p for p in result.problems}
+    assert [i.doc_id for i in result.kept_from(by_name["daerah"])] == ["daerah/gempa"]
 
 
 def test_reindex_names_each_unreadable_place(
@@ -186,3 +209,49 @@ def test_reindex_names_each_unreadable_place(
         f"skipped {tiny_corpus / 'pasar.txt'}: cannot read (Permission denied); "
         "its indexed articles are kept as they were"
     ) in err
+
+
+def reindex_config(tiny_index, tiny_corpus, tmp_path) -> Path:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"corpus: {{path: '{tiny_corpus}'}}\nindex: {{path: '{tiny_index.index_path}'}}\n", "utf-8"
+    )
+    return config
+
+
+def test_a_full_reindex_does_not_claim_to_keep_unreadable_articles(
+    tiny_index, tiny_corpus, tmp_path, monkeypatch, capsys
+):
+    config = reindex_config(tiny_index, tiny_corpus, tmp_path)
+    deny_reading(monkeypatch, tiny_corpus / "pasar.txt")
+    monkeypatch.setattr("retrieval.reindex.make_embedder", lambda config: FakeEmbedder())
+    assert reindex_main(["--config", str(config), "--quiet", "--full"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {tiny_corpus / 'pasar.txt'}: cannot read (Permission denied)\n" in err
+    assert "kept" not in err
+    assert "pasar" not in load_index(tiny_index.index_path, tiny_index).manifest["documents"]
+
+
+def test_an_unusable_index_keeps_nothing_and_says_nothing_is_kept(
+    tiny_index, tiny_corpus, tmp_path, monkeypatch, capsys
+):
+    live = Path(os.path.realpath(tiny_index.index_path))
+    (live / "vectors.npy").write_bytes(b"")  # damaged: the reindex rebuilds everything
+    config = reindex_config(tiny_index, tiny_corpus, tmp_path)
+    deny_reading(monkeypatch, tiny_corpus / "pasar.txt")
+    monkeypatch.setattr("retrieval.reindex.make_embedder", lambda config: FakeEmbedder())
+    assert reindex_main(["--config", str(config), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {tiny_corpus / 'pasar.txt'}: cannot read (Permission denied)\n" in err
+    assert "kept" not in err
+    assert "pasar" not in load_index(tiny_index.index_path, tiny_index).manifest["documents"]
+
+
+def test_an_unreadable_file_never_indexed_is_not_said_to_be_kept(
+    tiny_index, tiny_corpus, monkeypatch
+):
+    (tiny_corpus / "baru.txt").write_text(GOOD, "utf-8")
+    deny_reading(monkeypatch, tiny_corpus / "baru.txt")
+    result = reindex(tiny_index, embedder=FakeEmbedder())
+    (problem,) = result.problems
+    assert problem.unreadable and result.kept == () and result.kept_from(problem) == ()

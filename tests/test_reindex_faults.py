@@ -13,7 +13,8 @@ import pytest
 import bot
 from retrieval import index as index_module
 from retrieval import reindex as reindex_module
-from retrieval.errors import IndexCorruptError, TanyaError
+from retrieval.config import parse_config
+from retrieval.errors import ConfigError, IndexCorruptError, TanyaError
 from retrieval.index import load_index
 from retrieval.reindex import builds_dir, reindex
 from tests.conftest import FakeEmbedder
@@ -33,6 +34,21 @@ def test_more_ivf_lists_than_chunks_is_a_message(tiny_corpus, tmp_path, monkeypa
     err = capsys.readouterr().err
     assert "index.ivf_nlist: 5000 lists need at least 5000 chunks" in err
     assert "the corpus has 75" in err
+
+
+def test_more_ivf_lists_than_chunks_is_refused_before_any_embedding(tiny_corpus, tmp_path):
+    for i in range(70):
+        (tiny_corpus / f"kabar{i}.txt").write_text(f"Kabar {i}\n\nBerita nomor {i}.", "utf-8")
+    config = parse_config(
+        {
+            "corpus": {"path": str(tiny_corpus)},
+            "index": {"path": str(tmp_path / "ix" / ".index"), "faiss": "ivf", "ivf_nlist": 5000},
+        }
+    )
+    embedder = FakeEmbedder()
+    with pytest.raises(ConfigError, match="index.ivf_nlist: 5000 lists need at least 5000"):
+        reindex(config, embedder=embedder)
+    assert embedder.calls == []
 
 
 def live_build(config) -> Path:
@@ -65,6 +81,22 @@ def test_a_damaged_file_is_named_and_a_plain_reindex_repairs_it(tiny_index, name
     assert result.swapped
     repaired = load_index(tiny_index.index_path, tiny_index)
     assert "Rp80.000" in "".join(c.text for c in repaired.chunks)
+
+
+def test_a_file_that_cannot_be_opened_is_unreadable_not_damaged(tiny_index, monkeypatch):
+    unreadable = str(live_build(tiny_index) / "vectors.npy")
+    real_open = open
+
+    def open_(path, *args, **kwargs):
+        if str(path) == unreadable:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(index_module, "open", open_, raising=False)
+    with pytest.raises(IndexCorruptError) as info:
+        load_index(tiny_index.index_path, tiny_index)
+    assert "vectors.npy cannot be read (Permission denied)" in str(info.value)
+    assert "checksum" not in str(info.value)
 
 
 @pytest.mark.parametrize("name", ["vectors.npy", "sentence_terms.npz", "faiss.index"])

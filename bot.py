@@ -44,7 +44,7 @@ from retrieval.answer import Answerer, clean_question
 from retrieval.config import Config, load_config
 from retrieval.errors import QuestionError, ReindexLockedError, TanyaError
 from telegram_format import answer_messages, sources_html
-from texts import TEXTS, Texts, for_question, for_user, question_problem
+from texts import TEXTS, Texts, for_question, for_user
 
 if TYPE_CHECKING:  # ingestion (trafilatura) is imported when first used: start-up stays quick
     from retrieval.ingest import IngestReport, Outcome
@@ -63,8 +63,9 @@ RETRY_FIRST_DELAY = 0.5
 RETRY_MAX_DELAY = 30.0
 # Telegram's 429 answers are retried (after the wait it asks for) this many times.
 FLOOD_RETRIES = 3
-# Start-up calls (getMe, deleteWebhook or setWebhook) are retried this many times.
-SELF_RETRYING = frozenset({"getMe", "getUpdates", "deleteWebhook", "setWebhook"})
+# Start-up calls (getMe, deleteWebhook or setWebhook) are retried this many times. (getUpdates
+# never reaches the rate limiter: PTB retries it in its polling loop and on_error logs it.)
+SELF_RETRYING = frozenset({"getMe", "deleteWebhook", "setWebhook"})
 BOOTSTRAP_RETRIES = 5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGABRT)
 # A 403 from these is about one chat (the user blocked the bot, it left the group); from any
@@ -309,7 +310,7 @@ class TanyaBot:
             except Exception as exc:  # noqa: BLE001 - a bad new index must not stop the bot
                 # Said once, not every few seconds, until the problem changes or goes away;
                 # an unexpected error's traceback goes to DEBUG.
-                problem = str(exc) if isinstance(exc, TanyaError) else _summary(exc)
+                problem = _summary(exc)
                 if problem != last_problem:
                     log.error("cannot load the index (%s); still serving the previous one", problem)
                     if not isinstance(exc, TanyaError):
@@ -318,11 +319,16 @@ class TanyaBot:
 
     # Articles from the web
 
-    async def run_ingest(self, urls: Sequence[str], feeds: bool) -> IngestReport | None:
+    async def run_ingest(
+        self, urls: Sequence[str], feeds: bool, wait: bool = True
+    ) -> IngestReport | None:
         """Fetch urls (and the feeds) into the corpus and serve the new index; None when
-        another reindex or ingestion holds the lock."""
+        another reindex holds the lock, or (unless wait) another ingestion runs."""
         from retrieval.ingest import ingest
 
+        if not wait and self._ingesting.locked():
+            log.info("articles not fetched: another ingestion is running")
+            return None
         async with self._ingesting:
             try:
                 # Fetching and embedding are blocking work, like answering.
@@ -346,8 +352,7 @@ class TanyaBot:
                     for problem in report.feed_problems:
                         log.warning("feed %s not read: %s", problem.url, problem.reason)
             except Exception as exc:  # noqa: BLE001 - a failed refresh must not stop the bot
-                problem = str(exc) if isinstance(exc, TanyaError) else _summary(exc)
-                log.error("reading the feeds failed: %s", problem)
+                log.error("reading the feeds failed: %s", _summary(exc))
                 log.debug("reading the feeds failed", exc_info=exc)
             await asyncio.sleep(self.config.sources.refresh_minutes * 60)
 
@@ -369,31 +374,64 @@ class TanyaBot:
         await reply(update.effective_message, html.escape(texts.admin_only))
 
     async def _working(self, message: Message) -> None:
+        """Show "typing…" in the message's chat (only a courtesy: a failure is logged)."""
         try:
             await message.get_bot().send_chat_action(message.chat.id, ChatAction.TYPING)
         except TelegramError as exc:  # only a courtesy
             log.info("typing action failed in chat %s: %s", message.chat.id, exc)
 
+    async def admin_allowed(self, update: Update, command: str) -> bool:
+        """Whether this admin command may run here; if not, the refusal is sent."""
+        if not self.chat_allowed(update):
+            await self.refuse(update)
+            return False
+        if not self.is_admin(update):
+            await self.refuse_admin_action(update, command)
+            return False
+        return True
+
+    async def ingest_for_admin(
+        self,
+        update: Update,
+        command: str,
+        urls: Sequence[str],
+        feeds: bool,
+        failed: Callable[[str], str],
+    ) -> IngestReport | None:
+        """Run an admin's ingestion; None once the admin has been told it failed (in failed's
+        words, given the reason) or that another is running."""
+        message, texts = update.effective_message, self.command_texts(update)
+        admin = update.effective_user.id
+        log.info("admin %s: %s", admin, command)
+        await self._working(message)
+        try:
+            report = await self.run_ingest(urls, feeds, wait=False)
+        except TanyaError as exc:  # the corpus folder or the reindex: the admin can act on it
+            log.error("admin %s: %s failed: %s", admin, command, exc)
+            await reply(message, html.escape(failed(str(exc))))
+            return None
+        if report is None:
+            await reply(message, html.escape(texts.busy))
+        return report
+
     async def add(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/add <url>: fetch one article into the corpus; the reply names it once searchable."""
-        if not self.chat_allowed(update):
-            return await self.refuse(update)
-        if not self.is_admin(update):
-            return await self.refuse_admin_action(update, "/add")
+        if not await self.admin_allowed(update, "/add"):
+            return
         message, texts = update.effective_message, self.command_texts(update)
         parts = (message.text or "").split(maxsplit=1)
         if len(parts) < 2:
             return await reply(message, texts.add_usage)
         url = parts[1].strip()
-        log.info("admin %s: /add %s", update.effective_user.id, url)
-        await self._working(message)
-        try:
-            report = await self.run_ingest([url], feeds=False)
-        except TanyaError as exc:  # the corpus folder or the reindex: the admin can act on it
-            log.error("admin %s: /add %s failed: %s", update.effective_user.id, url, exc)
-            return await reply(message, html.escape(texts.add_failed.format(url=url, reason=exc)))
+        report = await self.ingest_for_admin(
+            update,
+            f"/add {url}",
+            [url],
+            feeds=False,
+            failed=lambda reason: texts.add_failed.format(url=url, reason=reason),
+        )
         if report is None:
-            return await reply(message, html.escape(texts.busy))
+            return
         (outcome,) = report.outcomes
         log.info(
             "admin %s: /add %s: %s%s",
@@ -406,22 +444,20 @@ class TanyaBot:
 
     async def refresh(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/refresh: read the feeds now."""
-        if not self.chat_allowed(update):
-            return await self.refuse(update)
-        if not self.is_admin(update):
-            return await self.refuse_admin_action(update, "/refresh")
+        if not await self.admin_allowed(update, "/refresh"):
+            return
         message, texts = update.effective_message, self.command_texts(update)
         if not self.config.sources.feeds:
             return await reply(message, html.escape(texts.no_feeds))
-        log.info("admin %s: /refresh", update.effective_user.id)
-        await self._working(message)
-        try:
-            report = await self.run_ingest([], feeds=True)
-        except TanyaError as exc:
-            log.error("admin %s: /refresh failed: %s", update.effective_user.id, exc)
-            return await reply(message, html.escape(_sentence(str(exc))))
+        report = await self.ingest_for_admin(
+            update,
+            "/refresh",
+            [],
+            feeds=True,
+            failed=lambda reason: texts.refresh_failed.format(reason=reason),
+        )
         if report is None:
-            return await reply(message, html.escape(texts.busy))
+            return
         log.info("admin %s: /refresh: %s", update.effective_user.id, report.summary)
         counts = {s: report.count(s) for s in ("added", "updated", "unchanged", "skipped")}
         await reply(message, html.escape(texts.refreshed.format(**counts)))
@@ -547,23 +583,18 @@ class TanyaBot:
             return
         try:
             question = clean_question(question)
-        except QuestionError:
-            problem = question_problem(texts, question)
-            return await reply(message, html.escape(_sentence(problem)))
+        except QuestionError as exc:
+            return await reply(message, html.escape(_sentence(texts.cannot_ask(exc))))
         history = self.histories.record(message.chat.id, question)
         # Encoding and search are CPU work: a thread keeps other chats' updates flowing.
         work = asyncio.ensure_future(asyncio.to_thread(self.answerer.ask, question, history))
         done, _ = await asyncio.wait({work}, timeout=TYPING_AFTER_SECONDS)
         if not done:
-            try:
-                await message.get_bot().send_chat_action(message.chat.id, ChatAction.TYPING)
-            except TelegramError as exc:  # only a courtesy: the answer still goes out
-                log.info("typing action failed in chat %s: %s", message.chat.id, exc)
+            await self._working(message)
         try:
             result = await work
-        except QuestionError:
-            problem = question_problem(texts, question)
-            return await reply(message, html.escape(_sentence(problem)))
+        except QuestionError as exc:
+            return await reply(message, html.escape(_sentence(texts.cannot_ask(exc))))
         # Splitting a long answer into valid HTML parts is CPU work too.
         parts = await asyncio.to_thread(
             answer_messages,
@@ -606,7 +637,8 @@ def _outcome_text(texts: Texts, outcome: Outcome) -> str:
 
 
 def _summary(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """A TanyaError's own message (written for a user), else the exception's type and message."""
+    return str(exc) if isinstance(exc, TanyaError) else f"{type(exc).__name__}: {exc}"
 
 
 def _sentence(text: str) -> str:

@@ -13,7 +13,7 @@ from retrieval.answer import Answer, Answerer, Quote
 from retrieval.corpus import terminal_safe
 from retrieval.errors import QuestionError
 from retrieval.reindex import stale_documents
-from texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question, for_user, question_problem
+from texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question, for_user
 
 BOLD, ITALIC, RESET = "\033[1m", "\033[3m", "\033[0m"
 PROMPT = "tanya> "
@@ -89,8 +89,8 @@ def ask_once(answerer: Answerer, question: str, as_json: bool, out: TextIO = sys
     texts = for_question(answerer.config.ui.language, question)
     try:
         answer = answerer.ask(question)
-    except QuestionError:
-        print(f"tanya: {question_problem(texts, question)}", file=sys.stderr)
+    except QuestionError as exc:
+        print(f"tanya: {texts.cannot_ask(exc)}", file=sys.stderr)
         return 1
     if as_json:
         out.write(json_safe(json.dumps(answer.to_dict(), ensure_ascii=False)) + "\n")
@@ -157,8 +157,8 @@ def run_console(answerer: Answerer, history_size: int = 5) -> int:
         texts = for_question(setting, line)
         try:
             answer = answerer.ask(line, history)
-        except QuestionError:
-            print(f"tanya: {question_problem(texts, line)}")
+        except QuestionError as exc:
+            print(f"tanya: {texts.cannot_ask(exc)}")
             continue
         except KeyboardInterrupt:
             print("\n(interrupted)")

@@ -139,11 +139,23 @@ def shorten_quote(quote: Quote, budget: int) -> Quote:
     while first > 0 and spans[last][1] - spans[first - 1][0] <= budget:
         first -= 1
     a, b = spans[first][0], spans[last][1]
-    if b - a > budget:  # the highlighted sentence alone is too long: cut it between words
+    if b - a > budget:
+        # The marked sentence alone is too long: cut it between words around the answer (a
+        # highlighted sentence without one is kept from its start).
+        marked_end = mark
+        if quote.answer_start is not None and quote.answer_end is not None:
+            marked_end = min(max(quote.answer_end - quote.start, mark), len(text))
+        sentence_start, sentence_end = a, b
+        a = max(a, min(mark - max(budget - (marked_end - mark), 0) // 2, b - budget))
         b = a + budget
-        space = text.rfind(" ", a, b)
-        if space > a + budget // 2:
-            b = space
+        if a > sentence_start:
+            space = text.find(" ", a, min(mark, a + budget // 2))
+            if space != -1:
+                a = space + 1
+        if b < sentence_end:
+            space = text.rfind(" ", max(marked_end, a + budget // 2 + 1), b)
+            if space != -1:
+                b = space
     prefix = ELLIPSIS + " " if a > 0 else ""
     suffix = " " + ELLIPSIS if b < len(text) else ""
     start = quote.start + a - len(prefix)  # so text offsets of the kept part are unchanged

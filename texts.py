@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from retrieval.answer import MAX_QUESTION_CHARS
+from retrieval.errors import QuestionError
 from retrieval.query import question_language
 
 # Commands of users whose Telegram language has no table, and of the console, under `auto`.
@@ -33,7 +33,7 @@ class Texts:
     articles_many: str
     no_articles: str
     and_more: str
-    # Questions that cannot be asked ({n}: characters, {most}: the limit).
+    # Questions that cannot be asked, by QuestionError.kind ({n}: characters, {most}: the limit).
     question_empty: str
     question_no_words: str
     question_too_long: str
@@ -50,7 +50,6 @@ class Texts:
     # Telegram, for admins ({title}, {url}, {reason}, counts).
     admin_only: str
     add_usage: str  # HTML
-    adding: str
     added: str
     updated: str
     unchanged: str
@@ -58,6 +57,7 @@ class Texts:
     busy: str
     no_feeds: str
     refreshed: str
+    refresh_failed: str
     skip_reasons: tuple[tuple[str, str], ...]
 
     def articles(self, n: int) -> str:
@@ -68,6 +68,13 @@ class Texts:
         """Why an article was skipped, in this language (the detail as it came)."""
         known = dict(self.skip_reasons)
         return known[kind].format(detail=detail) if kind in known else detail
+
+    def cannot_ask(self, error: QuestionError) -> str:
+        """Why a question cannot be asked, by the error's kind, in this language."""
+        if error.kind == "too_long":
+            return self.question_too_long.format(n=error.length, most=error.most)
+        known = {"empty": self.question_empty, "no_words": self.question_no_words}
+        return known.get(error.kind, str(error))
 
 
 ENGLISH = Texts(
@@ -115,7 +122,6 @@ ENGLISH = Texts(
         "Put the article's address after the command, for example: "
         "<code>/add https://example.org/news/123</code>"
     ),
-    adding="Fetching the article…",
     added="Added, and it can be asked about now: {title}",
     updated="Updated, and the new text can be asked about now: {title}",
     unchanged="Already known, unchanged: {title}",
@@ -125,6 +131,7 @@ ENGLISH = Texts(
     refreshed=(
         "Feeds read: {added} added, {updated} updated, {unchanged} unchanged, {skipped} skipped."
     ),
+    refresh_failed="Could not read the feeds: {reason}.",
     skip_reasons=(),  # the reasons are written in English
 )
 
@@ -183,7 +190,6 @@ INDONESIAN = Texts(
         "Tulis alamat artikel setelah perintah, misalnya: "
         "<code>/add https://example.org/berita/123</code>"
     ),
-    adding="Mengambil artikel…",
     added="Ditambahkan, dan sudah bisa ditanyakan: {title}",
     updated="Diperbarui, dan teks barunya sudah bisa ditanyakan: {title}",
     unchanged="Sudah ada, tidak berubah: {title}",
@@ -194,6 +200,7 @@ INDONESIAN = Texts(
         "Feed dibaca: {added} ditambahkan, {updated} diperbarui, {unchanged} tidak berubah, "
         "{skipped} dilewati."
     ),
+    refresh_failed="Tidak dapat membaca feed: {reason}.",
     skip_reasons=(
         ("http", "server menjawab {detail}"),
         ("timeout", "waktu habis ({detail})"),
@@ -223,13 +230,3 @@ def for_user(setting: str, language_code: str | None) -> Texts:
         return TEXTS[setting]
     code = (language_code or "").split("-")[0].lower()
     return TEXTS.get(code, TEXTS[DEFAULT_LANGUAGE])
-
-
-def question_problem(texts: Texts, question: str) -> str:
-    """Why a question cannot be asked (retrieval's QuestionError), in texts' language."""
-    words = " ".join(str(question).split())
-    if len(words) > MAX_QUESTION_CHARS:
-        return texts.question_too_long.format(n=len(words), most=MAX_QUESTION_CHARS)
-    if not words:
-        return texts.question_empty
-    return texts.question_no_words

@@ -114,20 +114,25 @@ class Answer:
 def clean_question(question: str) -> str:
     """The question as searched: normalised Unicode, no invisible or control characters."""
     if not isinstance(question, str):
-        raise QuestionError("a question must be text")
+        raise QuestionError("a question must be text", "not_text")
     text = unicodedata.normalize("NFC", question)
     text = SURROGATE.sub("\ufffd", INVISIBLE.sub("", text))
     text = CONTROL.sub(" ", text)
     text = " ".join(text.split())
     if not text:
-        raise QuestionError("the question is empty: type a question about the articles")
+        raise QuestionError("the question is empty: type a question about the articles", "empty")
     if len(text) > MAX_QUESTION_CHARS:
         raise QuestionError(
             f"the question is too long ({len(text)} characters); "
-            f"please keep it under {MAX_QUESTION_CHARS}"
+            f"please keep it under {MAX_QUESTION_CHARS}",
+            "too_long",
+            length=len(text),
+            most=MAX_QUESTION_CHARS,
         )
     if not any(ch.isalnum() for ch in text):
-        raise QuestionError("the question has no words in it: type a question about the articles")
+        raise QuestionError(
+            "the question has no words in it: type a question about the articles", "no_words"
+        )
     return text
 
 

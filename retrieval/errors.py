@@ -30,7 +30,14 @@ class ReindexLockedError(TanyaError):
 
 
 class QuestionError(TanyaError):
-    """A question that cannot be asked (empty, or nothing searchable in it)."""
+    """A question that cannot be asked: its kind is "not_text", "empty", "no_words" or
+    "too_long" (then with its length and the most allowed), for adapters to say in a language."""
+
+    def __init__(self, message: str, kind: str, length: int = 0, most: int = 0):
+        super().__init__(message)
+        self.kind = kind
+        self.length = length
+        self.most = most
 
 
 class ReaderUnavailableError(TanyaError):

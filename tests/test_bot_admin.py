@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import html
 import logging
+import threading
 import time
 
 import pytest
 
+import retrieval.ingest
 from retrieval.answer import Answerer
 from retrieval.config import Config
+from retrieval.errors import TanyaError
 from retrieval.reindex import reindex, reindex_lock
 from tests.conftest import FakeEmbedder, make_config
 from tests.fake_telegram import FakeTelegram
@@ -149,3 +152,52 @@ def test_a_chat_outside_the_allowlist_gets_the_usual_refusal(site_qa, fake, web)
         text = one_reply(fake, fake.message(ADMIN, f"/add {web.url(ARTICLE)}"))["text"]
     assert text == INDONESIAN.refusal
     assert web.hits == []
+
+
+def test_add_during_a_refresh_says_try_again_at_once(site_qa, fake, web, monkeypatch):
+    # Before, /add waited silently for the whole refresh; only another process's reindex
+    # got the "busy" reply.
+    started, release = threading.Event(), threading.Event()
+    real_ingest = retrieval.ingest.ingest
+
+    def slow_ingest(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return real_ingest(*args, **kwargs)
+
+    monkeypatch.setattr(retrieval.ingest, "ingest", slow_ingest)
+    try:
+        with running(site_qa, fake):
+            refresh = fake.message(ADMIN, "/refresh", language_code="en")
+            assert started.wait(10)
+            add = one_reply(fake, fake.message(ADMIN, f"/add {web.url(ARTICLE)}"))
+            unanswered = fake.replies_to(refresh)
+            release.set()
+            refreshed = one_reply(fake, refresh, 30)
+    finally:
+        release.set()
+    assert add["text"] == INDONESIAN.busy
+    assert unanswered == []
+    assert refreshed["text"] == "Feeds read: 2 added, 0 updated, 1 unchanged, 2 skipped."
+
+
+def test_a_failed_ingestion_is_told_in_the_admins_language(site_qa, fake, web, monkeypatch, caplog):
+    # Before, /refresh answered an Indonesian admin in English.
+    caplog.set_level(logging.INFO, logger="tanya")
+
+    def broken_ingest(*args, **kwargs):
+        raise TanyaError("the corpus folder /data/corpus cannot be written (Permission denied)")
+
+    monkeypatch.setattr(retrieval.ingest, "ingest", broken_ingest)
+    url = web.url(ARTICLE)
+    with running(site_qa, fake):
+        refresh = one_reply(fake, fake.message(ADMIN, "/refresh"))["text"]
+        english = one_reply(fake, fake.message(ADMIN, "/refresh", language_code="en"))["text"]
+        add = one_reply(fake, fake.message(ADMIN, f"/add {url}"))["text"]
+    reason = "the corpus folder /data/corpus cannot be written (Permission denied)"
+    assert refresh == INDONESIAN.refresh_failed.format(reason=reason)
+    assert refresh.startswith("Tidak dapat membaca feed: the corpus folder")
+    assert english == f"Could not read the feeds: {reason}."
+    assert add == INDONESIAN.add_failed.format(url=url, reason=reason)
+    assert f"admin {ADMIN}: /refresh failed: {reason}" in caplog.text
+    assert f"admin {ADMIN}: /add {url} failed: {reason}" in caplog.text

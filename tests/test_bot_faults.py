@@ -112,6 +112,21 @@ def test_revoked_token_while_polling_stops_the_bot_within_seconds(qa, fake):
     assert SECRET not in logs.getvalue()
 
 
+def test_a_failed_poll_is_logged_once(qa, fake):
+    # One line from on_error: PTB sends getUpdates past the rate limiter and its warning.
+    with captured_logs(logging.WARNING) as logs, running(qa, fake):
+        fake.fail_next("getUpdates", 502)
+        fake.wait_for(lambda: [r for r in fake.calls("getUpdates") if r.status == 502])
+        one_reply(fake, fake.message(3201, PASAR_Q))  # polling went on
+    lines = [
+        line
+        for line in logs.getvalue().splitlines()
+        if "getUpdates" in line or "polling" in line or "Fault" in line
+    ]
+    assert len(lines) == 1, lines
+    assert lines[0] == "Bot API polling error: Fault"
+
+
 def test_forbidden_polling_is_fatal_too(qa, fake):
     config = telegram_settings(qa.config, fake)
     runner = BotThread(config, qa, fake.token).start()

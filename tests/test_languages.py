@@ -7,15 +7,16 @@ import string
 
 import pytest
 
-from console import format_answer, format_sources
-from retrieval.answer import Answer, Answerer
+from console import ask_once, format_answer, format_sources
+from retrieval.answer import Answer, Answerer, clean_question
 from retrieval.config import Config
+from retrieval.errors import QuestionError
 from retrieval.query import question_language
 from tests.conftest import FakeEmbedder, with_search
 from tests.fake_telegram import FakeTelegram
 from tests.test_bot import one_reply, running
 from tests.test_bot_format import make_quote
-from texts import ENGLISH, INDONESIAN, TEXTS, Texts, for_question, for_user, question_problem
+from texts import ENGLISH, INDONESIAN, TEXTS, Texts, for_question, for_user
 
 
 @pytest.fixture
@@ -75,13 +76,55 @@ def test_every_table_has_every_text_with_the_same_placeholders():
     )
 
 
+def problem(question: str) -> QuestionError:
+    with pytest.raises(QuestionError) as caught:
+        clean_question(question)
+    return caught.value
+
+
 def test_question_problems_are_said_in_the_questions_language():
-    assert (
-        question_problem(ENGLISH, "   ")
-        == "the question is empty: type a question about the articles"
+    assert ENGLISH.cannot_ask(problem("   ")) == (
+        "the question is empty: type a question about the articles"
     )
-    assert question_problem(INDONESIAN, "???").startswith("pertanyaannya tidak berisi kata")
-    assert "terlalu panjang (2000 karakter)" in question_problem(INDONESIAN, "k" * 2000)
+    assert INDONESIAN.cannot_ask(problem("???")).startswith("pertanyaannya tidak berisi kata")
+    assert "terlalu panjang (2000 karakter)" in INDONESIAN.cannot_ask(problem("k" * 2000))
+
+
+@pytest.mark.parametrize(
+    "question, kind",
+    [
+        ("   ", "empty"),
+        # Only invisible or control characters: empty once cleaned (before, the texts guessed
+        # from the raw question and said it had no words).
+        ("\u200b\u200b", "empty"),
+        ("\x00\x01", "empty"),
+        ("???", "no_words"),
+        ("k" * 2000, "too_long"),
+        (" k" * 1500, "too_long"),
+    ],
+)
+def test_a_question_problem_is_said_by_its_kind_as_retrieval_found_it(question, kind):
+    error = problem(question)
+    assert error.kind == kind
+    english = ENGLISH.cannot_ask(error)
+    assert english == str(error)  # the English table says what retrieval says
+    indonesian = INDONESIAN.cannot_ask(error)
+    expected = {
+        "empty": INDONESIAN.question_empty,
+        "no_words": INDONESIAN.question_no_words,
+        "too_long": INDONESIAN.question_too_long.format(n=error.length, most=error.most),
+    }
+    assert indonesian == expected[kind]
+    if kind == "too_long":
+        assert f"({len(' '.join(question.split()))} karakter)" in indonesian
+
+
+def test_the_console_and_the_bot_say_an_invisible_question_is_empty(qa, fake, capsys):
+    assert ask_once(qa, "\u200b\u200b", as_json=False) == 1
+    assert capsys.readouterr().err == f"tanya: {INDONESIAN.question_empty}\n"
+    with running(qa, fake):
+        text = one_reply(fake, fake.message(4201, "\x00\x01"))["text"]
+    assert text == "Pertanyaannya kosong: tulis pertanyaan tentang artikel."
 
 
 def test_the_console_answers_in_the_language_of_the_question():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,9 +51,26 @@ def test_a_shortened_quote_keeps_its_answer_span():
     short = shorten_quote(quote, 400)
     assert short.answer == "150"
     assert "<b>150</b>" in quote_html(short)
-    # A one-sentence budget that cannot hold the answer's place drops the mark, not the text.
-    huge = make_quote("kata " * 3000 + "akhir.", (0, 15006), answer_start=15100, answer_end=15105)
-    assert shorten_quote(huge, 300).answer is None
+    # An answer outside the quote's text is dropped, not the text.
+    astray = make_quote("kata " * 3000 + "akhir.", (0, 15006), answer_start=20, answer_end=25)
+    assert shorten_quote(astray, 300).answer is None
+
+
+@pytest.mark.parametrize("where", [0, 1400, 2990])
+def test_one_huge_sentence_is_cut_around_its_answer(where):
+    # Before, the cut kept the sentence's first 300 characters, losing an answer further on.
+    words = ["kata"] * 3000
+    words[where] = "Rp80.000"
+    text = " ".join(words) + "."
+    start = text.index("Rp80.000")
+    quote = make_quote(text, (0, len(text)), answer_start=100 + start, answer_end=100 + start + 8)
+    short = shorten_quote(quote, 300)
+    assert short.answer == "Rp80.000"
+    assert "<b>Rp80.000</b>" in quote_html(short)
+    assert len(short.text) <= 304
+    body = short.text.removeprefix("… ").removesuffix(" …")
+    assert body in text and body.split(" ")[0] in ("kata", "Rp80.000")  # cut between words
+    assert body.split(" ")[-1] in ("kata", "kata.", "Rp80.000")
 
 
 def test_one_huge_sentence_is_cut_between_words():

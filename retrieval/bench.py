@@ -10,6 +10,7 @@ answer cache off (a repeated question would only measure the cache); cache hits 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import os
@@ -27,18 +28,20 @@ import faiss
 import numpy as np
 
 from .answer import Answerer
+from .bench_archive import measure_archive
 from .config import Config, IndexConfig, load_config
 from .embedding import Embedder, make_embedder
 from .errors import TanyaError
 from .evaluate import EvalQuestion, load_questions
 from .index import encoder_texts, make_faiss, tune_faiss
-from .keyword import KeywordIndex
+from .keyword import tokenize
+from .postings import Deleted, KeywordIndex, Postings
 from .reindex import reindex
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT.parent / "shared" / "eval"
 COLD_QUESTION = "Siapa yang berjabat tangan dengan Kim Jong Un?"
-SECTIONS = ("cold", "latency", "indexing", "scale")
+SECTIONS = ("cold", "latency", "indexing", "scale", "archive")
 
 
 def percentiles(seconds: Sequence[float]) -> dict:
@@ -90,17 +93,18 @@ class _Probe:
     def __init__(
         self,
         inner: object,
-        method: str,
+        method: str | tuple[str, ...],
         watch: dict[str, float],
         key: str,
         calls: list | None = None,
     ):
-        self._inner, self._method, self._watch, self._key = inner, method, watch, key
+        methods = (method,) if isinstance(method, str) else method
+        self._inner, self._methods, self._watch, self._key = inner, methods, watch, key
         self._calls = calls
 
     def __getattr__(self, name: str):
         attr = getattr(self._inner, name)
-        if name != self._method:
+        if name not in self._methods:
             return attr
 
         def timed(*args, **kwargs):
@@ -192,11 +196,9 @@ def measure_latency(
         uncached.reader = _Probe(uncached.reader, "read", watch, "reader", calls=read)
     index = uncached.index
     # Answerer keeps the loaded index in _index; the probed copy shares every array with it.
-    uncached._index = dataclasses.replace(
-        index,
-        faiss_index=_Probe(index.faiss_index, "search", watch, "dense"),
-        keyword=_Probe(index.keyword, "scores_of", watch, "keyword"),
-    )
+    probed = copy.copy(index)
+    probed.keyword = _Probe(index.keyword, ("top", "scores_at"), watch, "keyword")
+    uncached._index = _Probe(probed, "dense_search", watch, "dense")
     encode_alone, total, stages = [], [], {k: [] for k in (*watch, "fuse_highlight")}
     embed_read: list[float] = []
     for question in questions[:3]:  # warm-up: first calls touch cold memory
@@ -492,7 +494,7 @@ def measure_scale(
     ]
     before = rss_mb()
     started = time.perf_counter()
-    keyword = KeywordIndex.build(texts, stemming=False)
+    keyword = KeywordIndex([Postings.build([tokenize(t) for t in texts])], [Deleted.none()], False)
     keyword_build = time.perf_counter() - started
     keyword_memory = rss_mb() - before
     del texts
@@ -500,8 +502,7 @@ def measure_scale(
     candidates = min(50, n)
     for query in query_words:
         started = time.perf_counter()
-        scores = keyword.scores(query)
-        np.argpartition(-scores, candidates - 1)[:candidates]
+        keyword.top(tokenize(query), candidates)
         keyword_times.append(time.perf_counter() - started)
     exact_p50 = float(np.median(exact_times))
     approx_p50 = float(np.median(approx_times))
@@ -586,6 +587,7 @@ def run_bench(
     reference: np.ndarray | None = None,
     cold_runs: int = 3,
     synthetic: str = "mixture",
+    archive: int = 1_000_000,
 ) -> dict:
     """Every figure of the benchmark, measured in one run, as one dict."""
     embedder = embedder or make_embedder(config.embedding)
@@ -606,15 +608,28 @@ def run_bench(
         }
     if "indexing" in only:
         report["indexing"] = measure_indexing(facqa, embedder)
-    if "latency" in only or ("scale" in only and reference is None):
+    needs_reference = "scale" in only or "archive" in only
+    if "latency" in only or (needs_reference and reference is None):
         reindex(facqa, embedder=embedder)  # nothing to do when the indexing section built it
     if "latency" in only:
         facqa_questions = load_questions(inputs.facqa_questions, split="test")[:questions]
         report["latency"]["facqa"] = measure_latency(facqa, embedder, facqa_questions)
+    if needs_reference and reference is None:
+        reference = np.asarray(Answerer(facqa, embedder=embedder).index.vectors)
     if "scale" in only:
-        if reference is None:
-            reference = Answerer(facqa, embedder=embedder).index.vectors
         report["scale"] = measure_scale(scale, config.index, reference, model=synthetic)
+    if "archive" in only:
+        report["archive"] = measure_archive(
+            archive,
+            config,
+            fit_vector_model(reference, synthetic),
+            reference.shape[1],
+            workdir,
+            write_config,
+            measure_cold_start,
+            percentiles,
+            cold_runs=cold_runs,
+        )
     return report
 
 
@@ -630,6 +645,11 @@ TARGETS = {
     "no_change_fraction": 0.05,
     "scale_p50_ms": 5.0,
     "scale_recall": 0.95,
+    "archive_cold_start_seconds": 3.0,
+    "archive_cold_start_rss_mb": 2560,
+    "archive_reindex_one_seconds": 5.0,
+    "archive_no_change_seconds": 2.0,
+    "archive_keyword_p50_ms": 5.0,
 }
 
 
@@ -761,14 +781,63 @@ def format_report(report: dict) -> str:
                 f"{point['recall_at_10']:.3f}, {point['p50_ms']:.2f} ms",
             )
         row(
-            f"scale {n}: BM25 search p50 / p95 (scores + top 50)",
+            f"scale {n}: BM25 search p50 / p95 (the top 50)",
             f"{k['p50_ms']:.2f} / {k['p95_ms']:.2f} ms",
         )
         row(
             f"scale {n}: BM25 build time / memory",
             f"{k['build_seconds']:.1f} s / {k['memory_mb']:.0f} MB",
         )
+    if "archive" in report:
+        _archive_rows(report["archive"], row, t)
     return "\n".join(lines)
+
+
+def _archive_rows(ar: dict, row, t: dict) -> None:
+    """The archive section's rows of the report."""
+    n = f"{ar['n']:,}"
+    b, c, r = ar["build"], ar["cold_start"], ar["reindex"]
+    row(
+        f"archive {n} passages ({ar['articles']:,} articles): full build through reindex "
+        "(synthetic encoder) / on disk",
+        f"{b['seconds']:.0f} s / {b['disk_mb']:,.0f} MB",
+    )
+    row(
+        f"archive {n}: cold start to first answer (bot.py --ask)",
+        f"{c['seconds_p50']:.2f} s",
+        f"≤ {t['archive_cold_start_seconds']:g} s",
+    )
+    row(
+        f"archive {n}: cold start peak RSS",
+        f"{c['peak_rss_mb']:,.0f} MB",
+        f"≤ {t['archive_cold_start_rss_mb']:g} MB",
+    )
+    labels = {
+        "add_one": "adding one article",
+        "change_one": "changing one article",
+        "remove_one": "removing one article",
+        "no_change": "no change",
+        "no_change_after": "no change, after those",
+    }
+    for key, label in labels.items():
+        step = r[key]
+        target = "no_change" if key.startswith("no_change") else "reindex_one"
+        row(
+            f"archive {n}: tanya-reindex, {label} (end to end; peak RSS)",
+            f"{step['seconds']:.2f} s ({step['peak_rss_mb']:,.0f} MB)",
+            f"≤ {t[f'archive_{target}_seconds']:g} s",
+        )
+    row(f"archive {n}: segments after those reindexes (passages each)", str(ar["segments"]))
+    k, d = ar["keyword"], ar["dense"]
+    row(
+        f"archive {n}: keyword search p50 / p95 (the top 50 of four words of a passage)",
+        f"{k['p50_ms']:.2f} / {k['p95_ms']:.2f} ms",
+        f"p50 ≤ {t['archive_keyword_p50_ms']:g} ms",
+    )
+    row(
+        f"archive {n}: dense search p50 / p95, recall@10 vs exact (every segment)",
+        f"{d['p50_ms']:.2f} / {d['p95_ms']:.2f} ms, {d['recall_at_10']:.3f}",
+    )
 
 
 def _load_reference(path: str) -> np.ndarray:
@@ -787,6 +856,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="config file (default: config.yaml)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--scale", type=int, default=100_000, help="synthetic passages (100000)")
+    parser.add_argument(
+        "--archive",
+        type=int,
+        default=1_000_000,
+        help="archive: synthetic passages indexed through reindex (1000000)",
+    )
     parser.add_argument("--questions", type=int, default=100, help="questions per corpus (100)")
     parser.add_argument("--cold-runs", type=int, default=3, help="cold starts timed (3)")
     parser.add_argument(
@@ -815,6 +890,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown section {unknown[0]}; use some of: {', '.join(SECTIONS)}")
     if args.scale < 100:
         parser.error("--scale must be at least 100")
+    if args.archive < 100:
+        parser.error("--archive must be at least 100")
     try:
         config = load_config(args.config)
         inputs = Inputs(
@@ -838,6 +915,7 @@ def main(argv: list[str] | None = None) -> int:
                 reference=reference,
                 cold_runs=max(1, args.cold_runs),
                 synthetic=args.synthetic,
+                archive=args.archive,
             )
     except TanyaError as exc:
         print(f"bench: {exc}", file=sys.stderr)

@@ -7,7 +7,8 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -17,6 +18,9 @@ from .safe_yaml import YamlRefused, YamlTooLong, load_yaml
 SUFFIXES = (".txt", ".md", ".jsonl")
 METADATA_KEYS = ("url", "source", "published", "language")
 MAX_FILE_BYTES = 20 * 1024 * 1024  # corpus.max_file_mb's default
+# A file changed this soon before a load may keep its modification time through a later
+# change (coarse file system clocks): it is read again instead of taken as unchanged.
+RACY_NS = 2_000_000_000
 # Front matter is a few lines of metadata; a longer block is not front matter worth reading.
 MAX_FRONT_MATTER_CHARS = 64_000
 
@@ -92,10 +96,21 @@ class CorpusProblem:
 
 @dataclass(frozen=True)
 class Corpus:
-    """What loading a corpus gave: the articles and the files it had to skip."""
+    """What loading a corpus gave: the articles and the files it had to skip.
+
+    With `known` files (see load_corpus), `unchanged` are the articles of files that were not
+    read because they had not changed (doc_id -> content hash), and `files` is what to pass as
+    `known` next time.
+    """
 
     articles: tuple[Article, ...]
     problems: tuple[CorpusProblem, ...]
+    unchanged: dict[str, str] = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+
+    def hashes(self) -> dict[str, str]:
+        """Every article's content hash, read or unchanged."""
+        return {**self.unchanged, **{a.doc_id: a.content_hash for a in self.articles}}
 
 
 class _Skip(ValueError):
@@ -351,26 +366,71 @@ def corpus_files(
 
 
 def load_corpus(
-    root: str | Path, max_file_bytes: int = MAX_FILE_BYTES, follow_outside_links: bool = False
+    root: str | Path,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    follow_outside_links: bool = False,
+    known: dict | None = None,
 ) -> Corpus:
-    """Load every article under root; skip and report files that cannot be read."""
+    """Load every article under root; skip and report files that cannot be read.
+
+    `known` is the `files` of an earlier load: a file whose size and modification time are
+    as they were then is not read again; its articles count as unchanged. (A file changed in
+    the same second as that load, which its time may not show, is read again.)
+    """
     root = Path(root)
     if not root.exists():
         return Corpus((), (CorpusProblem(str(root), "no such file or folder"),))
     articles: dict[str, Article] = {}
+    unchanged: dict[str, str] = {}
     first_seen: dict[str, str] = {}
+    files: dict[str, dict] = {}
+    started = time.time_ns()
+    known_files = (known or {}).get("files", {})
+    settled = (known or {}).get("loaded_ns", 0) - RACY_NS
     base = root if root.is_dir() else root.parent
     paths, problems = corpus_files(root, follow_outside_links)
     for path in paths:
         doc_id = path.relative_to(base).with_suffix("").as_posix()
-        found, skipped = load_file(path, doc_id, max_file_bytes)
-        problems.extend(skipped)
-        for article, where in found:
-            if article.doc_id in articles:
-                other = first_seen[article.doc_id]
-                reason = f"duplicate id {article.doc_id!r}; the article at {other} is kept"
+        try:
+            info = path.stat()
+        except OSError:
+            info = None
+        name = str(path)
+        was = known_files.get(name)
+        same = (
+            info is not None
+            and was is not None
+            and was["bytes"] == info.st_size
+            and was["mtime_ns"] == info.st_mtime_ns
+            and info.st_mtime_ns < settled
+        )
+        before = len(problems)
+        if same:
+            found = [(doc, digest, where) for doc, digest, where in was["articles"]]
+        else:
+            loaded, skipped = load_file(path, doc_id, max_file_bytes)
+            problems.extend(skipped)
+            found = [(a, a.content_hash, where) for a, where in loaded]
+        listed = []
+        for item, digest, where in found:
+            key = item if isinstance(item, str) else item.doc_id
+            if key in first_seen:
+                other = first_seen[key]
+                reason = f"duplicate id {key!r}; the article at {other} is kept"
                 problems.append(CorpusProblem(where, reason))
                 continue
-            articles[article.doc_id] = article
-            first_seen[article.doc_id] = where
-    return Corpus(tuple(articles.values()), tuple(problems))
+            first_seen[key] = where
+            listed.append((key, digest, where))
+            if isinstance(item, str):
+                unchanged[key] = digest
+            else:
+                articles[key] = item
+        # A file with a problem is read again next time, so the problem is reported again.
+        if info is not None and len(problems) == before:
+            files[name] = {"bytes": info.st_size, "mtime_ns": info.st_mtime_ns, "articles": listed}
+    return Corpus(
+        tuple(articles.values()),
+        tuple(problems),
+        unchanged,
+        {"loaded_ns": started, "files": files},
+    )

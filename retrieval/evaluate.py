@@ -292,11 +292,16 @@ def run_questions(
             f"--hide-answers needs answerable questions, and {without} of these have no "
             "answer: they are unanswerable already. Measure them without --hide-answers"
         )
+    rows = answerer.index.live_rows().tolist()
     texts = [fold(chunk.text) for chunk in answerer.index.chunks]
     outcomes = []
     for q in _progress(questions):
         patterns = [_whole(a) for a in q.answers]
-        hidden = [row for row, text in enumerate(texts) if any(p.search(text) for p in patterns)]
+        hidden = [
+            row
+            for row, text in zip(rows, texts, strict=True)
+            if any(p.search(text) for p in patterns)
+        ]
         unanswerable = dataclasses.replace(q, answers=(), doc_id=None)
         outcomes.append(judge(unanswerable, answerer.ask(q.question, q.history, hidden)))
     return outcomes

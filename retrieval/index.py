@@ -1,4 +1,5 @@
-"""The index folder: FAISS vectors, the BM25 index and the chunk store, described by a manifest."""
+"""The index folder: segments of passages (see segments.py) and what was deleted from them,
+described by a manifest."""
 
 from __future__ import annotations
 
@@ -20,10 +21,15 @@ from .config import Config, IndexConfig
 from .corpus import Article
 from .embedding import Embedder, model_key
 from .errors import ConfigError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from .keyword import KeywordIndex
+from .keyword import tokenize
+from .postings import Deleted, KeywordIndex, Postings
+from .segments import ARTICLES, Chunks, ChunkStore, Rows, Segment, Terms, link_folder
 from .terms import TermTable
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# More segments than this after a reindex: the smallest are merged into one.
+MAX_SEGMENTS = 8
+CORPUS_FILES = "corpus_files.json"
 MANIFEST = "manifest.json"
 # What reading a damaged file can raise, besides the library errors that are ValueErrors.
 READ_ERRORS = (
@@ -97,7 +103,7 @@ def make_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = config.hnsw_ef_construction
-    elif kind == "ivf" and n >= 64:
+    elif kind == "ivf" and n >= max(64, _ivf_lists(config, n)):
         nlist = _ivf_lists(config, n)
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -123,15 +129,6 @@ def check_faiss_settings(config: IndexConfig, n: int) -> None:
         )
 
 
-def _fits(index: faiss.Index, config: IndexConfig, n: int) -> bool:
-    """Whether an approximate index still suits a corpus of n chunks when extended."""
-    if isinstance(index, faiss.IndexHNSW):
-        return True
-    # IVF lists are sized for the corpus they were trained on; a flat index stood in for
-    # IVF when that corpus was too small to train on.
-    return isinstance(index, faiss.IndexIVF) and 2 * index.nlist >= _ivf_lists(config, n)
-
-
 def tune_faiss(index: faiss.Index, config: IndexConfig) -> None:
     """Apply the search-time parameters of the configured index kind."""
     if isinstance(index, faiss.IndexHNSW):
@@ -140,104 +137,160 @@ def tune_faiss(index: faiss.Index, config: IndexConfig) -> None:
         index.nprobe = config.ivf_nprobe
 
 
-@dataclass
 class IndexData:
-    """Everything searching needs; rows of `vectors` line up with `chunks`.
+    """Everything searching needs, over the segments of one build laid end to end as rows.
 
-    A loaded index maps `vectors` and `sentence_vectors` from disk (read-only arrays).
+    A row of a deleted passage (from an article since changed or removed) stays in its segment
+    until the segment is merged, but no search returns it; `count` is the live passages.
     """
 
-    manifest: dict
-    chunks: list[Chunk]
-    articles: dict[str, ArticleInfo]
-    vectors: np.ndarray
-    sentence_vectors: np.ndarray
-    sentence_offsets: np.ndarray  # chunk i's sentences are rows [off[i], off[i+1])
-    faiss_index: faiss.Index
-    keyword: KeywordIndex
-    passage_terms: TermTable  # one text per chunk
-    sentence_terms: TermTable  # one text per row of sentence_vectors
-    path: Path | None = None
-    version: str = field(default="")
-    # FAISS id -> chunk row, -1 for a stale row (a passage since changed or removed); None when
-    # FAISS ids are the chunk rows. Approximate indexes are extended, not rebuilt, by a reindex.
-    faiss_rows: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        self._search_params = None
-        self._selector_bits = None
-        if self.faiss_rows is None:
-            return
-        live = self.faiss_rows >= 0
-        if live.all():
-            return
-        # Stale rows are filtered inside the FAISS search, so k live results still come back.
-        self._selector_bits = np.packbits(live, bitorder="little")
-        selector = faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(self._selector_bits))
-        if hasattr(self.faiss_index, "hnsw"):
-            params = faiss.SearchParametersHNSW(efSearch=self.faiss_index.hnsw.efSearch)
-        elif hasattr(self.faiss_index, "nprobe"):
-            params = faiss.SearchParametersIVF(nprobe=self.faiss_index.nprobe)
-        else:
-            params = faiss.SearchParameters()
-        params.sel = selector
-        self._search_params = (params, selector)  # the selector must outlive the params
+    def __init__(
+        self,
+        manifest: dict,
+        segments: Sequence[Segment],
+        deleted: Sequence[Deleted],
+        config: Config,
+        path: Path | None = None,
+    ):
+        self.manifest = manifest
+        self.segments = list(segments)
+        self.deleted = list(deleted)
+        self.path = path
+        self.version = manifest.get("build_id", "")
+        self.bases = np.cumsum([0, *(s.count for s in segments)])
+        self.size = int(self.bases[-1])
+        live = np.ones(self.size, dtype=bool)
+        for base, gone in zip(self.bases[:-1], deleted, strict=True):
+            live[base + gone.docs] = False
+        self._live_rows = np.flatnonzero(live)
+        self.chunks = Chunks([s.chunks for s in segments], self._live_rows)
+        self.vectors = Rows([s.vectors for s in segments])
+        self.sentence_vectors = Rows([s.sentence_vectors for s in segments])
+        sentence_bases = np.cumsum([0, *(len(s.sentence_vectors) for s in segments)])
+        self.sentence_offsets = np.concatenate(
+            [s.sentence_offsets[:-1] + b for s, b in zip(segments, sentence_bases, strict=False)]
+            + [sentence_bases[-1:]]
+        ).astype(np.int64)
+        self.keyword = KeywordIndex([s.postings for s in segments], deleted, config.search.stemming)
+        self.passage_terms = Terms([s.passage_terms for s in segments])
+        self.sentence_terms = Terms([s.sentence_terms for s in segments])
+        self._articles: dict[str, ArticleInfo] | None = None
+        for segment in segments:
+            tune_faiss(segment.faiss_index, config.index)
+        # Deleted rows are filtered inside the FAISS search, so k live results still come back.
+        self._search_params = [
+            _search_params(s.faiss_index, d) for s, d in zip(segments, deleted, strict=True)
+        ]
 
     @property
     def count(self) -> int:
-        return len(self.chunks)
+        return len(self._live_rows)
+
+    def live_rows(self) -> np.ndarray:
+        """The rows of the live passages, ascending."""
+        return self._live_rows
+
+    @property
+    def articles(self) -> dict[str, ArticleInfo]:
+        """The live articles by id (read from the segments when first asked for)."""
+        if self._articles is None:
+            articles = {}
+            for segment, gone in zip(self.segments, self.deleted, strict=True):
+                for doc_id, fields in segment.articles().items():
+                    first = fields.pop("first")
+                    fields.pop("count")
+                    if not _contains(gone.docs, first):
+                        articles[doc_id] = ArticleInfo(**fields)
+            self._articles = articles
+        return self._articles
 
     def dense_search(self, query_vector: np.ndarray, k: int) -> np.ndarray:
-        """Chunk rows of the k nearest passages, best first."""
-        query = query_vector.reshape(1, -1)
-        if self._search_params is None:
-            _, ids = self.faiss_index.search(query, k)
-        else:
-            _, ids = self.faiss_index.search(query, k, params=self._search_params[0])
-        ids = ids[0][ids[0] >= 0]
-        return ids if self.faiss_rows is None else self.faiss_rows[ids]
-
-    def save(self, folder: Path) -> None:
-        """Write the folder; the manifest goes last, so a folder without one is incomplete."""
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "chunks.jsonl", "w", encoding="utf-8") as out:
-            for chunk in self.chunks:
-                out.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
-        articles = {k: asdict(v) for k, v in self.articles.items()}
-        (folder / "articles.json").write_text(json.dumps(articles, ensure_ascii=False), "utf-8")
-        np.save(folder / "vectors.npy", self.vectors)
-        np.save(folder / "sentence_vectors.npy", self.sentence_vectors)
-        np.save(folder / "sentence_offsets.npy", self.sentence_offsets)
-        faiss.write_index(self.faiss_index, str(folder / "faiss.index"))
-        if self.faiss_rows is not None:
-            np.save(folder / "faiss_rows.npy", self.faiss_rows)
-        self.keyword.save(folder / "bm25")
-        self.passage_terms.save(folder / "passage_terms.npz")
-        self.sentence_terms.save(folder / "sentence_terms.npz")
-        # Sizes and checksums of every file, so a damaged one is named when loading instead
-        # of silently giving other answers; each file is on disk before the manifest is.
-        self.manifest = {**self.manifest, "files": file_checksums(folder, sync=True)}
-        _write_json(folder / MANIFEST, self.manifest)
+        """Rows of the k nearest live passages, best first."""
+        query = np.ascontiguousarray(query_vector.reshape(1, -1), dtype=np.float32)
+        scores, rows = [], []
+        for segment, base, params in zip(
+            self.segments, self.bases, self._search_params, strict=False
+        ):
+            if segment.count == 0:
+                continue
+            found = min(k, segment.count)
+            if params is None:
+                distances, ids = segment.faiss_index.search(query, found)
+            else:
+                distances, ids = segment.faiss_index.search(query, found, params=params[0])
+            keep = ids[0] >= 0
+            scores.append(distances[0][keep])
+            rows.append(ids[0][keep] + base)
+        if not rows:
+            return np.zeros(0, dtype=np.int64)
+        if len(rows) == 1:
+            return rows[0]
+        scores, rows = np.concatenate(scores), np.concatenate(rows)
+        return rows[np.argsort(-scores, kind="stable")[:k]]
 
 
-def file_checksums(folder: Path, sync: bool = False) -> dict[str, dict]:
-    """Size and SHA-256 of every file in the folder but the manifest, by relative path."""
+def _contains(sorted_values: np.ndarray, value: int) -> bool:
+    at = int(np.searchsorted(sorted_values, value))
+    return at < len(sorted_values) and int(sorted_values[at]) == value
+
+
+def _search_params(index: faiss.Index, gone: Deleted):
+    """Search parameters that skip a segment's deleted rows, with the selector they point to
+    (it must outlive them); None when nothing is deleted."""
+    if not len(gone.docs):
+        return None
+    live = np.ones(index.ntotal, dtype=bool)
+    live[gone.docs] = False
+    bits = np.packbits(live, bitorder="little")
+    selector = faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(bits))
+    if isinstance(index, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW(efSearch=index.hnsw.efSearch)
+    elif isinstance(index, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF(nprobe=index.nprobe)
+    else:
+        params = faiss.SearchParameters()
+    params.sel = selector
+    return params, selector, bits
+
+
+def file_checksums(folder: Path, names: Sequence[str] | None = None) -> dict[str, dict]:
+    """Size, modification time and SHA-256 of files in the folder (every file but the
+    manifest when no names are given), by relative path; each is synced to disk."""
+    if names is None:
+        names = [
+            p.relative_to(folder).as_posix() for p in _files_under(folder) if p.name != MANIFEST
+        ]
     files = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != MANIFEST:
-            name = path.relative_to(folder).as_posix()
-            files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path, sync)}
+    for name in names:
+        path = folder / name
+        digest = _sha256(path, sync=True)
+        stat = path.stat()
+        files[name] = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
     return files
 
 
-def verify_files(folder: Path, manifest: dict, rebuild: str) -> None:
-    """Raise IndexCorruptError naming the first file that is missing, truncated or altered."""
+def verify_files(folder: Path, manifest: dict, rebuild: str, thorough: bool = False) -> None:
+    """Raise IndexCorruptError naming the first file that is missing, truncated or altered.
+
+    Segment files are large and never rewritten: unless `thorough`, one whose size and
+    modification time are as written is taken as it was, and only the others are hashed.
+    """
     for name, expected in sorted((manifest.get("files") or {}).items()):
         path = folder / name
         problem = None
         try:
-            size = path.stat().st_size
-            digest = _sha256(path) if size == expected.get("bytes") else None
+            stat = path.stat()
+            size = stat.st_size
+            sealed = (
+                not thorough
+                and name.startswith("segments/")
+                and stat.st_mtime_ns == expected.get("mtime_ns")
+            )
+            digest = (
+                (expected.get("sha256") if sealed else _sha256(path))
+                if size == expected.get("bytes")
+                else None
+            )
         except OSError as exc:
             problem = f"cannot be read ({exc.strerror or exc})"
         else:
@@ -262,10 +315,10 @@ def _sha256(path: Path, sync: bool = False) -> str:
     return digest.hexdigest()
 
 
-def _write_json(path: Path, data: dict) -> None:
+def _write_json(path: Path, data: dict, indent: int | None = 1) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(data, out, ensure_ascii=False, indent=1)
+        json.dump(data, out, ensure_ascii=False, indent=indent)
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
@@ -283,7 +336,11 @@ def read_manifest(path: Path, rebuild: str = "tanya-reindex") -> dict:
             f"the index at {path} has no readable manifest ({exc.__class__.__name__}). "
             f"Rebuild it with: {rebuild} --full"
         ) from exc
-    if not isinstance(data, dict) or not isinstance(data.get("documents"), dict):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("documents"), dict)
+        or not isinstance(data.get("segments", []), list)
+    ):
         raise IndexCorruptError(
             f"the index at {path} has a malformed manifest. Rebuild it with: {rebuild} --full"
         )
@@ -306,91 +363,56 @@ def check_manifest(manifest: dict, config: Config, ignore: tuple[str, ...] = ())
         )
 
 
-def load_index(path: Path, config: Config, ignore: tuple[str, ...] = ()) -> IndexData:
+def load_index(
+    path: Path, config: Config, ignore: tuple[str, ...] = (), thorough: bool = False
+) -> IndexData:
     """Load the index at path (following the live link once) after checking its manifest.
 
-    `ignore` names manifest settings that may differ (a rebuild that reuses the vectors).
+    `ignore` names manifest settings that may differ (a rebuild that reuses the vectors);
+    `thorough` hashes every file, the large segment files included.
     """
     real = Path(os.path.realpath(path))
     manifest = read_manifest(real, config.reindex_command())
     check_manifest(manifest, config, ignore)
     # (A plain reindex also rebuilds a damaged index in full: it cannot reuse its vectors.)
-    verify_files(real, manifest, config.reindex_command(full=True))
-    reading = "chunks.jsonl"
+    full = config.reindex_command(full=True)
+    verify_files(real, manifest, full, thorough)
+    reading = MANIFEST
     try:
-        chunks = []
-        with open(real / "chunks.jsonl", encoding="utf-8") as lines:
-            for line in lines:
-                record = json.loads(line)
-                record["sentences"] = tuple(tuple(s) for s in record["sentences"])
-                chunks.append(Chunk(**record))
-        reading = "articles.json"
-        articles = {
-            k: ArticleInfo(**v)
-            for k, v in json.loads((real / "articles.json").read_text("utf-8")).items()
-        }
-        # Mapped, not read: FAISS holds its own copy for search, and these are only read a few
-        # rows per question, so at a million passages they stay on disk instead of in memory.
-        reading = "vectors.npy"
-        vectors = np.load(real / "vectors.npy", mmap_mode="r")
-        reading = "sentence_vectors.npy"
-        sentence_vectors = np.load(real / "sentence_vectors.npy", mmap_mode="r")
-        reading = "sentence_offsets.npy"
-        offsets = np.load(real / "sentence_offsets.npy")
-        reading = "faiss.index"
-        faiss_index = faiss.read_index(str(real / "faiss.index"))
-        reading = "faiss_rows.npy"
-        rows_file = real / "faiss_rows.npy"
-        faiss_rows = np.load(rows_file) if rows_file.exists() else None
-        reading = "bm25"
-        keyword = KeywordIndex.load(real / "bm25", config.search.stemming)
-        reading = "passage_terms.npz"
-        if (real / reading).exists():
-            passage_terms = TermTable.load(real / reading)
-            reading = "sentence_terms.npz"
-            sentence_terms = TermTable.load(real / reading)
-        else:  # a build from before the word sets were saved: made now
-            passage_terms = TermTable.build([c.text for c in chunks])
-            sentence_terms = TermTable.build(sentence_texts(chunks))
+        segments, deleted = [], []
+        for entry in manifest["segments"]:
+            folder = real / "segments" / entry["id"]
+            segments.append(Segment.open(folder))
+            reading = f"deleted/{entry['id']}.npz"
+            gone = Deleted.none()
+            if entry.get("deleted"):
+                with np.load(real / reading, allow_pickle=False) as arrays:
+                    gone = Deleted.from_arrays(arrays)
+            deleted.append(gone)
+            reading = MANIFEST
+        data = IndexData(manifest, segments, deleted, config, real)
     except READ_ERRORS as exc:
+        reading = (getattr(exc, "__notes__", None) or [reading])[-1]
+        if isinstance(exc, PermissionError):
+            raise IndexCorruptError(
+                f"the index at {path} cannot be read: {reading} cannot be read "
+                f"({exc.strerror or exc}). Rebuild it with: {full}"
+            ) from exc
         raise IndexCorruptError(
             f"the index at {path} cannot be read: {reading} is damaged "
-            f"({exc.__class__.__name__}: {exc}). "
-            f"Rebuild it with: {config.reindex_command(full=True)}"
+            f"({exc.__class__.__name__}: {exc}). Rebuild it with: {full}"
         ) from exc
-    if faiss_rows is None:
-        faiss_rows_ok = faiss_index.ntotal == len(chunks)
-    else:
-        live = faiss_rows[faiss_rows >= 0]
-        faiss_rows_ok = (
-            faiss_rows.dtype.kind == "i"
-            and faiss_rows.ndim == 1
-            and len(faiss_rows) == faiss_index.ntotal
-            and len(live) == len(chunks)
-            and np.array_equal(np.sort(live), np.arange(len(chunks)))
-        )
-    terms_ok = passage_terms.count == len(chunks) and sentence_terms.count == len(sentence_vectors)
-    if not (faiss_rows_ok and terms_ok and len(chunks) == len(vectors) == len(offsets) - 1):
+    consistent = all(s.consistent() for s in segments) and all(
+        len(d.docs) == entry.get("deleted", 0)
+        and (not len(d.docs) or 0 <= d.docs[0] <= d.docs[-1] < s.count)
+        for s, d, entry in zip(segments, deleted, manifest["segments"], strict=True)
+    )
+    if not consistent or data.count != manifest.get("chunks"):
         raise IndexCorruptError(
             f"the index at {path} is inconsistent (chunk and vector counts differ). "
-            f"Rebuild it with: {config.reindex_command(full=True)}"
+            f"Rebuild it with: {full}"
         )
-    tune_faiss(faiss_index, config.index)
-    return IndexData(
-        manifest,
-        chunks,
-        articles,
-        vectors,
-        sentence_vectors,
-        offsets,
-        faiss_index,
-        keyword,
-        passage_terms,
-        sentence_terms,
-        real,
-        manifest.get("build_id", ""),
-        faiss_rows,
-    )
+    return data
 
 
 @dataclass(frozen=True)
@@ -415,11 +437,11 @@ class Progress(Protocol):
 
 
 def document_hashes(
-    articles: Sequence[Article], previous: IndexData | None, kept: Sequence[ArticleInfo] = ()
+    hashes: dict[str, str], previous: IndexData | None, kept: Sequence[ArticleInfo] = ()
 ) -> dict[str, str]:
     """The manifest's documents: each article's content hash, and each kept article's
     hash as the previous index recorded it."""
-    documents = {a.doc_id: a.content_hash for a in articles}
+    documents = dict(hashes)
     if previous is not None:
         documents.update(
             {info.doc_id: previous.manifest["documents"][info.doc_id] for info in kept}
@@ -427,45 +449,58 @@ def document_hashes(
     return documents
 
 
+@dataclass
+class _Part:
+    """Passages on their way into a new segment, with their vectors and articles."""
+
+    chunks: list[Chunk] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    sentence_vectors: list[np.ndarray] = field(default_factory=list)
+    sentence_counts: list[int] = field(default_factory=list)
+    infos: dict[str, ArticleInfo] = field(default_factory=dict)
+
+
+def new_build_id() -> str:
+    """A name for a build folder, unique on this machine."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.perf_counter_ns() % 10**9}"
+
+
 def build_index(
+    folder: Path,
     articles: Sequence[Article],
     embedder: Embedder,
     config: Config,
     previous: IndexData | None = None,
     progress: Callable[[int], Progress] | None = None,
-    kept: Sequence[ArticleInfo] = (),
+    documents: dict[str, str] | None = None,
+    corpus_files: dict | None = None,
 ) -> tuple[IndexData, BuildStats]:
-    """Chunk and embed the articles, reusing the previous index's vectors for unchanged ones.
+    """Write a build to folder: the previous build's segments, less the passages of changed and
+    removed articles, and one new segment with the passages of new and changed articles.
 
-    `kept` are articles of the previous index carried over as they are (their files could
-    not be read this time).
+    `documents` are every article the build is to hold, with its content hash (by default the
+    given articles): an article in it that is not given is kept as the previous build has it.
+    Small segments are merged, and a segment with too many deleted passages is rewritten, from
+    their stored chunks and vectors; nothing is embedded but the new articles.
     """
     started = time.perf_counter()
-    kept = kept if previous else ()  # kept articles are the previous index's
+    documents = {a.doc_id: a.content_hash for a in articles} if documents is None else documents
     old_hashes = previous.manifest["documents"] if previous else {}
-    old_rows: dict[str, list[int]] = {}
-    if previous:
-        for row, chunk in enumerate(previous.chunks):
-            old_rows.setdefault(chunk.doc_id, []).append(row)
-
-    chunks: list[Chunk] = []
-    sources: list[tuple[str, int]] = []  # per chunk: ("old", row) or ("new", position)
+    fresh_articles = [
+        a for a in articles if a.doc_id in documents and old_hashes.get(a.doc_id) != a.content_hash
+    ]
     fresh: list[Chunk] = []
-    for article in articles:
-        if previous and old_hashes.get(article.doc_id) == article.content_hash:
-            for row in old_rows.get(article.doc_id, []):
-                chunks.append(previous.chunks[row])
-                sources.append(("old", row))
-            continue
-        for chunk in chunk_article(article, config.chunking.max_tokens, embedder.count_tokens):
-            chunks.append(chunk)
-            sources.append(("new", len(fresh)))
-            fresh.append(chunk)
-    for info in kept:
-        for row in old_rows.get(info.doc_id, []):
-            chunks.append(previous.chunks[row])
-            sources.append(("old", row))
-    check_faiss_settings(config.index, len(chunks))  # before the embedding, not after it
+    for article in fresh_articles:
+        fresh.extend(chunk_article(article, config.chunking.max_tokens, embedder.count_tokens))
+    gone_docs = {d for d, h in old_hashes.items() if documents.get(d) != h}
+    keep, deleted, rewrite = _plan(previous, gone_docs, config, len(fresh) > 0)
+    live_after = (
+        sum(previous.segments[i].count - len(deleted[i].docs) for i in keep)
+        + sum(previous.segments[i].count - len(deleted[i].docs) for i in rewrite)
+        if previous
+        else 0
+    )
+    check_faiss_settings(config.index, live_after + len(fresh))  # before the embedding
 
     bar = progress(len(fresh)) if progress else None
     try:
@@ -473,110 +508,182 @@ def build_index(
     finally:
         if bar:
             bar.close()
-    dim = embedder.dim
-    vectors = np.zeros((len(chunks), dim), dtype=np.float32)
-    sentence_parts, offsets = [], [0]
-    new_offsets = np.cumsum([0] + [len(c.sentences) for c in fresh])
-    for i, (where, k) in enumerate(sources):
-        if where == "old":
-            vectors[i] = previous.vectors[k]
-            a, b = previous.sentence_offsets[k], previous.sentence_offsets[k + 1]
-            sentence_parts.append(previous.sentence_vectors[a:b])
-        else:
-            vectors[i] = new_vectors[k]
-            sentence_parts.append(new_sentences[new_offsets[k] : new_offsets[k + 1]])
-        offsets.append(offsets[-1] + len(sentence_parts[-1]))
-    sentence_vectors = (
-        np.concatenate(sentence_parts) if sentence_parts else np.zeros((0, dim), np.float32)
-    )
+    part = _Part()
+    for i in rewrite:
+        _carry(part, previous.segments[i], deleted[i])
+    counts = [len(c.sentences) for c in fresh]
+    part.chunks.extend(fresh)
+    part.vectors.append(new_vectors)
+    part.sentence_vectors.append(new_sentences)
+    part.sentence_counts.extend(counts)
+    part.infos.update({a.doc_id: ArticleInfo.of(a) for a in fresh_articles})
 
-    faiss_index, faiss_rows = _extend_faiss(previous, sources, new_vectors, config.index)
-    if faiss_index is None:
-        faiss_index = make_faiss(vectors, config.index)
-    documents = document_hashes(articles, previous, kept)
-    infos = {a.doc_id: ArticleInfo.of(a) for a in articles}
-    infos.update({info.doc_id: info for info in kept})
+    build_id = folder.name
+    folder.mkdir(parents=True)
+    entries, files = [], {}
+    for i in keep:
+        segment, gone = previous.segments[i], deleted[i]
+        link_folder(segment.folder, folder / "segments" / segment.id)
+        entry = dict(previous.manifest["segments"][i], deleted=len(gone.docs))
+        entries.append(entry)
+        prefix = f"segments/{segment.id}/"
+        files.update({k: v for k, v in previous.manifest["files"].items() if k.startswith(prefix)})
+        if len(gone.docs):
+            (folder / "deleted").mkdir(exist_ok=True)
+            with open(folder / "deleted" / f"{segment.id}.npz", "wb") as out:
+                np.savez(out, **gone.to_arrays())
+    if part.chunks:
+        segment_id = f"{build_id}-{len(entries)}"
+        entry = write_segment(folder / "segments" / segment_id, part, config, embedder.dim)
+        entries.append(entry)
+        written = folder / "segments" / segment_id
+        files.update(
+            file_checksums(
+                folder, [p.relative_to(folder).as_posix() for p in _files_under(written)]
+            )
+        )
+    if corpus_files is not None:
+        _write_json(folder / CORPUS_FILES, corpus_files, indent=None)
+    own = [
+        p.relative_to(folder).as_posix()
+        for p in _files_under(folder)
+        if p.name != CORPUS_FILES  # a record to save reading, checked when it is read
+        and not p.relative_to(folder).as_posix().startswith("segments/")
+    ]
+    files.update(file_checksums(folder, own))
+    live = sum(e["count"] - e["deleted"] for e in entries)
     manifest = {
         **expected_settings(config),
-        "dimension": dim,
-        "faiss": faiss_settings(config.index, len(chunks)),
-        "faiss_stale_rows": int(faiss_index.ntotal) - len(chunks),
+        "dimension": embedder.dim,
         "documents": documents,
-        "chunks": len(chunks),
-        "build_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-"
-        f"{time.perf_counter_ns() % 10**6}",
+        "chunks": live,
+        "segments": entries,
+        "build_id": build_id,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "files": files,
     }
-    data = IndexData(
-        manifest,
-        chunks,
-        infos,
-        vectors,
-        sentence_vectors,
-        np.asarray(offsets, dtype=np.int64),
-        faiss_index,
-        KeywordIndex.build([c.text for c in chunks], config.search.stemming),
-        TermTable.build([c.text for c in chunks]),
-        TermTable.build(sentence_texts(chunks)),
-        version=manifest["build_id"],
-        faiss_rows=faiss_rows,
-    )
-    changed = sum(
-        1 for a in articles if a.doc_id in old_hashes and old_hashes[a.doc_id] != a.content_hash
-    )
-    added = sum(1 for a in articles if a.doc_id not in old_hashes)
+    _write_json(folder / MANIFEST, manifest)
+    segments = [Segment.open(folder / "segments" / e["id"]) for e in entries]
+    gone_list = [deleted[i] for i in keep] + ([Deleted.none()] if part.chunks else [])
+    data = IndexData(manifest, segments, gone_list, config, folder)
+    added = sum(1 for d in documents if d not in old_hashes)
+    changed = sum(1 for d, h in documents.items() if d in old_hashes and old_hashes[d] != h)
     stats = BuildStats(
         added=added,
         changed=changed,
-        removed=len(set(old_hashes) - set(documents)),
-        unchanged=len(articles) - added - changed + len(kept),
-        chunks=len(chunks),
+        removed=sum(1 for d in old_hashes if d not in documents),
+        unchanged=len(documents) - added - changed,
+        chunks=live,
         embedded=len(fresh),
         seconds=time.perf_counter() - started,
     )
     return data, stats
 
 
-def _extend_faiss(
-    previous: IndexData | None,
-    sources: Sequence[tuple[str, int]],
-    new_vectors: np.ndarray,
-    config: IndexConfig,
-) -> tuple[faiss.Index | None, np.ndarray | None]:
-    """The previous approximate index with the new vectors added, and its id -> row map.
+def _files_under(folder: Path) -> list[Path]:
+    """Every file under folder, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file())
 
-    Rebuilding an HNSW graph of a million passages takes many minutes, so a reindex adds the
-    new passages to the existing one and hides the stale rows (changed or removed articles),
-    until they would pass `rebuild_stale_share`. (None, None) means: build afresh.
-    """
-    settings = faiss_settings(config, len(sources))
-    if (
-        previous is None
-        or settings["kind"] not in ("hnsw", "ivf")
-        or previous.manifest.get("faiss") != settings
+
+def _plan(
+    previous: IndexData | None, gone_docs: set[str], config: Config, adding: bool
+) -> tuple[list[int], list[Deleted], list[int]]:
+    """Which previous segments are kept as they are, what each has deleted after this build,
+    and which are rewritten into the new segment."""
+    if previous is None:
+        return [], [], []
+    deleted = list(previous.deleted)
+    if gone_docs:
+        for i, segment in enumerate(previous.segments):
+            rows = []
+            for doc_id, fields in segment.articles().items():
+                first = fields["first"]
+                if doc_id in gone_docs and not _contains(deleted[i].docs, first):
+                    rows.extend(range(first, first + fields["count"]))
+            if rows:
+                tokens = [tokenize(segment.chunks[r].text, config.search.stemming) for r in rows]
+                deleted[i] = deleted[i].plus(segment.postings, np.asarray(rows), tokens)
+    settings_changed = previous.manifest.get("keyword") != expected_settings(config)["keyword"]
+    keep, rewrite = [], []
+    for i, (segment, entry) in enumerate(
+        zip(previous.segments, previous.manifest["segments"], strict=True)
     ):
-        return None, None
-    old_total = previous.faiss_index.ntotal
-    total = old_total + len(new_vectors)
-    if (
-        total == 0
-        or not _fits(previous.faiss_index, config, len(sources))
-        or (total - len(sources)) / total > config.rebuild_stale_share
-    ):
-        return None, None
-    if previous.faiss_rows is None:
-        old_ids = np.arange(previous.count)
-    else:
-        live = np.flatnonzero(previous.faiss_rows >= 0)
-        old_ids = np.empty(previous.count, dtype=np.int64)
-        old_ids[previous.faiss_rows[live]] = live
-    rows = np.full(total, -1, dtype=np.int64)
-    for row, (where, k) in enumerate(sources):
-        rows[old_ids[k] if where == "old" else old_total + k] = row
-    index = previous.faiss_index
-    if len(new_vectors):
-        index.add(np.ascontiguousarray(new_vectors, dtype=np.float32))
-    return index, rows
+        gone = len(deleted[i].docs)
+        if gone == segment.count:
+            continue  # nothing of it is left
+        if (
+            settings_changed
+            or entry.get("faiss") != faiss_settings(config.index, segment.count)
+            or gone / segment.count > config.index.rebuild_stale_share
+        ):
+            rewrite.append(i)
+        else:
+            keep.append(i)
+    # Too many segments: the smallest are merged with the new passages.
+    while len(keep) + (1 if adding or rewrite else 0) > MAX_SEGMENTS:
+        smallest = min(keep, key=lambda i: previous.segments[i].count)
+        keep.remove(smallest)
+        rewrite.append(smallest)
+    return keep, deleted, sorted(rewrite)
+
+
+def _carry(part: _Part, segment: Segment, gone: Deleted) -> None:
+    """Add a segment's live passages, vectors and articles to a new segment's part."""
+    live = np.setdiff1d(np.arange(segment.count), gone.docs)
+    if not len(live):
+        return
+    for doc_id, fields in segment.articles().items():
+        if not _contains(gone.docs, fields["first"]):
+            info = {k: v for k, v in fields.items() if k not in ("first", "count")}
+            part.infos[doc_id] = ArticleInfo(**info)
+    part.chunks.extend(segment.chunks[int(r)] for r in live)
+    part.vectors.append(np.asarray(segment.vectors[live], dtype=np.float32))
+    offsets = segment.sentence_offsets
+    starts, lengths = offsets[live], offsets[live + 1] - offsets[live]
+    positions = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(
+        lengths.sum()
+    )
+    part.sentence_vectors.append(np.asarray(segment.sentence_vectors[positions], dtype=np.float32))
+    part.sentence_counts.extend(lengths.tolist())
+
+
+def write_segment(folder: Path, part: _Part, config: Config, dim: int) -> dict:
+    """Write a new segment folder; its manifest entry."""
+    folder.mkdir(parents=True)
+    chunks = part.chunks
+    vectors = (
+        np.concatenate(part.vectors) if part.vectors else np.zeros((0, dim), np.float32)
+    ).astype(np.float32, copy=False)
+    sentence_vectors = (
+        np.concatenate(part.sentence_vectors)
+        if part.sentence_vectors
+        else np.zeros((0, dim), np.float32)
+    ).astype(np.float32, copy=False)
+    offsets = np.cumsum([0, *part.sentence_counts], dtype=np.int64)
+    ChunkStore.write(folder, chunks)
+    rows: dict[str, list[int]] = {}
+    for row, chunk in enumerate(chunks):
+        rows.setdefault(chunk.doc_id, []).append(row)
+    articles = {
+        doc_id: {**asdict(part.infos[doc_id]), "first": r[0], "count": len(r)}
+        for doc_id, r in rows.items()
+    }
+    (folder / ARTICLES).write_text(json.dumps(articles, ensure_ascii=False), "utf-8")
+    np.save(folder / "vectors.npy", vectors)
+    np.save(folder / "sentence_vectors.npy", sentence_vectors)
+    np.save(folder / "sentence_offsets.npy", offsets)
+    faiss.write_index(make_faiss(vectors, config.index), str(folder / "faiss.index"))
+    stemming = config.search.stemming
+    Postings.build([tokenize(c.text, stemming) for c in chunks]).save(folder)
+    TermTable.build([c.text for c in chunks]).save(folder / "passage_terms")
+    TermTable.build(sentence_texts(chunks)).save(folder / "sentence_terms")
+    return {
+        "id": folder.name,
+        "count": len(chunks),
+        "sentences": int(offsets[-1]),
+        "deleted": 0,
+        "faiss": faiss_settings(config.index, len(chunks)),
+    }
 
 
 def sentence_texts(chunks: Sequence[Chunk]) -> list[str]:

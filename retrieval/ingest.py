@@ -436,7 +436,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.urls and not args.feeds:
         parser.error("give one or more URLs, or --feeds")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     bar = _Bar() if not args.quiet and sys.stderr.isatty() else None
     started = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -30,6 +31,7 @@ from .errors import (
     TanyaError,
 )
 from .index import (
+    CORPUS_FILES,
     ArticleInfo,
     BuildStats,
     IndexData,
@@ -38,6 +40,7 @@ from .index import (
     expected_settings,
     faiss_settings,
     load_index,
+    new_build_id,
     read_manifest,
 )
 
@@ -110,13 +113,28 @@ def prune_builds(index_path: Path, keep: int = 2) -> None:
         link.unlink(missing_ok=True)
 
 
-def read_corpus(config: Config) -> Corpus:
-    """The configured corpus, read with the configured limits."""
+def read_corpus(config: Config, known: dict | None = None) -> Corpus:
+    """The configured corpus, read with the configured limits; files as `known` lists them
+    are not read again (see load_corpus)."""
     return load_corpus(
         config.corpus_path,
         max_file_bytes=int(config.corpus.max_file_mb * 1024 * 1024),
         follow_outside_links=config.corpus.follow_outside_links,
+        known=known,
     )
+
+
+def known_files(index_path: Path) -> dict | None:
+    """The corpus files the live build was made from, with their sizes and times; None when
+    there is no such record (or it cannot be read: then every file is read)."""
+    try:
+        data = json.loads((Path(os.path.realpath(index_path)) / CORPUS_FILES).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict) or not isinstance(data.get("loaded_ns"), int):
+        return None
+    return data
 
 
 def unreadable_articles(corpus: Corpus, index: IndexData | None) -> list[ArticleInfo]:
@@ -126,7 +144,7 @@ def unreadable_articles(corpus: Corpus, index: IndexData | None) -> list[Article
     places = [p for p in corpus.problems if p.unreadable]
     if not places:
         return []
-    read = {a.doc_id for a in corpus.articles}
+    read = corpus.hashes().keys()
     return [
         info
         for doc_id, info in index.articles.items()
@@ -141,9 +159,9 @@ def _comes_from(info: ArticleInfo, place: CorpusProblem) -> bool:
 
 def stale_documents(config: Config, index: IndexData) -> list[str]:
     """Ids of articles added, changed or removed in the corpus since the index was built."""
-    corpus = read_corpus(config)
+    corpus = read_corpus(config, known_files(index.path) if index.path else None)
     # An article not read this time is not known to differ: it counts as its indexed version.
-    current = document_hashes(corpus.articles, index, unreadable_articles(corpus, index))
+    current = document_hashes(corpus.hashes(), index, unreadable_articles(corpus, index))
     indexed = index.manifest.get("documents", {})
     return sorted(k for k in current.keys() | indexed.keys() if current.get(k) != indexed.get(k))
 
@@ -166,17 +184,17 @@ class ReindexResult:
         return tuple(info for info in self.kept if _comes_from(info, problem))
 
 
-def _previous(index_path: Path, config: Config, full: bool) -> IndexData | None:
+def _previous(index_path: Path, config: Config, full: bool, verify: bool) -> IndexData | None:
     if full:
         return None
     try:
-        return load_index(index_path, config)
+        return load_index(index_path, config, thorough=verify)
     except IndexMissingError:
         return None
     except IndexMismatchError as exc:
         try:
             # Keyword settings only shape BM25, which every build makes anew: keep the vectors.
-            previous = load_index(index_path, config, ignore=("keyword",))
+            previous = load_index(index_path, config, ignore=("keyword",), thorough=verify)
         except (IndexMismatchError, IndexCorruptError):
             log.warning("rebuilding everything: %s", " ".join(str(exc).splitlines()[:2]))
             return None
@@ -193,14 +211,15 @@ def reindex(
     embedder: Embedder | None = None,
     progress_factory=None,
     locked: bool = False,
+    verify: bool = False,
 ) -> ReindexResult:
     """Bring the index up to date with the corpus; unchanged articles are not re-embedded.
 
     locked=True: the caller already holds reindex_lock for this index (tanya-add does).
+    verify=True: hash every file of the live index, the large segment files included.
     """
     started = time.perf_counter()
     index_path = config.index_path
-    corpus = read_corpus(config)
     with nullcontext() if locked else reindex_lock(index_path):
         if index_path.exists() and not index_path.is_symlink():
             raise IndexCorruptError(
@@ -208,38 +227,50 @@ def reindex(
                 "move it away and run this again"
             )
         prune_builds(index_path)
-        previous = _previous(index_path, config, full)
+        previous = _previous(index_path, config, full, verify)
+        # Files unchanged since the live build are not read again (not for --full).
+        corpus = read_corpus(config, known_files(index_path) if previous else None)
         # An article whose file cannot be read this time keeps its last indexed version.
         kept = unreadable_articles(corpus, previous)
-        documents = document_hashes(corpus.articles, previous, kept)
+        documents = document_hashes(corpus.hashes(), previous, kept)
         if (
             previous is not None
             and previous.manifest["documents"] == documents
-            and previous.manifest.get("faiss") == faiss_settings(config.index, previous.count)
+            and all(
+                entry.get("faiss") == faiss_settings(config.index, entry["count"])
+                for entry in previous.manifest["segments"]
+            )
             and previous.manifest.get("keyword") == expected_settings(config)["keyword"]
         ):
             seconds = time.perf_counter() - started
             stats = BuildStats(0, 0, 0, len(documents), previous.count, 0, seconds)
             return ReindexResult(stats, corpus.problems, False, index_path, tuple(kept))
-        if not corpus.articles:
+        if not corpus.hashes():
             reasons = "".join(f"\n  {p}" for p in corpus.problems[:10])
             raise TanyaError(
                 f"no articles could be read from {config.corpus_path}; "
                 f"the index was left as it was{reasons}"
             )
         embedder = embedder or make_embedder(config.embedding)
+        previous_documents = _replaced_documents(index_path) if full else None
 
-        data, stats = build_index(
-            corpus.articles, embedder, config, previous, progress_factory, kept=kept
-        )
-        if full:
-            stats = _full_build_stats(index_path, config, documents, stats)
-        build = builds_dir(index_path) / data.version
+        build = builds_dir(index_path) / new_build_id()
         try:
-            data.save(build)
+            _, stats = build_index(
+                build,
+                corpus.articles,
+                embedder,
+                config,
+                previous,
+                progress_factory,
+                documents,
+                corpus.files,
+            )
             read_manifest(build)  # the build must load before it goes live
             swap_in(index_path, build)
         except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
+            if not build.exists():  # failed before writing anything
+                raise
             # A full disk, say: the partial build goes, the live index stays as it was.
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             if os.path.realpath(index_path) == os.path.realpath(build):
@@ -251,6 +282,8 @@ def reindex(
                 f"cannot write the new index in {build.parent} ({reason}); the partial build "
                 "was removed and the index was left as it was. Free some space and run this again"
             ) from exc
+        if full:
+            stats = _full_build_stats(documents, previous_documents, stats)
         prune_builds(index_path)
         return ReindexResult(stats, corpus.problems, True, index_path, tuple(kept))
 
@@ -262,11 +295,17 @@ def _discard(build: Path, index_path: Path) -> None:
     shutil.rmtree(build, ignore_errors=True)
 
 
-def _full_build_stats(index_path: Path, config: Config, documents: dict, stats: BuildStats):
-    """Added/changed/removed against the index a full build replaces, when it is readable."""
+def _replaced_documents(index_path: Path) -> dict | None:
+    """The documents of the index a full build replaces, when it is readable."""
     try:
-        old = read_manifest(Path(os.path.realpath(index_path)))["documents"]
+        return read_manifest(Path(os.path.realpath(index_path)))["documents"]
     except TanyaError:
+        return None
+
+
+def _full_build_stats(documents: dict, old: dict | None, stats: BuildStats) -> BuildStats:
+    """Added/changed/removed against the index a full build replaces."""
+    if old is None:
         return stats
     added = sum(1 for d in documents if d not in old)
     changed = sum(1 for d, h in documents.items() if d in old and old[d] != h)
@@ -325,12 +364,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="config file (default: config.yaml)")
     parser.add_argument("--full", action="store_true", help="rebuild everything")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="hash every file of the index, the large segment files too (a damaged one is rebuilt)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
-        result = reindex(config, full=args.full, progress_factory=progress_factory(not args.quiet))
+        result = reindex(
+            config,
+            full=args.full,
+            progress_factory=progress_factory(not args.quiet),
+            verify=args.verify,
+        )
     except TanyaError as exc:
         print(f"tanya-reindex: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ReindexLockedError) else 1

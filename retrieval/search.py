@@ -128,16 +128,10 @@ def search(
     query_vector = query.vector
     dense_rows = index.dense_search(query_vector, min(n_cand + len(hidden), index.count))
     dense_rows = dense_rows[~np.isin(dense_rows, hidden)][:n_cand]
-    keyword_all = index.keyword.scores_of(query.stems)
-    keyword_all[hidden] = 0.0
-    if n_cand < index.count:
-        keyword_rows = np.argpartition(-keyword_all, n_cand - 1)[:n_cand]
-    else:
-        keyword_rows = np.arange(index.count)
-    keyword_rows = keyword_rows[keyword_all[keyword_rows] > 0]
+    keyword_rows, _ = index.keyword.top(query.stems, n_cand, hidden)
     rows = np.unique(np.concatenate([dense_rows, keyword_rows]))
     dense = index.vectors[rows] @ query_vector
-    keyword = keyword_all[rows]
+    keyword = index.keyword.scores_at(query.stems, rows)
     fused = fuse(dense, keyword, config, known_share(index, query))
     order = np.argsort(-fused, kind="stable")[: k or config.candidates]
     rows, fused, dense, keyword = rows[order], fused[order], dense[order], keyword[order]

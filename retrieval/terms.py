@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .keyword import tokenize
+from .postings import TERM_BYTES, term_key
 
 MONTHS_AND_DAYS = frozenset(
     """januari februari maret april mei juni juli agustus september oktober november desember
@@ -23,6 +24,7 @@ NUMBER_WORDS = frozenset(
 CAPITALISED = re.compile(r"\b[A-Z][\w'-]*")
 YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
 KINDS = ("tokens", "years", "names")
+DIGIT, DATE, NUMBER_WORD = 1, 2, 4
 
 
 def text_terms(text: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
@@ -33,22 +35,24 @@ def text_terms(text: str) -> tuple[frozenset[str], frozenset[str], frozenset[str
 
 
 class TermTable:
-    """For each of a list of texts, the ids of its tokens, years and names (ragged arrays)."""
+    """For each of a list of texts, the ids of its tokens, years and names (ragged arrays).
+
+    The vocabulary is sorted (stored as `postings.term_key` bytes) with a flag per word for
+    digits, dates and number words, so a saved table is mapped from disk and opening it costs
+    nothing, whatever its size.
+    """
 
     def __init__(
-        self, words: np.ndarray, ids: dict[str, np.ndarray], offsets: dict[str, np.ndarray]
+        self,
+        words: np.ndarray,
+        flags: np.ndarray,
+        ids: dict[str, np.ndarray],
+        offsets: dict[str, np.ndarray],
     ):
-        self.words = words
+        self.words = words  # sorted term keys
         self.ids = ids
         self.offsets = offsets  # text i's ids of a kind are ids[kind][offsets[kind][i]:...[i + 1]]
-        vocabulary = words.tolist()
-        self.vocab = {w: i for i, w in enumerate(vocabulary)}
-        self.digit = np.array([w[:1].isdigit() for w in vocabulary], dtype=bool)
-        self.date = np.array(
-            [w in MONTHS_AND_DAYS or (w[:1].isdigit() and "/" in w) for w in vocabulary],
-            dtype=bool,
-        )
-        self.number_word = np.array([w in NUMBER_WORDS for w in vocabulary], dtype=bool)
+        self.flags = flags  # per word: DIGIT | DATE | NUMBER_WORD bits
 
     @property
     def count(self) -> int:
@@ -62,30 +66,64 @@ class TermTable:
         lengths: dict[str, list[int]] = {kind: [] for kind in KINDS}
         for text in texts:
             for kind, terms in zip(KINDS, text_terms(text), strict=True):
-                ids = sorted(vocab.setdefault(w, len(vocab)) for w in terms)
-                parts[kind].extend(ids)
-                lengths[kind].append(len(ids))
-        words = np.array(list(vocab), dtype=str) if vocab else np.zeros(0, dtype="<U1")
+                parts[kind].extend(vocab.setdefault(w, len(vocab)) for w in terms)
+                lengths[kind].append(len(terms))
+        vocabulary = list(vocab)
+        keys = [term_key(w) for w in vocabulary]
+        words = np.array(keys, dtype=f"S{max(map(len, keys), default=1) or 1}")
+        order = np.argsort(words, kind="stable")
+        rank = np.empty(len(order), dtype=np.int32)
+        rank[order] = np.arange(len(order), dtype=np.int32)
+        flags = np.array(
+            [
+                (DIGIT if w[:1].isdigit() else 0)
+                | (DATE if w in MONTHS_AND_DAYS or (w[:1].isdigit() and "/" in w) else 0)
+                | (NUMBER_WORD if w in NUMBER_WORDS else 0)
+                for w in vocabulary
+            ],
+            dtype=np.uint8,
+        )
         return cls(
-            words,
-            {kind: np.asarray(parts[kind], dtype=np.int64) for kind in KINDS},
+            words[order],
+            flags[order],
+            {kind: rank[np.asarray(parts[kind], dtype=np.int64)] for kind in KINDS},
             {kind: np.cumsum([0, *lengths[kind]], dtype=np.int64) for kind in KINDS},
         )
 
-    def save(self, path: Path) -> None:
-        arrays = {f"{kind}_ids": self.ids[kind] for kind in KINDS}
-        arrays |= {f"{kind}_offsets": self.offsets[kind] for kind in KINDS}
-        with open(path, "wb") as out:
-            np.savez(out, words=self.words, **arrays)
+    def arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"words": self.words, "flags": self.flags}
+        arrays |= {f"{kind}_ids": self.ids[kind] for kind in KINDS}
+        return arrays | {f"{kind}_offsets": self.offsets[kind] for kind in KINDS}
+
+    def save(self, folder: Path) -> None:
+        """Write the table as a folder of arrays."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, array in self.arrays().items():
+            np.save(folder / f"{name}.npy", array)
 
     @classmethod
-    def load(cls, path: Path) -> TermTable:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(
-                data["words"],
-                {kind: data[f"{kind}_ids"] for kind in KINDS},
-                {kind: data[f"{kind}_offsets"] for kind in KINDS},
-            )
+    def load(cls, folder: Path) -> TermTable:
+        def array(name: str) -> np.ndarray:
+            try:
+                return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            except BaseException as exc:
+                exc.add_note(f"{folder.name}/{name}.npy")
+                raise
+
+        return cls(
+            array("words"),
+            array("flags"),
+            {kind: array(f"{kind}_ids") for kind in KINDS},
+            {kind: array(f"{kind}_offsets") for kind in KINDS},
+        )
+
+    def lookup(self, words: frozenset[str]) -> np.ndarray:
+        """The sorted ids of those of these words that the table knows."""
+        if not words or not len(self.words):
+            return np.zeros(0, dtype=np.int64)
+        keys = np.array([term_key(w) for w in words], dtype=f"S{TERM_BYTES}")
+        at = np.minimum(np.searchsorted(self.words, keys), len(self.words) - 1)
+        return np.unique(at[self.words[at] == keys]).astype(np.int64)
 
     def _gather(self, kind: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The ids of these texts, concatenated, and for each id the position of its text."""
@@ -104,8 +142,7 @@ class TermTable:
         """
         rows = np.asarray(rows, dtype=np.int64)
         n = len(rows)
-        known = sorted(self.vocab[w] for w in question_tokens if w in self.vocab)
-        question = np.asarray(known, dtype=np.int64)
+        question = self.lookup(question_tokens)
 
         def novel(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             values, owner = self._gather(kind, rows)
@@ -115,14 +152,15 @@ class TermTable:
             return np.bincount(owner[mask], minlength=n)
 
         values, owner, new = novel("tokens")
+        flags = self.flags[values]
         _, year_owner, new_year = novel("years")
         _, name_owner, new_name = novel("names")
         typed = np.column_stack(
             [
-                np.minimum(count(owner, new & self.digit[values]), 3) / 3,
+                np.minimum(count(owner, new & (flags & DIGIT > 0)), 3) / 3,
                 np.minimum(count(year_owner, new_year), 2) / 2,
-                count(owner, new & self.date[values]) > 0,
-                count(owner, new & self.number_word[values]) > 0,
+                count(owner, new & (flags & DATE > 0)) > 0,
+                count(owner, new & (flags & NUMBER_WORD > 0)) > 0,
                 np.minimum(count(name_owner, new_name), 5) / 5,
             ]
         ).astype(np.float64)

@@ -236,7 +236,8 @@ def test_an_unusable_index_keeps_nothing_and_says_nothing_is_kept(
     tiny_index, tiny_corpus, tmp_path, monkeypatch, capsys
 ):
     live = Path(os.path.realpath(tiny_index.index_path))
-    (live / "vectors.npy").write_bytes(b"")  # damaged: the reindex rebuilds everything
+    (segment,) = (live / "segments").iterdir()
+    (segment / "vectors.npy").write_bytes(b"")  # damaged: the reindex rebuilds everything
     config = reindex_config(tiny_index, tiny_corpus, tmp_path)
     deny_reading(monkeypatch, tiny_corpus / "pasar.txt")
     monkeypatch.setattr("retrieval.reindex.make_embedder", lambda config: FakeEmbedder())

@@ -72,9 +72,20 @@ def test_reused_vectors_match_a_full_build(tiny_index, tiny_corpus):
     incremental = load_index(tiny_index.index_path, tiny_index)
     reindex(tiny_index, full=True, embedder=FakeEmbedder())
     full = load_index(tiny_index.index_path, tiny_index)
-    assert [c.chunk_id for c in incremental.chunks] == [c.chunk_id for c in full.chunks]
-    assert (incremental.vectors == full.vectors).all()
-    assert (incremental.sentence_vectors == full.sentence_vectors).all()
+
+    # The incremental build appends the changed article's passages: rows differ, not content.
+    def by_id(index):
+        found = {}
+        for row in index.live_rows():
+            a, b = index.sentence_offsets[row], index.sentence_offsets[row + 1]
+            found[index.chunks[row].chunk_id] = (index.vectors[row], index.sentence_vectors[a:b])
+        return found
+
+    incremental, full = by_id(incremental), by_id(full)
+    assert incremental.keys() == full.keys()
+    for chunk_id, (vector, sentences) in full.items():
+        np.testing.assert_array_equal(incremental[chunk_id][0], vector)
+        np.testing.assert_array_equal(incremental[chunk_id][1], sentences)
 
 
 def test_deleted_article_is_removed(tiny_index, tiny_corpus):
@@ -147,7 +158,7 @@ def test_mismatched_index_is_rebuilt_in_full(tiny_index):
 
 def test_corrupt_build_says_rebuild(tiny_index):
     live = Path(os.path.realpath(tiny_index.index_path))
-    (live / "vectors.npy").write_bytes(b"garbage")
+    segment_file(live, "vectors.npy").write_bytes(b"garbage")
     with pytest.raises(IndexCorruptError, match="tanya-reindex --full"):
         load_index(tiny_index.index_path, tiny_index)
     reindex(tiny_index, embedder=FakeEmbedder())  # a corrupt index is replaced
@@ -158,11 +169,13 @@ def test_corrupt_build_says_rebuild(tiny_index):
 def test_truncated_vectors_say_rebuild_and_loaded_ones_are_mapped_read_only(tiny_index, name):
     live = Path(os.path.realpath(tiny_index.index_path))
     loaded = load_index(tiny_index.index_path, tiny_index)
-    assert isinstance(loaded.vectors, np.memmap) and not loaded.vectors.flags.writeable
-    assert isinstance(loaded.sentence_vectors, np.memmap)
-    del loaded  # a mapped file must not shrink under a reader; builds are never rewritten
-    data = (live / name).read_bytes()
-    (live / name).write_bytes(data[: len(data) - 100])  # the header survives, rows are missing
+    (segment,) = loaded.segments
+    assert isinstance(segment.vectors, np.memmap) and not segment.vectors.flags.writeable
+    assert isinstance(segment.sentence_vectors, np.memmap)
+    del loaded, segment  # a mapped file must not shrink under a reader; segments never change
+    path = segment_file(live, name)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])  # the header survives, rows are missing
     with pytest.raises(IndexCorruptError, match="tanya-reindex --full"):
         load_index(tiny_index.index_path, tiny_index)
 
@@ -195,13 +208,14 @@ SLOW_REINDEX = textwrap.dedent(
 
     config = make_config(Path({corpus!r}), Path({index!r}))
     print("started", flush=True)
-    reindex(config, full=True, embedder=Slow())
+    reindex(config, full={full!r}, embedder=Slow())
     print("done", flush=True)
     """
 )
 
 
-def test_sigkill_at_any_moment_leaves_a_loadable_index(tiny_index, tiny_corpus, tmp_path):
+@pytest.mark.parametrize("full", [True, False], ids=["full", "incremental"])
+def test_sigkill_at_any_moment_leaves_a_loadable_index(tiny_index, tiny_corpus, tmp_path, full):
     for i in range(40):
         (tiny_corpus / f"extra{i}.txt").write_text(
             f"Judul {i}\n\n" + "Kalimat panjang nomor satu. Kalimat dua. " * 3, "utf-8"
@@ -209,17 +223,26 @@ def test_sigkill_at_any_moment_leaves_a_loadable_index(tiny_index, tiny_corpus, 
     script = tmp_path / "slow_reindex.py"
     script.write_text(
         SLOW_REINDEX.format(
-            root=str(ROOT), corpus=str(tiny_corpus), index=str(tiny_index.index_path)
+            root=str(ROOT), corpus=str(tiny_corpus), index=str(tiny_index.index_path), full=full
         )
     )
-    for delay in (0.05, 0.4, 0.9, 1.5, 2.2):
+    if not full:  # the killed runs add to the live build's segments instead of replacing them
+        reindex(tiny_index, embedder=FakeEmbedder())
+    for number, delay in enumerate((0.05, 0.4, 0.9, 1.5, 2.2)):
+        if not full:  # something new for each run to add, and one article changed
+            (tiny_corpus / f"more{number}.txt").write_text(
+                f"Judul lain {number}\n\n" + "Kalimat baru yang panjang. Lagi. " * 30, "utf-8"
+            )
+            path = tiny_corpus / "pasar.txt"
+            path.write_text(path.read_text("utf-8") + f" Tambahan {number}.", "utf-8")
         proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "started"
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         index = load_index(tiny_index.index_path, tiny_index)
-        assert len(index.chunks) == len(index.vectors) == index.faiss_index.ntotal
+        assert len(index.chunks) == len(index.vectors) == index.count > 0
+        assert sum(s.faiss_index.ntotal for s in index.segments) == index.count
     # The lock died with the process: a new reindex runs and finishes.
     result = reindex(tiny_index, embedder=FakeEmbedder())
     assert result.stats.chunks == len(load_index(tiny_index.index_path, tiny_index).chunks)
@@ -263,8 +286,9 @@ def test_changing_the_faiss_kind_rebuilds_without_re_embedding(tiny_index):
     result = reindex(hnsw, embedder=embedder)
     assert result.swapped and embedder.calls == []
     index = load_index(hnsw.index_path, hnsw)
-    assert index.manifest["faiss"]["kind"] == "hnsw"
-    assert "HNSW" in type(index.faiss_index).__name__
+    (segment,) = index.segments
+    assert index.manifest["segments"][0]["faiss"]["kind"] == "hnsw"
+    assert "HNSW" in type(segment.faiss_index).__name__
 
 
 def test_changing_keyword_settings_rebuilds_bm25_without_re_embedding(tiny_index):
@@ -330,13 +354,14 @@ def _neighbour_ids(index) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
-def test_approximate_index_is_extended_and_hides_stale_rows(tiny_corpus, tmp_path, kind):
+def test_a_reindex_adds_a_segment_and_hides_deleted_rows(tiny_corpus, tmp_path, kind):
     if kind == "ivf":  # IVF needs enough passages to train its lists on
         for i in range(70):
             (tiny_corpus / f"kabar{i}.txt").write_text(f"Kabar {i}\n\nBerita nomor {i}.", "utf-8")
     config = _approximate(tiny_corpus, tmp_path / "a" / ".index", stale_share=0.9, kind=kind)
     reindex(config, embedder=FakeEmbedder())
-    before = load_index(config.index_path, config).faiss_index.ntotal
+    first = load_index(config.index_path, config)
+    (old,) = first.segments
     path = tiny_corpus / "sepakbola.txt"
     path.write_text(path.read_text("utf-8").replace("3-0", "4-1"), "utf-8")
     (tiny_corpus / "banjir.md").unlink()
@@ -345,85 +370,116 @@ def test_approximate_index_is_extended_and_hides_stale_rows(tiny_corpus, tmp_pat
     assert (result.stats.added, result.stats.changed, result.stats.removed) == (1, 1, 1)
 
     index = load_index(config.index_path, config)
-    assert (
-        type(index.faiss_index).__name__ == {"hnsw": "IndexHNSWFlat", "ivf": "IndexIVFFlat"}[kind]
-    )
-    stale = int((index.faiss_rows < 0).sum())
-    assert index.faiss_index.ntotal == before + result.stats.embedded
-    assert stale == index.faiss_index.ntotal - index.count > 0
-    assert index.manifest["faiss_stale_rows"] == stale
+    kept, new = index.segments
+    # The old segment is the same files (hard links), with the stale passages marked deleted.
+    assert kept.id == old.id
+    assert (kept.folder / "vectors.npy").stat().st_ino == (old.folder / "vectors.npy").stat().st_ino
+    assert type(kept.faiss_index).__name__ == {"hnsw": "IndexHNSWFlat", "ivf": "IndexIVFFlat"}[kind]
+    assert new.count == result.stats.embedded
+    deleted = len(index.deleted[0].docs)
+    assert deleted == index.size - index.count > 0
+    assert index.manifest["segments"][0]["deleted"] == deleted
     # The same rankings as a fresh build of the same corpus, with no stale passage in them.
     fresh = _approximate(tiny_corpus, tmp_path / "f" / ".index", stale_share=0.9, kind=kind)
     reindex(fresh, embedder=FakeEmbedder())
     rebuilt = load_index(fresh.index_path, fresh)
-    assert rebuilt.faiss_rows is None and rebuilt.faiss_index.ntotal == rebuilt.count
-    ids = [c.chunk_id for c in index.chunks]
-    assert [c.chunk_id for c in rebuilt.chunks] == ids
+    assert len(rebuilt.segments) == 1 and rebuilt.size == rebuilt.count
+    ids = sorted(c.chunk_id for c in index.chunks)
+    assert sorted(c.chunk_id for c in rebuilt.chunks) == ids
     rankings = _neighbour_ids(index)
     assert rankings == _neighbour_ids(rebuilt)
-    assert all(sorted(r) == sorted(ids) for r in rankings)
-    assert not any("banjir" in i or "3-0" in index.chunks[n].text for n, i in enumerate(ids))
+    assert all(sorted(r) == ids for r in rankings.values())
+    assert not any("banjir" in c.chunk_id or "3-0" in c.text for c in index.chunks)
 
 
-@pytest.mark.parametrize(
-    ("kind", "stale_share"),
-    [("hnsw", 0.1), ("ivf", 0.9)],  # too many stale rows; a corpus too small to train IVF on
-)
-def test_an_approximate_index_that_no_longer_fits_is_rebuilt(
-    tiny_corpus, tmp_path, kind, stale_share
-):
-    config = _approximate(tiny_corpus, tmp_path / "a" / ".index", stale_share, kind)
+def _neighbour_ids(index) -> dict[str, list[str]]:
+    """Each live passage's ranking of every live passage, by chunk id, through dense search."""
+    return {
+        index.chunks[row].chunk_id: [
+            index.chunks[r].chunk_id
+            for r in index.dense_search(np.asarray(index.vectors[row]), index.count + 5)
+        ]
+        for row in index.live_rows()
+    }
+
+
+def test_a_segment_with_too_many_deleted_rows_is_rewritten(tiny_corpus, tmp_path):
+    config = _approximate(tiny_corpus, tmp_path / "a" / ".index", stale_share=0.1)
     reindex(config, embedder=FakeEmbedder())
     path = tiny_corpus / "sepakbola.txt"
     path.write_text(path.read_text("utf-8").replace("3-0", "4-1"), "utf-8")
-    result = reindex(config, embedder=FakeEmbedder())
+    embedder = FakeEmbedder()
+    result = reindex(config, embedder=embedder)
     assert result.stats.changed == 1
     index = load_index(config.index_path, config)
-    assert index.faiss_rows is None and index.faiss_index.ntotal == index.count
-    assert index.manifest["faiss_stale_rows"] == 0
+    (segment,) = index.segments
+    assert index.size == index.count == segment.faiss_index.ntotal
+    # Only the changed article was embedded; the others' vectors came from the old segment.
+    assert result.stats.embedded == sum(1 for c in index.chunks if c.doc_id == "sepakbola")
+
+
+def test_small_segments_are_merged(tiny_corpus, tmp_path, monkeypatch):
+    from retrieval import index as index_module
+
+    monkeypatch.setattr(index_module, "MAX_SEGMENTS", 3)
+    config = make_config(tiny_corpus, tmp_path / "a" / ".index")
+    reindex(config, embedder=FakeEmbedder())
+    for i in range(5):
+        (tiny_corpus / f"kabar{i}.txt").write_text(f"Kabar {i}\n\nBerita nomor {i}.", "utf-8")
+        result = reindex(config, embedder=FakeEmbedder())
+        assert result.stats.embedded == 1
+        index = load_index(config.index_path, config)
+        assert len(index.segments) == min(i + 2, 3)
+    assert sorted(index.articles) == sorted(
+        ["banjir", "pasar", "sepakbola"] + [f"kabar{i}" for i in range(5)]
+    )
+    assert {c.doc_id for c in index.chunks} == set(index.articles)
 
 
 @pytest.mark.parametrize(
     "corrupt",
-    [lambda rows: rows[:-1], lambda rows: rows.astype(np.float64)],
-    ids=["short", "float"],
+    [lambda docs: docs + 1000, lambda docs: docs[:-1]],
+    ids=["outside", "short"],
 )
-def test_a_stale_row_map_that_does_not_fit_says_rebuild(tiny_corpus, tmp_path, corrupt):
+def test_deleted_rows_that_do_not_fit_say_rebuild(tiny_corpus, tmp_path, corrupt):
     config = _approximate(tiny_corpus, tmp_path / "a" / ".index", stale_share=0.9)
     reindex(config, embedder=FakeEmbedder())
-    (tiny_corpus / "baru.txt").write_text("Judul Baru\n\nKabar baru dari Bandung.", "utf-8")
+    (tiny_corpus / "banjir.md").unlink()
     reindex(config, embedder=FakeEmbedder())
     live = Path(os.path.realpath(config.index_path))
-    rows = np.load(live / "faiss_rows.npy")
-    np.save(live / "faiss_rows.npy", corrupt(rows))
+    (path,) = (live / "deleted").iterdir()
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["docs"] = corrupt(arrays["docs"])
+    with open(path, "wb") as out:
+        np.savez(out, **arrays)
     reseal(live)
-    with pytest.raises(IndexCorruptError, match="inconsistent"):
+    with pytest.raises(IndexCorruptError, match="inconsistent|damaged"):
         load_index(config.index_path, config)
 
 
-def test_word_sets_are_saved_with_the_build_and_made_for_a_build_without_them(tiny_index):
-    live = Path(os.path.realpath(tiny_index.index_path))
+def test_word_sets_are_saved_with_the_build(tiny_index):
+    from retrieval.index import sentence_texts
+    from retrieval.terms import TermTable
+
     saved = load_index(tiny_index.index_path, tiny_index)
     assert saved.passage_terms.count == saved.count
     assert saved.sentence_terms.count == len(saved.sentence_vectors)
-    for name in ("passage_terms.npz", "sentence_terms.npz"):
-        (live / name).unlink()
-    reseal(live)  # as a build from before word sets were saved
-    made = load_index(tiny_index.index_path, tiny_index)
-    rows = np.arange(made.count)
+    chunks = list(saved.chunks)
+    made = TermTable.build([c.text for c in chunks])
+    rows = np.arange(saved.count)
     question = frozenset({"harga", "cabai", "2024"})
     for a, b in zip(
-        saved.passage_terms.features(rows, question),
-        made.passage_terms.features(rows, question),
-        strict=True,
+        saved.passage_terms.features(rows, question), made.features(rows, question), strict=True
     ):
         np.testing.assert_array_equal(a, b)
+    assert TermTable.build(sentence_texts(chunks)).count == saved.sentence_terms.count
 
 
-@pytest.mark.parametrize("name", ["passage_terms.npz", "sentence_terms.npz"])
+@pytest.mark.parametrize("name", ["passage_terms", "sentence_terms"])
 def test_corrupt_word_sets_say_rebuild(tiny_index, name):
     live = Path(os.path.realpath(tiny_index.index_path))
-    (live / name).write_bytes(b"not an npz file")
+    segment_file(live, name, "tokens_ids.npy").write_bytes(b"not an npy file")
     with pytest.raises(IndexCorruptError, match="tanya-reindex --full"):
         load_index(tiny_index.index_path, tiny_index)
 
@@ -432,10 +488,16 @@ def test_word_sets_of_other_texts_say_rebuild(tiny_index):
     from retrieval.terms import TermTable
 
     live = Path(os.path.realpath(tiny_index.index_path))
-    TermTable.build(["satu teks saja"]).save(live / "passage_terms.npz")
+    TermTable.build(["satu teks saja"]).save(segment_file(live, "passage_terms"))
     reseal(live)
     with pytest.raises(IndexCorruptError, match="inconsistent"):
         load_index(tiny_index.index_path, tiny_index)
+
+
+def segment_file(live: Path, *name: str) -> Path:
+    """A file of the build's only segment."""
+    (segment,) = (live / "segments").iterdir()
+    return segment.joinpath(*name)
 
 
 def reseal(folder: Path) -> None:
@@ -443,3 +505,71 @@ def reseal(folder: Path) -> None:
     manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
     manifest["files"] = file_checksums(folder)
     (folder / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+
+
+def _age(corpus: Path, seconds: float = 60) -> None:
+    """Set every corpus file's modification time this far in the past."""
+    past = time.time() - seconds
+    for path in corpus.rglob("*"):
+        os.utime(path, (past, past))
+
+
+def _reads(monkeypatch) -> list[str]:
+    """The corpus files read from now on, by name."""
+    import retrieval.corpus as corpus_module
+
+    read, real = [], corpus_module.load_file
+
+    def load_file(path, *args, **kwargs):
+        read.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(corpus_module, "load_file", load_file)
+    return read
+
+
+def test_unchanged_files_are_not_read_again(tiny_corpus, tmp_path, monkeypatch):
+    _age(tiny_corpus)
+    config = make_config(tiny_corpus, tmp_path / "a" / ".index")
+    reindex(config, embedder=FakeEmbedder())
+    read = _reads(monkeypatch)
+    assert not reindex(config, embedder=FakeEmbedder()).swapped
+    assert read == []
+    path = tiny_corpus / "pasar.txt"
+    path.write_text(path.read_text("utf-8").replace("Rp80.000", "Rp95.000"), "utf-8")
+    past = time.time() - 30
+    os.utime(path, (past, past))  # a new time, long enough ago to be trusted
+    result = reindex(config, embedder=FakeEmbedder())
+    assert read == ["pasar.txt"] and result.stats.changed == 1 and result.stats.unchanged == 2
+    index = load_index(config.index_path, config)
+    assert "Rp95.000" in " ".join(c.text for c in index.chunks)
+    # --full reads everything again.
+    read.clear()
+    reindex(config, full=True, embedder=FakeEmbedder())
+    assert sorted(read) == ["banjir.md", "pasar.txt", "sepakbola.txt"]
+
+
+def test_a_change_that_keeps_size_and_time_right_after_a_reindex_is_seen(
+    tiny_corpus, tmp_path, monkeypatch
+):
+    config = make_config(tiny_corpus, tmp_path / "a" / ".index")
+    path = tiny_corpus / "pasar.txt"
+    reindex(config, embedder=FakeEmbedder())
+    stat = path.stat()
+    path.write_text(path.read_text("utf-8").replace("Rp80.000", "Rp90.000"), "utf-8")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same time
+    result = reindex(config, embedder=FakeEmbedder())
+    assert result.stats.changed == 1
+    assert "Rp90.000" in " ".join(c.text for c in load_index(config.index_path, config).chunks)
+
+
+def test_a_damaged_record_of_corpus_files_reads_every_file(tiny_corpus, tmp_path, monkeypatch):
+    _age(tiny_corpus)
+    config = make_config(tiny_corpus, tmp_path / "a" / ".index")
+    reindex(config, embedder=FakeEmbedder())
+    live = Path(os.path.realpath(config.index_path))
+    (live / "corpus_files.json").unlink()
+    (live / "corpus_files.json").write_text("{not json", "utf-8")  # a record, not the index
+    read = _reads(monkeypatch)
+    assert not reindex(config, embedder=FakeEmbedder()).swapped
+    assert sorted(read) == ["banjir.md", "pasar.txt", "sepakbola.txt"]

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bot
@@ -55,6 +56,12 @@ def live_build(config) -> Path:
     return Path(os.path.realpath(config.index_path))
 
 
+def segment_file(config, name: str) -> tuple[Path, str]:
+    """A file of the live build's only segment, and its name in messages."""
+    (segment,) = (live_build(config) / "segments").iterdir()
+    return segment / name, f"segments/{segment.name}/{name}"
+
+
 def corpus_changed(corpus: Path) -> None:
     (corpus / "gempa.txt").write_text("Gempa Guncang Cianjur\n\nGempa di Cianjur.\n", "utf-8")
 
@@ -64,7 +71,7 @@ def corpus_changed(corpus: Path) -> None:
     [
         ("vectors.npy", lambda data: b""),
         ("sentence_vectors.npy", lambda data: data[: len(data) // 2]),
-        ("passage_terms.npz", lambda data: data[:100]),
+        ("passage_terms/tokens_ids.npy", lambda data: data[:100]),
         ("sentence_offsets.npy", lambda data: data[:-8] + bytes([data[-8] ^ 1]) + data[-7:]),
         ("chunks.jsonl", lambda data: data.replace(b"Rp80.000", b"Rp90.000")),
         ("vectors.npy", lambda data: data[:-4] + bytes([data[-4] ^ 0x40]) + data[-3:]),
@@ -72,7 +79,7 @@ def corpus_changed(corpus: Path) -> None:
     ids=["empty", "truncated", "truncated-npz", "flipped-offset", "edited-text", "flipped-vector"],
 )
 def test_a_damaged_file_is_named_and_a_plain_reindex_repairs_it(tiny_index, name, damage):
-    path = live_build(tiny_index) / name
+    path, name = segment_file(tiny_index, name)
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(IndexCorruptError, match=f"is damaged: {name} ") as info:
         load_index(tiny_index.index_path, tiny_index)
@@ -83,29 +90,37 @@ def test_a_damaged_file_is_named_and_a_plain_reindex_repairs_it(tiny_index, name
     assert "Rp80.000" in "".join(c.text for c in repaired.chunks)
 
 
-def test_a_file_that_cannot_be_opened_is_unreadable_not_damaged(tiny_index, monkeypatch):
-    unreadable = str(live_build(tiny_index) / "vectors.npy")
-    real_open = open
+@pytest.mark.parametrize("thorough", [False, True])
+def test_a_file_that_cannot_be_opened_is_unreadable_not_damaged(tiny_index, monkeypatch, thorough):
+    path, name = segment_file(tiny_index, "vectors.npy")
+    real_open, real_load = open, np.load
 
-    def open_(path, *args, **kwargs):
-        if str(path) == unreadable:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, *args, **kwargs)
+    def open_(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
 
+    def load(file, *args, **kwargs):
+        open_(file)
+        return real_load(file, *args, **kwargs)
+
+    # Hashed when the file looks altered or when asked to be thorough; else opened to be read.
     monkeypatch.setattr(index_module, "open", open_, raising=False)
+    monkeypatch.setattr(np, "load", load)
     with pytest.raises(IndexCorruptError) as info:
-        load_index(tiny_index.index_path, tiny_index)
-    assert "vectors.npy cannot be read (Permission denied)" in str(info.value)
+        load_index(tiny_index.index_path, tiny_index, thorough=thorough)
+    assert f"{name} cannot be read (Permission denied)" in str(info.value)
     assert "checksum" not in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["vectors.npy", "sentence_terms.npz", "faiss.index"])
+@pytest.mark.parametrize("name", ["vectors.npy", "sentence_terms/words.npy", "faiss.index"])
 def test_a_build_without_checksums_still_names_a_damaged_file(tiny_index, name):
     folder = live_build(tiny_index)
     manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
     del manifest["files"]  # as written before checksums were kept
     (folder / "manifest.json").write_text(json.dumps(manifest), "utf-8")
-    (folder / name).write_bytes(b"")
+    path, name = segment_file(tiny_index, name)
+    path.write_bytes(b"")
     with pytest.raises(IndexCorruptError, match=f"cannot be read: {name} is damaged"):
         load_index(tiny_index.index_path, tiny_index)
 
@@ -120,11 +135,15 @@ def test_ask_and_check_report_a_damaged_index_without_traceback(seed_index, tmp_
         f"index: {{path: '{copy / seed_index.index_path.name}'}}\n",
         encoding="utf-8",
     )
-    (Path(os.path.realpath(copy / seed_index.index_path.name)) / "vectors.npy").write_bytes(b"")
+    live = Path(os.path.realpath(copy / seed_index.index_path.name))
+    (segment,) = (live / "segments").iterdir()
+    (segment / "vectors.npy").unlink()  # the copy's file may be a link to the session's
+    (segment / "vectors.npy").write_bytes(b"")
     for mode in (["--ask", "Siapa Kim Jong Un?"], ["--check"]):
         assert bot.main(["--config", str(config), *mode]) == 1
         err = capsys.readouterr().err
-        assert "is damaged: vectors.npy is 0 bytes" in err and "Traceback" not in err
+        assert "is damaged: segments/" in err and "/vectors.npy is 0 bytes" in err
+        assert "Traceback" not in err
 
 
 def test_a_full_disk_leaves_no_partial_build_and_the_old_index(tiny_index, monkeypatch, capsys):

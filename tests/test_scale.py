@@ -162,11 +162,11 @@ def test_synthetic_texts_follow_a_zipf_vocabulary():
 
 
 def test_build_encodes_each_text_once_and_keeps_sentence_rows(
-    tiny_corpus, tiny_config, fake_embedder
+    tiny_corpus, tiny_config, fake_embedder, tmp_path
 ):
     articles = load_corpus(tiny_corpus).articles
-    data, stats = build_index(articles, fake_embedder, tiny_config)
-    passages, sentences = encoder_texts(data.chunks)
+    data, stats = build_index(tmp_path / "build", articles, fake_embedder, tiny_config)
+    passages, sentences = encoder_texts(list(data.chunks))
     assert sorted(fake_embedder.calls) == sorted(passages + sentences)
     assert any(len(c.sentences) > 1 for c in data.chunks)
     assert stats.embedded == len(data.chunks)
@@ -180,11 +180,14 @@ def test_build_encodes_each_text_once_and_keeps_sentence_rows(
             np.testing.assert_allclose(vector, fake_embedder._vector(text))
 
 
-def test_incremental_build_reuses_sentence_rows(tiny_corpus, tiny_index, fake_embedder):
+def test_incremental_build_reuses_sentence_rows(tiny_corpus, tiny_index, fake_embedder, tmp_path):
     previous = load_index(tiny_index.index_path, tiny_index)
     articles = load_corpus(tiny_corpus).articles
     fake_embedder.calls.clear()
-    data, stats = build_index(articles, fake_embedder, tiny_index, previous)
+    data, stats = build_index(tmp_path / "build", articles, fake_embedder, tiny_index, previous)
     assert stats.embedded == 0 and fake_embedder.calls == []
-    np.testing.assert_array_equal(data.sentence_vectors, previous.sentence_vectors)
+    assert [s.id for s in data.segments] == [s.id for s in previous.segments]
+    np.testing.assert_array_equal(
+        np.asarray(data.sentence_vectors), np.asarray(previous.sentence_vectors)
+    )
     np.testing.assert_array_equal(data.sentence_offsets, previous.sentence_offsets)

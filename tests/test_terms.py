@@ -47,8 +47,8 @@ def test_prepared_features_equal_reading_the_texts(texts, question, data):
 def test_saved_table_loads_the_same(tmp_path):
     texts = ["Kim tiba di Vladivostok pada Rabu (13/9) 2023.", "", "Tiga puluh ribu orang."]
     table = TermTable.build(texts)
-    table.save(tmp_path / "terms.npz")
-    loaded = TermTable.load(tmp_path / "terms.npz")
+    table.save(tmp_path / "terms")
+    loaded = TermTable.load(tmp_path / "terms")
     assert loaded.count == table.count == 3
     question = frozenset(tokenize("Berapa orang datang ke Vladivostok?"))
     rows = np.array([0, 1, 2])

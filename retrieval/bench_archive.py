@@ -1,0 +1,222 @@
+"""The bench's archive section: a synthetic news archive through the real reindex path.
+
+It writes N passages as article files (ten paragraphs each, one to three sentences per
+paragraph, words from a Zipf-distributed vocabulary), indexes them with `reindex` and a
+synthetic encoder (vectors drawn from the bench's model of real passage vectors), then times,
+each as a new process: `bot.py --ask` from start to its first printed line, and
+`tanya-reindex` after adding, changing and removing one article and with nothing changed.
+Keyword and dense search are timed on the built index in this process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+from .errors import TanyaError
+from .index import load_index
+from .keyword import tokenize
+from .reindex import reindex
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAGRAPHS = 10
+QUESTION = "Kapan rapat itu digelar dan siapa yang memimpinnya?"
+
+
+class SyntheticEncoder:
+    """Vectors from the bench's vector model instead of a neural encoder: each call draws as
+    many vectors as texts, seeded by the texts, so a build is repeatable."""
+
+    def __init__(self, model, dim: int):
+        self.model, self.dim, self.name = model, dim, "synthetic"
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        seed = hashlib.blake2b(texts[0].encode(), digest_size=8).digest()
+        rng = np.random.default_rng(int.from_bytes(seed, "big") + len(texts))
+        return self.model.sample(len(texts), rng)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_passages(list(texts))
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+def _sentences(words: np.ndarray, rng: np.random.Generator, count: int) -> list[str]:
+    """`count` paragraphs of one to three sentences of 6-26 words each."""
+    per = rng.integers(1, 4, count)
+    lengths = rng.integers(6, 27, int(per.sum()))
+    weights = 1.0 / np.arange(1, len(words) + 1) ** 1.07
+    ids = rng.choice(len(words), size=int(lengths.sum()), p=weights / weights.sum())
+    cuts = np.concatenate([[0], np.cumsum(lengths)])
+    sentences = [
+        " ".join(words[ids[a:b]]).capitalize() + "."
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
+    firsts = np.concatenate([[0], np.cumsum(per)])
+    return [" ".join(sentences[a:b]) for a, b in zip(firsts[:-1], firsts[1:], strict=True)]
+
+
+def article_text(words: np.ndarray, rng: np.random.Generator, number: int) -> str:
+    """One article file: a title line and PARAGRAPHS paragraphs."""
+    body = _sentences(words, rng, PARAGRAPHS)
+    return f"Kabar arsip nomor {number}\n\n" + "\n\n".join(body) + "\n"
+
+
+def write_archive(corpus: Path, passages: int, rng: np.random.Generator, words: np.ndarray):
+    """Write passages / PARAGRAPHS article files, a thousand per folder."""
+    articles = max(1, passages // PARAGRAPHS)
+    bodies = _sentences(words, rng, articles * PARAGRAPHS)
+    for k in range(articles):
+        folder = corpus / f"{k // 1000:04d}"
+        if k % 1000 == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        text = "\n\n".join(bodies[k * PARAGRAPHS : (k + 1) * PARAGRAPHS])
+        (folder / f"a{k}.txt").write_text(f"Kabar arsip nomor {k}\n\n{text}\n", "utf-8")
+    return articles
+
+
+def _reindex_process(config_file: Path) -> dict:
+    """`tanya-reindex` end to end as a new process, with its peak RSS."""
+    command = [sys.executable, "-m", "retrieval.reindex", "--config", str(config_file), "--quiet"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.stdout.close()
+    proc.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise TanyaError(f"`{' '.join(command)}` failed: {err.strip()[-500:]}")
+    return {
+        "seconds": round(seconds, 3),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "summary": out.strip().splitlines()[-1] if out.strip() else "",
+    }
+
+
+def _folder_mb(folder: Path) -> float:
+    """Disk use of a folder, counting each hard-linked file once."""
+    seen, total = set(), 0
+    for path in folder.rglob("*"):
+        info = path.lstat()
+        if path.is_file() and (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
+    return round(total / 2**20, 1)
+
+
+def measure_archive(
+    n: int,
+    config: Config,
+    vector_model,
+    dim: int,
+    workdir: Path,
+    write_config,
+    measure_cold_start,
+    percentiles,
+    cold_runs: int = 3,
+    queries: int = 200,
+    seed: int = 0,
+) -> dict:
+    """Build an n-passage archive index through reindex and time what the issue of scale asks."""
+    from .bench import _pseudo_words
+
+    rng = np.random.default_rng(seed)
+    corpus, index_path = workdir / "archive" / "corpus", workdir / "archive" / ".index"
+    words = _pseudo_words(min(50_000, max(1000, n // 2)), rng)
+    started = time.perf_counter()
+    articles = write_archive(corpus, n, rng, words)
+    written = time.perf_counter() - started
+    archive = dataclasses.replace(
+        config,
+        corpus=dataclasses.replace(config.corpus, path=str(corpus.resolve())),
+        index=dataclasses.replace(config.index, path=str(index_path.resolve())),
+    )
+    config_file = write_config(archive, workdir / "archive.yaml")
+    encoder = SyntheticEncoder(vector_model, dim)
+    started = time.perf_counter()
+    built = reindex(archive, embedder=encoder)
+    build_seconds = time.perf_counter() - started
+    time.sleep(2.1)  # files written just before the build are then settled (see load_corpus)
+    steps = {"settle": _reindex_process(config_file)}  # reads the last-written files once
+    cold = measure_cold_start(config_file, runs=cold_runs, question=QUESTION)
+    steps["no_change"] = _reindex_process(config_file)
+    new = corpus / "baru" / "tambahan.txt"
+    new.parent.mkdir()
+    new.write_text(article_text(words, rng, articles), "utf-8")
+    steps["add_one"] = _reindex_process(config_file)
+    changed = corpus / "0000" / "a1.txt"
+    changed.write_text(article_text(words, rng, 1), "utf-8")
+    steps["change_one"] = _reindex_process(config_file)
+    (corpus / "0000" / "a2.txt").unlink()
+    steps["remove_one"] = _reindex_process(config_file)
+    steps["no_change_after"] = _reindex_process(config_file)
+
+    index = load_index(index_path, archive)
+    rows = index.live_rows()
+    picks = rng.choice(rows, queries)
+    tokens = [
+        list(rng.choice(tokenize(index.chunks[int(r)].text), 4, replace=False)) for r in picks
+    ]
+    times = []
+    for query in tokens:
+        begun = time.perf_counter()
+        index.keyword.top(query, config.search.candidates)
+        times.append(time.perf_counter() - begun)
+    keyword = percentiles(times)
+    probes = vector_model.sample(min(queries, 100), rng)
+    dense_times, recalls = [], []
+    for probe in probes:
+        begun = time.perf_counter()
+        found = index.dense_search(probe, 10)
+        dense_times.append(time.perf_counter() - begun)
+        exact = _exact_top(index, probe, 10)
+        recalls.append(len(set(found.tolist()) & set(exact.tolist())) / 10)
+    return {
+        "n": index.count,
+        "articles": articles,
+        "write_corpus_seconds": round(written, 1),
+        "build": {
+            "seconds": round(build_seconds, 1),
+            "summary": dataclasses.asdict(built.stats),
+            "disk_mb": _folder_mb(Path(os.path.realpath(index_path))),
+        },
+        "segments": [s.count for s in index.segments],
+        "cold_start": cold,
+        "reindex": steps,
+        "keyword": keyword,
+        "dense": {**percentiles(dense_times), "recall_at_10": round(float(np.mean(recalls)), 4)},
+    }
+
+
+def _exact_top(index, probe: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest live rows by brute force over every segment's vectors."""
+    best_rows, best_scores = [], []
+    live = np.zeros(index.size, dtype=bool)
+    live[index.live_rows()] = True
+    for segment, base in zip(index.segments, index.bases, strict=False):
+        step = 200_000
+        for start in range(0, segment.count, step):
+            block = np.asarray(segment.vectors[start : start + step]) @ probe
+            rows = np.arange(start, start + len(block)) + base
+            block[~live[rows]] = -np.inf
+            top = np.argpartition(-block, min(k, len(block) - 1))[:k]
+            best_rows.append(rows[top])
+            best_scores.append(block[top])
+    rows, scores = np.concatenate(best_rows), np.concatenate(best_scores)
+    return rows[np.argsort(-scores)[:k]]

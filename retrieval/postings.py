@@ -1,0 +1,339 @@
+"""Keyword side of search: BM25 over per-segment postings, scored at query time.
+
+Each segment of the index holds its own postings (terms, and per term the documents and term
+frequencies) and document lengths. Document frequencies, the document count and the average
+length are summed over the segments at load time, less what the deleted documents held, so
+the scores equal those of a fresh build over the live documents, whatever was added, changed
+or removed since. The scoring is bm25s's "lucene" variant (k1 1.5, b 0.75), which the
+keyword side used before it was incremental.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .keyword import tokenize
+
+K1, B = 1.5, 0.75
+# Terms are stored as fixed-width UTF-8; a longer one keeps its start and a hash of the rest.
+TERM_BYTES = 64
+FILES = ("kw_terms.npy", "kw_offsets.npy", "kw_docs.npy", "kw_tf.npy", "kw_lengths.npy")
+
+
+def term_key(token: str) -> bytes:
+    """The stored form of a token: its UTF-8, at most TERM_BYTES bytes."""
+    raw = token.encode("utf-8")
+    if len(raw) <= TERM_BYTES:
+        return raw
+    return raw[: TERM_BYTES - 16] + hashlib.blake2b(raw, digest_size=8).hexdigest().encode()
+
+
+@dataclass
+class Postings:
+    """One segment's postings: `terms` sorted; term t's postings are [offsets[t], offsets[t+1])."""
+
+    terms: np.ndarray  # S<=64, sorted
+    offsets: np.ndarray  # int64, len(terms) + 1
+    docs: np.ndarray  # int32, local document numbers, ascending within a term
+    tf: np.ndarray  # uint16
+    lengths: np.ndarray  # int32, tokens per document
+
+    @classmethod
+    def build(cls, token_lists: Sequence[Sequence[str]]) -> Postings:
+        """Postings of these documents (token lists, in document order)."""
+        vocab: dict[bytes, int] = {}
+        ids: list[int] = []
+        lengths = np.zeros(len(token_lists), dtype=np.int32)
+        for d, tokens in enumerate(token_lists):
+            lengths[d] = len(tokens)
+            ids.extend(vocab.setdefault(term_key(t), len(vocab)) for t in tokens)
+        if not vocab:
+            empty = np.zeros(0, dtype=np.int32)
+            return cls(np.zeros(0, dtype="S1"), np.zeros(1, np.int64), empty, empty, lengths)
+        words = np.array(list(vocab), dtype=f"S{max(len(w) for w in vocab)}")
+        order = np.argsort(words, kind="stable")
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        n = max(1, len(token_lists))
+        docs = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
+        keys, counts = np.unique(
+            rank[np.asarray(ids, dtype=np.int64)] * n + docs, return_counts=True
+        )
+        post_terms = keys // n
+        return cls(
+            words[order],
+            np.searchsorted(post_terms, np.arange(len(words) + 1)).astype(np.int64),
+            (keys % n).astype(np.int32),
+            np.minimum(counts, np.iinfo(np.uint16).max).astype(np.uint16),
+            lengths,
+        )
+
+    @property
+    def count(self) -> int:
+        return len(self.lengths)
+
+    def save(self, folder: Path) -> None:
+        arrays = (self.terms, self.offsets, self.docs, self.tf, self.lengths)
+        for name, array in zip(FILES, arrays, strict=True):
+            np.save(folder / name, array)
+
+    @classmethod
+    def load(cls, folder: Path) -> Postings:
+        """Mapped from disk: opening costs nothing whatever the size."""
+        arrays = []
+        for name in FILES:
+            try:
+                arrays.append(np.load(folder / name, mmap_mode="r", allow_pickle=False))
+            except BaseException as exc:
+                exc.add_note(name)
+                raise
+        return cls(*arrays)
+
+    def find(self, key: bytes) -> int:
+        """The term's number, or -1."""
+        at = int(np.searchsorted(self.terms, key))
+        return at if at < len(self.terms) and self.terms[at] == key else -1
+
+    def doc_freq(self, term: int) -> int:
+        return int(self.offsets[term + 1] - self.offsets[term])
+
+    def term_counts(self, token_lists: Sequence[Sequence[str]]) -> dict[int, int]:
+        """For these documents' tokens: term number -> how many of the documents hold it."""
+        counts: dict[int, int] = {}
+        for tokens in token_lists:
+            for key in {term_key(t) for t in tokens}:
+                term = self.find(key)
+                if term >= 0:
+                    counts[term] = counts.get(term, 0) + 1
+        return counts
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What the deleted documents of one segment held: their numbers, per-term document counts
+    and total length, so the live statistics are the segment's less these."""
+
+    docs: np.ndarray  # int64, sorted local numbers
+    terms: np.ndarray  # int64 term numbers
+    counts: np.ndarray  # int64, documents per term
+    length: int
+
+    @classmethod
+    def none(cls) -> Deleted:
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(empty, empty, empty, 0)
+
+    def plus(self, postings: Postings, docs: np.ndarray, token_lists) -> Deleted:
+        """These deletions and more: documents `docs` (not deleted yet) with these tokens."""
+        counts = dict(zip(self.terms.tolist(), self.counts.tolist(), strict=True))
+        for term, k in postings.term_counts(token_lists).items():
+            counts[term] = counts.get(term, 0) + k
+        terms = np.asarray(sorted(counts), dtype=np.int64)
+        return Deleted(
+            np.union1d(self.docs, np.asarray(docs, dtype=np.int64)),
+            terms,
+            np.asarray([counts[t] for t in terms.tolist()], dtype=np.int64),
+            self.length + int(np.asarray(postings.lengths)[np.asarray(docs, np.int64)].sum()),
+        )
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "docs": self.docs,
+            "terms": self.terms,
+            "counts": self.counts,
+            "length": np.asarray([self.length]),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays) -> Deleted:
+        return cls(
+            np.asarray(arrays["docs"], dtype=np.int64),
+            np.asarray(arrays["terms"], dtype=np.int64),
+            np.asarray(arrays["counts"], dtype=np.int64),
+            int(np.asarray(arrays["length"])[0]),
+        )
+
+
+class KeywordIndex:
+    """BM25 over the live documents of several segments, laid end to end as one row space."""
+
+    def __init__(
+        self,
+        segments: Sequence[Postings],
+        deleted: Sequence[Deleted],
+        stemming: bool,
+    ):
+        self.stemming = stemming
+        self._segments = list(segments)
+        self._deleted = {
+            i: dict(zip(d.terms.tolist(), d.counts.tolist(), strict=True))
+            for i, d in enumerate(deleted)
+            if len(d.terms)
+        }
+        self._bases = np.cumsum([0, *(s.count for s in segments)])
+        self.size = int(self._bases[-1])
+        dead = [
+            base + d.docs for base, d in zip(self._bases[:-1], deleted, strict=True) if len(d.docs)
+        ]
+        self._dead = np.sort(np.concatenate(dead)) if dead else np.zeros(0, dtype=np.int64)
+        self.live = self.size - len(self._dead)
+        self._live = np.ones(self.size, dtype=bool)
+        self._live[self._dead] = False
+        total = sum(int(np.asarray(s.lengths).sum(dtype=np.int64)) for s in segments)
+        total -= sum(d.length for d in deleted)
+        average = total / self.live if self.live else 1.0
+        # k1 * (1 - b + b * length / average) per document, for the current average.
+        self._norms = [
+            (K1 * ((1 - B) + B * np.asarray(s.lengths, dtype=np.float32) / np.float32(average)))
+            for s in segments
+        ]
+
+    def _terms(self, tokens: Sequence[str]) -> list[_Term]:
+        """The known terms of these tokens, each once with how often it was given."""
+        times: dict[str, int] = {}
+        for token in tokens:
+            times[token] = times.get(token, 0) + 1
+        terms = []
+        for token, repeat in times.items():
+            key = term_key(token)
+            found, df = [], 0
+            for i, segment in enumerate(self._segments):
+                term = segment.find(key)
+                if term >= 0:
+                    found.append((i, int(segment.offsets[term]), int(segment.offsets[term + 1])))
+                    df += segment.doc_freq(term) - self._deleted.get(i, {}).get(term, 0)
+            if df > 0:
+                idf = np.float32(np.log(1 + (self.live - df + 0.5) / (df + 0.5)))
+                terms.append(_Term(repeat, idf, df, found))
+        return terms
+
+    def doc_freq(self, token: str) -> int:
+        """Live documents holding the token."""
+        terms = self._terms([token])
+        return terms[0].df if terms else 0
+
+    def _add(self, scores: np.ndarray, term: _Term) -> np.ndarray:
+        """Add one term's scores over all its postings; the rows it touched."""
+        touched = []
+        for i, a, b in term.found:
+            segment = self._segments[i]
+            docs = segment.docs[a:b]
+            tf = segment.tf[a:b].astype(np.float32)
+            part = tf / (self._norms[i][docs] + tf)
+            part *= term.idf * np.float32(term.repeat)
+            rows = self._bases[i] + docs
+            scores[rows] += part
+            touched.append(rows)
+        return np.concatenate(touched) if touched else np.zeros(0, dtype=np.int64)
+
+    def _at(self, term: _Term, rows: np.ndarray) -> np.ndarray:
+        """One term's scores at these rows (ascending; 0 where it does not occur)."""
+        out = np.zeros(len(rows), dtype=np.float32)
+        for i, a, b in term.found:
+            segment = self._segments[i]
+            inside = (rows >= self._bases[i]) & (rows < self._bases[i + 1])
+            if not inside.any():
+                continue
+            local = rows[inside] - self._bases[i]
+            docs = np.asarray(segment.docs[a:b])
+            # Look the rows up in the postings (both ascending: numpy walks them in step).
+            at = np.minimum(np.searchsorted(docs, local), len(docs) - 1)
+            hit = docs[at] == local
+            tf = np.asarray(segment.tf[a:b])[at[hit]].astype(np.float32)
+            part = tf / (self._norms[i][local[hit]] + tf)
+            part *= term.idf * np.float32(term.repeat)
+            out[np.flatnonzero(inside)[hit]] = part
+        return out
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every row for this query (zeros when no word is known)."""
+        return self.scores_of(tokenize(query, self.stemming))
+
+    def scores_of(self, tokens: Sequence[str]) -> np.ndarray:
+        """BM25 score of every row for these tokens (already stemmed as indexed); a deleted
+        row scores 0. A token given twice counts twice."""
+        scores = np.zeros(self.size, dtype=np.float32)
+        for term in self._terms(tokens):
+            self._add(scores, term)
+        if len(self._dead):
+            scores[self._dead] = 0.0
+        return scores
+
+    def scores_at(self, tokens: Sequence[str], rows: np.ndarray) -> np.ndarray:
+        """scores_of(tokens)[rows], without scoring the other rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        ascending = rows[order]
+        out = np.zeros(len(rows), dtype=np.float32)
+        for term in self._terms(tokens):
+            out[order] += self._at(term, ascending)
+        out[~self._live[rows]] = 0.0
+        return out
+
+    def top(
+        self, tokens: Sequence[str], k: int, hidden: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of the k best-scoring live rows with a score above 0, and their scores,
+        as scores_of would rank them (ties at the cut in any order); `hidden` rows are left out.
+
+        Rare words are scored over all their postings first. Once the k-th best of the rows
+        they reach beats what the remaining, frequent words could add to any row at most (each
+        term adds less than its idf), no other row can enter the top k: the frequent words are
+        then only scored at the rows reached, not over their long postings.
+        """
+        terms = sorted(self._terms(tokens), key=lambda t: -t.idf * t.repeat)
+        if not terms or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        allowed = self._live
+        if hidden is not None and len(hidden):
+            allowed = allowed.copy()
+            allowed[np.asarray(hidden, dtype=np.int64)] = False
+        # What the terms from n on can add to a row at most.
+        bounds = [*np.cumsum([float(t.idf) * t.repeat for t in reversed(terms)])[::-1], 0.0]
+        scores = np.zeros(self.size, dtype=np.float32)
+        seen = np.zeros(self.size, dtype=bool)
+        reached: list[np.ndarray] = []
+        for n, term in enumerate(terms):
+            rows = self._add(scores, term)
+            rows = rows[~seen[rows]]
+            seen[rows] = True
+            reached.append(rows[allowed[rows]])
+            candidates = np.concatenate(reached)
+            if n + 1 < len(terms):
+                if len(candidates) < k:
+                    continue
+                kth = np.partition(scores[candidates], len(candidates) - k)[len(candidates) - k]
+                if kth <= bounds[n + 1]:
+                    continue
+                candidates = np.sort(candidates)
+                for later in terms[n + 1 :]:
+                    scores[candidates] += self._at(later, candidates)
+            values = scores[candidates]
+            keep = values > 0
+            candidates, values = candidates[keep], values[keep]
+            if len(candidates) > k:
+                best = np.argpartition(-values, k - 1)[:k]
+                candidates, values = candidates[best], values[best]
+            order = np.argsort(-values, kind="stable")
+            return candidates[order], values[order]
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+
+    def known(self, tokens: Sequence[str]) -> int:
+        """How many of these tokens occur in the live documents."""
+        return sum(1 for t in tokens if self.doc_freq(t) > 0)
+
+
+@dataclass(frozen=True)
+class _Term:
+    """A query term: how often it was given, its idf and document frequency, and where its
+    postings lie: (segment, start, end)."""
+
+    repeat: int
+    idf: np.float32
+    df: int
+    found: list[tuple[int, int, int]]

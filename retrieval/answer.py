@@ -19,10 +19,11 @@ from .chunking import Chunk
 from .config import Config, ReaderConfig, SearchConfig
 from .embedding import Embedder, make_embedder
 from .errors import IndexMismatchError, QuestionError
-from .index import ArticleInfo, IndexData, load_index, read_manifest
+from .index import ArticleInfo, read_manifest
 from .query import TYPES, Query, make_query
 from .reader import WEIGHTS, Reader, Reading
 from .search import TYPED_WEIGHTS, Hit, search
+from .store import PassageStore, open_store
 
 MAX_QUESTION_CHARS = 1000
 RANKING_SIZE = 10
@@ -136,7 +137,7 @@ def clean_question(question: str) -> str:
     return text
 
 
-def is_elliptic(query: Query, index: IndexData) -> bool:
+def is_elliptic(query: Query, index: PassageStore) -> bool:
     """A follow-up that brings no new topic: every word but question words is in the articles."""
     return query.follow_up and index.keyword.known(query.topic_stems) == len(query.topic_stems)
 
@@ -147,7 +148,7 @@ def search_text(question: str, history: Sequence[str], config: SearchConfig) -> 
     return " ".join([*recent, question]) if config.history_turns and recent else question
 
 
-def evidence(hits: Sequence[Hit], index: IndexData, query: Query, config: SearchConfig) -> float:
+def evidence(hits: Sequence[Hit], index: PassageStore, query: Query, config: SearchConfig) -> float:
     """How well the articles cover a query: best cosine, plus the coverage weight times the
     best share of its content words found in one of the top passages."""
     if not hits:
@@ -171,7 +172,7 @@ def is_weak(
     return support < threshold
 
 
-def highlight(index: IndexData, hit: Hit, queries: Sequence[Query]) -> tuple[int, int]:
+def highlight(index: PassageStore, hit: Hit, queries: Sequence[Query]) -> tuple[int, int]:
     """The sentence of the hit that best answers: dense, keyword and answer-type signals."""
     chunk = hit.chunk
     if len(chunk.sentences) == 1:
@@ -217,7 +218,7 @@ def read_candidates(
 def compose(
     question: str,
     candidates: list[Candidate],
-    index: IndexData,
+    index: PassageStore,
     queries: Sequence[Query],
     config: Config,
 ) -> Answer:
@@ -265,7 +266,9 @@ def compose(
     return Answer(question, declined, tuple(quotes), ranking, scores)
 
 
-def quote(index: IndexData, candidate: Candidate, queries: Sequence[Query], marked: bool) -> Quote:
+def quote(
+    index: PassageStore, candidate: Candidate, queries: Sequence[Query], marked: bool
+) -> Quote:
     """A candidate as a quote: its answer span (when marked) inside the highlighted sentence."""
     hit, reading = candidate.hit, candidate.reading
     chunk = hit.chunk
@@ -316,8 +319,8 @@ class Answerer:
         self._cache: OrderedDict[tuple, Answer] = OrderedDict()
         self._index = self._load()
 
-    def _load(self) -> IndexData:
-        index = load_index(self.config.index_path, self.config)
+    def _load(self) -> PassageStore:
+        index = open_store(self.config)
         if index.manifest.get("dimension") != self.embedder.dim:
             raise IndexMismatchError(
                 f"the index holds {index.manifest.get('dimension')}-d vectors but the model "
@@ -327,7 +330,7 @@ class Answerer:
         return index
 
     @property
-    def index(self) -> IndexData:
+    def index(self) -> PassageStore:
         return self._index
 
     def articles(self) -> list[ArticleInfo]:
@@ -349,7 +352,7 @@ class Answerer:
             self._cache.clear()
         return True
 
-    def query(self, text: str, index: IndexData) -> Query:
+    def query(self, text: str, index: PassageStore) -> Query:
         """A search text prepared once for every stage."""
         vector = self.embedder.encode_queries([text])[0]
         return make_query(text, vector, index.keyword.stemming)
@@ -358,7 +361,7 @@ class Answerer:
         self,
         text: str,
         history: tuple[str, ...],
-        index: IndexData,
+        index: PassageStore,
         hidden: np.ndarray | None = None,
     ) -> tuple[tuple[Query, ...], list[Hit]]:
         """Search the question alone; an elliptic one that is weak alone is re-read in context.

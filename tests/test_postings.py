@@ -174,3 +174,12 @@ def test_top_and_scores_at_agree_with_every_score(token_lists, data, query, k):
     allowed[hidden] = 0
     expected = np.sort(allowed[allowed > 0])[::-1][:k]
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)  # the same k best
+
+
+def test_the_embedded_index_is_the_store_that_answering_uses(tiny_answerer):
+    from retrieval.index import IndexData
+    from retrieval.store import PassageStore
+
+    index = tiny_answerer.index
+    assert isinstance(index, IndexData) and isinstance(index, PassageStore)
+    assert tiny_answerer.ask("Berapa harga cabai rawit?").quotes

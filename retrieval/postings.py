@@ -310,9 +310,14 @@ class KeywordIndex:
                 kth = np.partition(scores[candidates], len(candidates) - k)[len(candidates) - k]
                 if kth <= bounds[n + 1]:
                     continue
-                candidates = np.sort(candidates)
+                ascending = None
                 for later in terms[n + 1 :]:
-                    scores[candidates] += self._at(later, candidates)
+                    if 16 * len(candidates) > later.postings:  # cheaper to score them all
+                        self._add(scores, later)
+                        continue
+                    if ascending is None:  # runs of ascending rows: a merge, not a sort
+                        ascending = np.sort(candidates, kind="stable")
+                    scores[ascending] += self._at(later, ascending)
             values = scores[candidates]
             keep = values > 0
             candidates, values = candidates[keep], values[keep]
@@ -337,3 +342,7 @@ class _Term:
     idf: np.float32
     df: int
     found: list[tuple[int, int, int]]
+
+    @property
+    def postings(self) -> int:
+        return sum(b - a for _, a, b in self.found)

@@ -312,7 +312,7 @@ def inside(path: str, folder: str) -> bool:
 
 def corpus_files(
     root: Path, follow_outside_links: bool = False
-) -> tuple[list[Path], list[CorpusProblem]]:
+) -> tuple[list[str], list[CorpusProblem]]:
     """Article files under a folder (hidden ones skipped), or the one file given, and the
     folders and links that were not followed, each with its reason.
 
@@ -320,49 +320,73 @@ def corpus_files(
     so an article's id never depends on which of two paths to it comes first. Links (to
     files or folders) that lead outside the folder are followed only with
     follow_outside_links; a folder that cannot be listed is reported, not passed over.
+    Paths are strings (an archive has a hundred thousand of them), in path order.
     """
     if not root.is_dir():
-        return [root], []
+        return [str(root)], []
     real_root = os.path.realpath(root)
-    files: list[Path] = []
+    files: list[str] = []
     problems: list[CorpusProblem] = []
 
-    def unlisted(error: OSError) -> None:
-        where = error.filename or root
-        reason = f"cannot list this folder ({error.strerror or error})"
-        problems.append(CorpusProblem(str(where), reason, unreadable=True))
-
-    def outside(path: Path) -> bool:
-        if follow_outside_links or not path.is_symlink():
+    def outside(path: str, link: bool) -> bool:
+        if follow_outside_links or not link:
             return False
         if inside(os.path.realpath(path), real_root):
             return False
         reason = "a link to outside the corpus folder (see corpus.follow_outside_links)"
-        problems.append(CorpusProblem(str(path), reason))
+        problems.append(CorpusProblem(path, reason))
         return True
 
     seen_folders = {real_root}
-    for folder, dirs, names in os.walk(root, onerror=unlisted, followlinks=True):
-        here = Path(folder)
-        kept = []
-        for name in sorted(dirs):
-            sub = here / name
-            real = os.path.realpath(sub)
-            if name.startswith(".") or real in seen_folders:
-                continue  # hidden, or a link back to a folder already read
-            if sub.is_symlink() and inside(real, real_root):
-                continue  # read where it is
-            if outside(sub):
-                continue
-            seen_folders.add(real)
-            kept.append(name)
-        dirs[:] = kept
-        for name in names:
-            path = here / name
-            if name.startswith(".") or path.suffix not in SUFFIXES or outside(path):
-                continue
-            files.append(path)  # a dangling link is reported when read, not ignored
-    return sorted(files), problems
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as error:
+            reason = f"cannot list this folder ({error.strerror or error})"
+            problems.append(CorpusProblem(error.filename or folder, reason, unreadable=True))
+            continue
+        folders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # hidden
+            try:
+                is_folder = entry.is_dir()  # through a link too
+            except OSError:
+                is_folder = False
+            if is_folder:
+                real = os.path.realpath(entry.path)
+                if real in seen_folders:
+                    continue  # a link back to a folder already read
+                if entry.is_symlink() and inside(real, real_root):
+                    continue  # read where it is
+                if outside(entry.path, entry.is_symlink()):
+                    continue
+                seen_folders.add(real)
+                folders.append(entry.path)
+            elif os.path.splitext(entry.name)[1] in SUFFIXES and not outside(
+                entry.path, entry.is_symlink()
+            ):
+                files.append(entry.path)  # a dangling link is reported when read, not ignored
+        stack.extend(reversed(folders))
+    return sorted(files, key=lambda path: path.split(os.sep)), problems
+
+
+def _unchanged(was, name: str, info: os.stat_result) -> list | None:
+    """A file's recorded articles ([doc_id, hash, where] each) when its size and time are as
+    recorded; None when they are not, or the record is not what load_corpus writes."""
+    try:
+        size, mtime, listed = was
+        if size != info.st_size or mtime != info.st_mtime_ns:
+            return None
+        found = [(item[0], item[1], item[2] if len(item) > 2 else name) for item in listed]
+    except (TypeError, ValueError, IndexError):
+        return None
+    if not all(isinstance(part, str) for item in found for part in item):
+        return None
+    return found
 
 
 def load_corpus(
@@ -388,27 +412,25 @@ def load_corpus(
     known_files = (known or {}).get("files", {})
     settled = (known or {}).get("loaded_ns", 0) - RACY_NS
     base = root if root.is_dir() else root.parent
-    paths, problems = corpus_files(root, follow_outside_links)
-    for path in paths:
-        doc_id = path.relative_to(base).with_suffix("").as_posix()
+    prefix = str(base) + os.sep
+    names, problems = corpus_files(root, follow_outside_links)
+    for name in names:
+        if name.startswith(prefix):  # string work: pathlib costs seconds on an archive
+            relative = name[len(prefix) :]
+        else:
+            relative = Path(name).relative_to(base).as_posix()
+        doc_id = os.path.splitext(relative)[0].replace(os.sep, "/")
         try:
-            info = path.stat()
+            info = os.stat(name)
         except OSError:
             info = None
-        name = str(path)
         was = known_files.get(name)
-        same = (
-            info is not None
-            and was is not None
-            and was["bytes"] == info.st_size
-            and was["mtime_ns"] == info.st_mtime_ns
-            and info.st_mtime_ns < settled
-        )
+        found = None
+        if info is not None and was is not None and info.st_mtime_ns < settled:
+            found = _unchanged(was, name, info)
         before = len(problems)
-        if same:
-            found = [(doc, digest, where) for doc, digest, where in was["articles"]]
-        else:
-            loaded, skipped = load_file(path, doc_id, max_file_bytes)
+        if found is None:
+            loaded, skipped = load_file(Path(name), doc_id, max_file_bytes)
             problems.extend(skipped)
             found = [(a, a.content_hash, where) for a, where in loaded]
         listed = []
@@ -420,14 +442,14 @@ def load_corpus(
                 problems.append(CorpusProblem(where, reason))
                 continue
             first_seen[key] = where
-            listed.append((key, digest, where))
+            listed.append([key, digest] if where == name else [key, digest, where])
             if isinstance(item, str):
                 unchanged[key] = digest
             else:
                 articles[key] = item
         # A file with a problem is read again next time, so the problem is reported again.
         if info is not None and len(problems) == before:
-            files[name] = {"bytes": info.st_size, "mtime_ns": info.st_mtime_ns, "articles": listed}
+            files[name] = [info.st_size, info.st_mtime_ns, listed]
     return Corpus(
         tuple(articles.values()),
         tuple(problems),

@@ -647,18 +647,23 @@ def _carry(part: _Part, segment: Segment, gone: Deleted) -> None:
     part.sentence_counts.extend(lengths.tolist())
 
 
+def _joined(parts: list[np.ndarray], dim: int) -> np.ndarray:
+    """The parts as one float32 array, without a copy when there is only one."""
+    if len(parts) == 1:
+        return np.asarray(parts[0], dtype=np.float32)
+    return (
+        np.concatenate(parts).astype(np.float32, copy=False)
+        if parts
+        else np.zeros((0, dim), np.float32)
+    )
+
+
 def write_segment(folder: Path, part: _Part, config: Config, dim: int) -> dict:
     """Write a new segment folder; its manifest entry."""
     folder.mkdir(parents=True)
     chunks = part.chunks
-    vectors = (
-        np.concatenate(part.vectors) if part.vectors else np.zeros((0, dim), np.float32)
-    ).astype(np.float32, copy=False)
-    sentence_vectors = (
-        np.concatenate(part.sentence_vectors)
-        if part.sentence_vectors
-        else np.zeros((0, dim), np.float32)
-    ).astype(np.float32, copy=False)
+    vectors = _joined(part.vectors, dim)
+    sentence_vectors = _joined(part.sentence_vectors, dim)
     offsets = np.cumsum([0, *part.sentence_counts], dtype=np.int64)
     ChunkStore.write(folder, chunks)
     rows: dict[str, list[int]] = {}
@@ -674,7 +679,7 @@ def write_segment(folder: Path, part: _Part, config: Config, dim: int) -> dict:
     np.save(folder / "sentence_offsets.npy", offsets)
     faiss.write_index(make_faiss(vectors, config.index), str(folder / "faiss.index"))
     stemming = config.search.stemming
-    Postings.build([tokenize(c.text, stemming) for c in chunks]).save(folder)
+    Postings.build(tokenize(c.text, stemming) for c in chunks).save(folder)
     TermTable.build([c.text for c in chunks]).save(folder / "passage_terms")
     TermTable.build(sentence_texts(chunks)).save(folder / "sentence_terms")
     return {

@@ -11,7 +11,8 @@ keyword side used before it was incremental.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,33 +45,36 @@ class Postings:
     lengths: np.ndarray  # int32, tokens per document
 
     @classmethod
-    def build(cls, token_lists: Sequence[Sequence[str]]) -> Postings:
-        """Postings of these documents (token lists, in document order)."""
-        vocab: dict[bytes, int] = {}
-        ids: list[int] = []
-        lengths = np.zeros(len(token_lists), dtype=np.int32)
-        for d, tokens in enumerate(token_lists):
-            lengths[d] = len(tokens)
-            ids.extend(vocab.setdefault(term_key(t), len(vocab)) for t in tokens)
+    def build(cls, token_lists: Iterable[Sequence[str]]) -> Postings:
+        """Postings of these documents (token lists, in document order; read once, so a
+        generator keeps only one document's tokens in memory)."""
+        vocab: dict[str, int] = {}
+        ids, lengths = array("i"), array("i")  # 4 bytes an entry, not a Python int's 36
+        for tokens in token_lists:
+            lengths.append(len(tokens))
+            ids.extend([vocab.setdefault(t, len(vocab)) for t in tokens])
+        counts_per_doc = np.frombuffer(lengths, dtype=np.int32).copy()
         if not vocab:
             empty = np.zeros(0, dtype=np.int32)
-            return cls(np.zeros(0, dtype="S1"), np.zeros(1, np.int64), empty, empty, lengths)
-        words = np.array(list(vocab), dtype=f"S{max(len(w) for w in vocab)}")
+            return cls(np.zeros(0, dtype="S1"), np.zeros(1, np.int64), empty, empty, counts_per_doc)
+        keys = [term_key(t) for t in vocab]
+        words = np.array(keys, dtype=f"S{max(len(k) for k in keys)}")
+        del keys
         order = np.argsort(words, kind="stable")
         rank = np.empty(len(order), dtype=np.int64)
         rank[order] = np.arange(len(order))
-        n = max(1, len(token_lists))
-        docs = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
-        keys, counts = np.unique(
-            rank[np.asarray(ids, dtype=np.int64)] * n + docs, return_counts=True
-        )
-        post_terms = keys // n
+        n = max(1, len(counts_per_doc))
+        docs = np.repeat(np.arange(len(counts_per_doc), dtype=np.int64), counts_per_doc)
+        pairs = rank[np.frombuffer(ids, dtype=np.int32)] * n + docs
+        del ids, docs
+        pairs, counts = np.unique(pairs, return_counts=True)
+        post_terms = pairs // n
         return cls(
             words[order],
             np.searchsorted(post_terms, np.arange(len(words) + 1)).astype(np.int64),
-            (keys % n).astype(np.int32),
+            (pairs % n).astype(np.int32),
             np.minimum(counts, np.iinfo(np.uint16).max).astype(np.uint16),
-            lengths,
+            counts_per_doc,
         )
 
     @property
@@ -79,8 +83,8 @@ class Postings:
 
     def save(self, folder: Path) -> None:
         arrays = (self.terms, self.offsets, self.docs, self.tf, self.lengths)
-        for name, array in zip(FILES, arrays, strict=True):
-            np.save(folder / name, array)
+        for name, values in zip(FILES, arrays, strict=True):
+            np.save(folder / name, values)
 
     @classmethod
     def load(cls, folder: Path) -> Postings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,11 +63,12 @@ class TermTable:
     def build(cls, texts: Sequence[str]) -> TermTable:
         """Tokenise every text once."""
         vocab: dict[str, int] = {}
-        parts: dict[str, list[int]] = {kind: [] for kind in KINDS}
-        lengths: dict[str, list[int]] = {kind: [] for kind in KINDS}
+        # 4 bytes an entry, not a Python int's 36: an archive has tens of millions.
+        parts = {kind: array("i") for kind in KINDS}
+        lengths = {kind: array("i") for kind in KINDS}
         for text in texts:
             for kind, terms in zip(KINDS, text_terms(text), strict=True):
-                parts[kind].extend(vocab.setdefault(w, len(vocab)) for w in terms)
+                parts[kind].extend([vocab.setdefault(w, len(vocab)) for w in terms])
                 lengths[kind].append(len(terms))
         vocabulary = list(vocab)
         keys = [term_key(w) for w in vocabulary]
@@ -86,8 +88,13 @@ class TermTable:
         return cls(
             words[order],
             flags[order],
-            {kind: rank[np.asarray(parts[kind], dtype=np.int64)] for kind in KINDS},
-            {kind: np.cumsum([0, *lengths[kind]], dtype=np.int64) for kind in KINDS},
+            {kind: rank[np.frombuffer(parts[kind], dtype=np.int32)] for kind in KINDS},
+            {
+                kind: np.concatenate(
+                    [[0], np.cumsum(np.frombuffer(lengths[kind], np.int32))]
+                ).astype(np.int64)
+                for kind in KINDS
+            },
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -98,12 +105,12 @@ class TermTable:
     def save(self, folder: Path) -> None:
         """Write the table as a folder of arrays."""
         folder.mkdir(parents=True, exist_ok=True)
-        for name, array in self.arrays().items():
-            np.save(folder / f"{name}.npy", array)
+        for name, values in self.arrays().items():
+            np.save(folder / f"{name}.npy", values)
 
     @classmethod
     def load(cls, folder: Path) -> TermTable:
-        def array(name: str) -> np.ndarray:
+        def mapped(name: str) -> np.ndarray:
             try:
                 return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
             except BaseException as exc:
@@ -111,10 +118,10 @@ class TermTable:
                 raise
 
         return cls(
-            array("words"),
-            array("flags"),
-            {kind: array(f"{kind}_ids") for kind in KINDS},
-            {kind: array(f"{kind}_offsets") for kind in KINDS},
+            mapped("words"),
+            mapped("flags"),
+            {kind: mapped(f"{kind}_ids") for kind in KINDS},
+            {kind: mapped(f"{kind}_offsets") for kind in KINDS},
         )
 
     def lookup(self, words: frozenset[str]) -> np.ndarray:

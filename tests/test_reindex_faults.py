@@ -182,3 +182,21 @@ def write_config(config) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+def test_damage_that_keeps_size_and_time_is_found_by_verify(tiny_index, monkeypatch, capsys):
+    path, name = segment_file(tiny_index, "vectors.npy")
+    stat = path.stat()
+    data = path.read_bytes()
+    path.write_bytes(data[:-4] + bytes([data[-4] ^ 0x40]) + data[-3:])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as a failing disk would leave it
+    load_index(tiny_index.index_path, tiny_index)  # not hashed at every start
+    with pytest.raises(IndexCorruptError, match=f"is damaged: {name} does not match"):
+        load_index(tiny_index.index_path, tiny_index, thorough=True)
+    config = write_config(tiny_index)
+    monkeypatch.setattr(reindex_module, "make_embedder", lambda config: FakeEmbedder())
+    assert reindex_module.main(["--config", str(config), "--quiet"]) == 0
+    assert "index already up to date" in capsys.readouterr().out  # a plain reindex trusts it
+    assert reindex_module.main(["--config", str(config), "--quiet", "--verify"]) == 0
+    assert "index updated: 3 added" in capsys.readouterr().out  # rebuilt in full
+    load_index(tiny_index.index_path, tiny_index, thorough=True)

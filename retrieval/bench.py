@@ -29,7 +29,7 @@ import faiss
 import numpy as np
 
 from .answer import Answerer
-from .bench_archive import measure_archive
+from .bench_archive import measure_archive, measured, peak_rss_kb
 from .config import Config, IndexConfig, load_config
 from .embedding import Embedder, make_embedder
 from .errors import TanyaError
@@ -153,9 +153,10 @@ def measure_cold_start(config_file: Path, runs: int = 3, question: str = COLD_QU
     seconds, peak_kb = [], 0
     command = [sys.executable, "-m", "bot", "--config", str(config_file), "--ask", question]
     for _ in range(runs):
+        wrapped, rss = measured(command)  # see LAUNCHER
         started = time.perf_counter()
         proc = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            wrapped, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         first = ""
         while not first.strip():
@@ -165,12 +166,10 @@ def measure_cold_start(config_file: Path, runs: int = 3, question: str = COLD_QU
         seconds.append(time.perf_counter() - started)
         proc.stdout.read()
         err = proc.stderr.read()
-        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would mix in earlier children).
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.wait()
         proc.stdout.close()
         proc.stderr.close()
-        peak_kb = max(peak_kb, usage.ru_maxrss)
+        peak_kb = max(peak_kb, peak_rss_kb(rss))
         if proc.returncode != 0:
             raise TanyaError(f"`{' '.join(command)}` failed ({proc.returncode}): {err.strip()}")
     return {

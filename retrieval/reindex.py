@@ -137,6 +137,20 @@ def known_files(index_path: Path) -> dict | None:
     return data
 
 
+def save_known_files(index_path: Path, files: dict) -> None:
+    """Replace the live build's record of corpus files (a record to save reading, not part of
+    the index: it is not in the manifest's checksums), so files read again this time are not
+    read again next time."""
+    target = Path(os.path.realpath(index_path)) / CORPUS_FILES
+    tmp = target.with_name(f"{CORPUS_FILES}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(files, ensure_ascii=False), "utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:  # a full disk, say: only costs reading those files next time
+        tmp.unlink(missing_ok=True)
+        log.warning("could not update %s (%s)", target, exc.strerror or exc)
+
+
 def unreadable_articles(corpus: Corpus, index: IndexData | None) -> list[ArticleInfo]:
     """Articles of the index from files or folders that could not be read this time."""
     if index is None:
@@ -188,13 +202,15 @@ def _previous(index_path: Path, config: Config, full: bool, verify: bool) -> Ind
     if full:
         return None
     try:
-        return load_index(index_path, config, thorough=verify)
+        return load_index(index_path, config, thorough=verify, search=False)
     except IndexMissingError:
         return None
     except IndexMismatchError as exc:
         try:
             # Keyword settings only shape BM25, which every build makes anew: keep the vectors.
-            previous = load_index(index_path, config, ignore=("keyword",), thorough=verify)
+            previous = load_index(
+                index_path, config, ignore=("keyword",), thorough=verify, search=False
+            )
         except (IndexMismatchError, IndexCorruptError):
             log.warning("rebuilding everything: %s", " ".join(str(exc).splitlines()[:2]))
             return None
@@ -242,6 +258,8 @@ def reindex(
             )
             and previous.manifest.get("keyword") == expected_settings(config)["keyword"]
         ):
+            if corpus.articles:  # files read again (new times, or changed just before)
+                save_known_files(index_path, corpus.files)
             seconds = time.perf_counter() - started
             stats = BuildStats(0, 0, 0, len(documents), previous.count, 0, seconds)
             return ReindexResult(stats, corpus.problems, False, index_path, tuple(kept))

@@ -70,18 +70,33 @@ class Segment:
     vectors: np.ndarray  # mapped
     sentence_vectors: np.ndarray  # mapped
     sentence_offsets: np.ndarray  # local, count + 1
-    faiss_index: faiss.Index
     postings: Postings
     passage_terms: TermTable
     sentence_terms: TermTable
+    _faiss: faiss.Index | None = None
 
     @property
     def count(self) -> int:
         return len(self.chunks)
 
+    @property
+    def faiss_index(self) -> faiss.Index:
+        """The segment's FAISS index, opened when first needed (a reindex never searches)."""
+        if self._faiss is None:
+            try:
+                # Mapped, not read: the flat vectors stay in the page cache, shared and lazy.
+                self._faiss = faiss.read_index(
+                    str(self.folder / "faiss.index"), faiss.IO_FLAG_MMAP_IFC
+                )
+            except BaseException as exc:
+                exc.add_note(f"segments/{self.id}/faiss.index")
+                raise
+        return self._faiss
+
     @classmethod
-    def open(cls, folder: Path) -> Segment:
-        """Open the segment at folder; an error raised carries a note naming the file read."""
+    def open(cls, folder: Path, search: bool = True) -> Segment:
+        """Open the segment at folder (its FAISS index too when `search`); an error raised
+        carries a note naming the file read."""
         opened: dict = {}
         reading = CHUNKS
         try:
@@ -92,9 +107,6 @@ class Segment:
             opened["sentence_vectors"] = np.load(folder / reading, mmap_mode="r")
             reading = "sentence_offsets.npy"
             opened["sentence_offsets"] = np.load(folder / reading)
-            reading = "faiss.index"
-            # Mapped, not read: the flat vectors stay in the page cache, shared and lazy.
-            opened["faiss_index"] = faiss.read_index(str(folder / reading), faiss.IO_FLAG_MMAP_IFC)
             reading = "postings"
             opened["postings"] = Postings.load(folder)
             reading = "passage_terms"
@@ -105,7 +117,10 @@ class Segment:
             inner = getattr(exc, "__notes__", None)  # the file a loader was reading
             exc.add_note(f"segments/{folder.name}/{inner[-1] if inner else reading}")
             raise
-        return cls(folder.name, folder, **opened)
+        segment = cls(folder.name, folder, **opened)
+        if search:
+            segment.faiss_index  # noqa: B018 - opened now, so a damaged file is named at load
+        return segment
 
     def consistent(self) -> bool:
         """Whether every part of the segment has one entry per passage (or sentence)."""
@@ -115,7 +130,7 @@ class Segment:
             len(self.vectors) == n
             and len(self.sentence_offsets) == n + 1
             and len(self.sentence_vectors) == sentences
-            and self.faiss_index.ntotal == n
+            and (self._faiss is None or self._faiss.ntotal == n)
             and self.postings.count == n
             and self.passage_terms.count == n
             and self.sentence_terms.count == sentences

@@ -573,3 +573,16 @@ def test_a_damaged_record_of_corpus_files_reads_every_file(tiny_corpus, tmp_path
     read = _reads(monkeypatch)
     assert not reindex(config, embedder=FakeEmbedder()).swapped
     assert sorted(read) == ["banjir.md", "pasar.txt", "sepakbola.txt"]
+
+
+def test_a_no_change_reindex_records_the_files_it_had_to_read(tiny_corpus, tmp_path, monkeypatch):
+    config = make_config(tiny_corpus, tmp_path / "a" / ".index")
+    reindex(config, embedder=FakeEmbedder())  # the files were just written: too new to trust
+    _age(tiny_corpus)  # new times, same texts
+    read = _reads(monkeypatch)
+    assert not reindex(config, embedder=FakeEmbedder()).swapped
+    assert sorted(read) == ["banjir.md", "pasar.txt", "sepakbola.txt"]
+    read.clear()
+    assert not reindex(config, embedder=FakeEmbedder()).swapped
+    assert read == []  # recorded by the run before, though it changed nothing
+    load_index(config.index_path, config, thorough=True)  # the record is not part of the index

@@ -42,16 +42,23 @@ def test_scores_equal_bm25s(token_lists, query):
     )
 
 
-@settings(max_examples=60, deadline=None)
-@given(documents, st.data(), queries)
-def test_segments_with_deletions_equal_a_fresh_build_of_the_survivors(token_lists, data, query):
+def two_segments(token_lists, data) -> tuple[KeywordIndex, list[int]]:
+    """The documents split into two segments, some of the first segment's deleted (drawn),
+    and the numbers of the deleted ones."""
     cut = data.draw(st.integers(1, len(token_lists) - 1))
     first, second = token_lists[:cut], token_lists[cut:]
     gone = sorted(data.draw(st.sets(st.integers(0, len(first) - 1), max_size=len(first) - 1)))
     postings = Postings.build(first)
     deleted = Deleted.none().plus(postings, np.asarray(gone), [first[i] for i in gone])
-    split = KeywordIndex([postings, Postings.build(second)], [deleted, Deleted.none()], False)
-    survivors = [t for i, t in enumerate(first) if i not in gone] + second
+    index = KeywordIndex([postings, Postings.build(second)], [deleted, Deleted.none()], False)
+    return index, gone
+
+
+@settings(max_examples=60, deadline=None)
+@given(documents, st.data(), queries)
+def test_segments_with_deletions_equal_a_fresh_build_of_the_survivors(token_lists, data, query):
+    split, gone = two_segments(token_lists, data)
+    survivors = [t for i, t in enumerate(token_lists) if i not in gone]
     fresh = KeywordIndex([Postings.build(survivors)], [Deleted.none()], False)
     live = np.setdiff1d(np.arange(len(token_lists)), gone)
     scores = split.scores_of(query)
@@ -152,12 +159,7 @@ def test_keyword_tokens_of_a_changed_article_leave_the_document_frequencies(
 @settings(max_examples=80, deadline=None)
 @given(documents, st.data(), queries, st.integers(1, 8))
 def test_top_and_scores_at_agree_with_every_score(token_lists, data, query, k):
-    cut = data.draw(st.integers(1, len(token_lists) - 1))
-    first, second = token_lists[:cut], token_lists[cut:]
-    gone = sorted(data.draw(st.sets(st.integers(0, len(first) - 1), max_size=len(first) - 1)))
-    postings = Postings.build(first)
-    deleted = Deleted.none().plus(postings, np.asarray(gone), [first[i] for i in gone])
-    index = KeywordIndex([postings, Postings.build(second)], [deleted, Deleted.none()], False)
+    index, _ = two_segments(token_lists, data)
     hidden = np.asarray(
         sorted(data.draw(st.sets(st.integers(0, index.size - 1), max_size=3))), dtype=np.int64
     )

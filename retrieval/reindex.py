@@ -36,12 +36,14 @@ from .index import (
     BuildStats,
     IndexData,
     build_index,
+    check_manifest,
     document_hashes,
     expected_settings,
     faiss_settings,
     load_index,
     new_build_id,
     read_manifest,
+    verify_files,
 )
 
 log = logging.getLogger("tanya.reindex")
@@ -198,6 +200,43 @@ class ReindexResult:
         return tuple(info for info in self.kept if _comes_from(info, problem))
 
 
+def _usable_manifest(index_path: Path, config: Config) -> dict | None:
+    """The live build's manifest when it serves this config and its files look as written
+    (sizes and times; see verify_files); None otherwise."""
+    try:
+        real = Path(os.path.realpath(index_path))
+        manifest = read_manifest(real)
+        check_manifest(manifest, config)
+        verify_files(real, manifest, "")
+    except TanyaError:
+        return None
+    return manifest
+
+
+def _up_to_date(manifest: dict, documents: dict, config: Config) -> bool:
+    """Whether a build with this manifest holds these documents as the config would build
+    them (the same keyword setting, and each segment's FAISS kind what it would get)."""
+    return (
+        manifest["documents"] == documents
+        and all(
+            entry.get("faiss") == faiss_settings(config.index, entry["count"])
+            for entry in manifest["segments"]
+        )
+        and manifest.get("keyword") == expected_settings(config)["keyword"]
+    )
+
+
+def _unchanged(
+    index_path: Path, corpus: Corpus, chunks: int, started: float, kept: tuple = ()
+) -> ReindexResult:
+    """The result of a reindex that found nothing to do."""
+    if corpus.articles:  # files read again (new times, or changed just before)
+        save_known_files(index_path, corpus.files)
+    seconds = time.perf_counter() - started
+    stats = BuildStats(0, 0, 0, len(corpus.hashes()) + len(kept), chunks, 0, seconds)
+    return ReindexResult(stats, corpus.problems, False, index_path, kept)
+
+
 def _previous(index_path: Path, config: Config, full: bool, verify: bool) -> IndexData | None:
     if full:
         return None
@@ -243,26 +282,19 @@ def reindex(
                 "move it away and run this again"
             )
         prune_builds(index_path)
-        previous = _previous(index_path, config, full, verify)
+        live = None if full else _usable_manifest(index_path, config)
         # Files unchanged since the live build are not read again (not for --full).
-        corpus = read_corpus(config, known_files(index_path) if previous else None)
+        corpus = read_corpus(config, known_files(index_path) if live else None)
+        readable = not any(p.unreadable for p in corpus.problems)
+        if live and not verify and readable and _up_to_date(live, corpus.hashes(), config):
+            # Nothing to do: decided from the manifest, without opening the index.
+            return _unchanged(index_path, corpus, live["chunks"], started)
+        previous = _previous(index_path, config, full, verify)
         # An article whose file cannot be read this time keeps its last indexed version.
         kept = unreadable_articles(corpus, previous)
         documents = document_hashes(corpus.hashes(), previous, kept)
-        if (
-            previous is not None
-            and previous.manifest["documents"] == documents
-            and all(
-                entry.get("faiss") == faiss_settings(config.index, entry["count"])
-                for entry in previous.manifest["segments"]
-            )
-            and previous.manifest.get("keyword") == expected_settings(config)["keyword"]
-        ):
-            if corpus.articles:  # files read again (new times, or changed just before)
-                save_known_files(index_path, corpus.files)
-            seconds = time.perf_counter() - started
-            stats = BuildStats(0, 0, 0, len(documents), previous.count, 0, seconds)
-            return ReindexResult(stats, corpus.problems, False, index_path, tuple(kept))
+        if previous is not None and _up_to_date(previous.manifest, documents, config):
+            return _unchanged(index_path, corpus, previous.count, started, tuple(kept))
         if not corpus.hashes():
             reasons = "".join(f"\n  {p}" for p in corpus.problems[:10])
             raise TanyaError(

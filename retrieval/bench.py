@@ -773,7 +773,7 @@ def format_report(report: dict) -> str:
             f"{a['build_seconds']:.1f} s / {a['memory_mb']:.0f} MB",
         )
         row(
-            f"scale {n}: {a['kind']} adding 1 % more passages (what a reindex does)",
+            f"scale {n}: {a['kind']} adding 1 % more passages to the graph",
             f"{a['add_one_percent_seconds']:.2f} s",
         )
         for point in a["sweep"]:

@@ -627,9 +627,6 @@ def run_bench(
             fit_vector_model(reference, synthetic),
             reference.shape[1],
             workdir,
-            write_config,
-            measure_cold_start,
-            percentiles,
             cold_runs=cold_runs,
         )
     return report

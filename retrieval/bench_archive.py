@@ -69,10 +69,14 @@ def _sentences(words: np.ndarray, rng: np.random.Generator, count: int) -> list[
     return [" ".join(sentences[a:b]) for a, b in zip(firsts[:-1], firsts[1:], strict=True)]
 
 
+def _article(number: int, paragraphs: Sequence[str]) -> str:
+    """An article file's text: a title line and its paragraphs."""
+    return f"Kabar arsip nomor {number}\n\n" + "\n\n".join(paragraphs) + "\n"
+
+
 def article_text(words: np.ndarray, rng: np.random.Generator, number: int) -> str:
-    """One article file: a title line and PARAGRAPHS paragraphs."""
-    body = _sentences(words, rng, PARAGRAPHS)
-    return f"Kabar arsip nomor {number}\n\n" + "\n\n".join(body) + "\n"
+    """One article file of PARAGRAPHS new paragraphs."""
+    return _article(number, _sentences(words, rng, PARAGRAPHS))
 
 
 def write_archive(corpus: Path, passages: int, rng: np.random.Generator, words: np.ndarray):
@@ -83,8 +87,8 @@ def write_archive(corpus: Path, passages: int, rng: np.random.Generator, words: 
         folder = corpus / f"{k // 1000:04d}"
         if k % 1000 == 0:
             folder.mkdir(parents=True, exist_ok=True)
-        text = "\n\n".join(bodies[k * PARAGRAPHS : (k + 1) * PARAGRAPHS])
-        (folder / f"a{k}.txt").write_text(f"Kabar arsip nomor {k}\n\n{text}\n", "utf-8")
+        text = _article(k, bodies[k * PARAGRAPHS : (k + 1) * PARAGRAPHS])
+        (folder / f"a{k}.txt").write_text(text, "utf-8")
     return articles
 
 
@@ -148,15 +152,12 @@ def measure_archive(
     vector_model,
     dim: int,
     workdir: Path,
-    write_config,
-    measure_cold_start,
-    percentiles,
     cold_runs: int = 3,
     queries: int = 200,
     seed: int = 0,
 ) -> dict:
     """Build an n-passage archive index through reindex and time what the issue of scale asks."""
-    from .bench import _pseudo_words
+    from .bench import _pseudo_words, measure_cold_start, percentiles, write_config  # (cycle)
 
     rng = np.random.default_rng(seed)
     corpus, index_path = workdir / "archive" / "corpus", workdir / "archive" / ".index"

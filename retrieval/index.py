@@ -160,10 +160,8 @@ class IndexData:
         self.version = manifest.get("build_id", "")
         self.bases = np.cumsum([0, *(s.count for s in segments)])
         self.size = int(self.bases[-1])
-        live = np.ones(self.size, dtype=bool)
-        for base, gone in zip(self.bases[:-1], deleted, strict=True):
-            live[base + gone.docs] = False
-        self._live_rows = np.flatnonzero(live)
+        self.keyword = KeywordIndex([s.postings for s in segments], deleted, config.search.stemming)
+        self._live_rows = np.flatnonzero(self.keyword.live_mask)
         self.chunks = Chunks([s.chunks for s in segments], self._live_rows)
         self.vectors = Rows([s.vectors for s in segments])
         self.sentence_vectors = Rows([s.sentence_vectors for s in segments])
@@ -172,7 +170,6 @@ class IndexData:
             [s.sentence_offsets[:-1] + b for s, b in zip(segments, sentence_bases, strict=False)]
             + [sentence_bases[-1:]]
         ).astype(np.int64)
-        self.keyword = KeywordIndex([s.postings for s in segments], deleted, config.search.stemming)
         self.passage_terms = Terms([s.passage_terms for s in segments])
         self.sentence_terms = Terms([s.sentence_terms for s in segments])
         self._articles: dict[str, ArticleInfo] | None = None
@@ -512,13 +509,8 @@ def build_index(
         fresh.extend(chunk_article(article, config.chunking.max_tokens, embedder.count_tokens))
     gone_docs = {d for d, h in old_hashes.items() if documents.get(d) != h}
     keep, deleted, rewrite = _plan(previous, gone_docs, config, len(fresh) > 0)
-    live_after = (
-        sum(previous.segments[i].count - len(deleted[i].docs) for i in keep)
-        + sum(previous.segments[i].count - len(deleted[i].docs) for i in rewrite)
-        if previous
-        else 0
-    )
-    check_faiss_settings(config.index, live_after + len(fresh))  # before the embedding
+    carried = sum(previous.segments[i].count - len(deleted[i].docs) for i in keep + rewrite)
+    check_faiss_settings(config.index, carried + len(fresh))  # before the embedding
 
     bar = progress(len(fresh)) if progress else None
     try:
@@ -529,11 +521,10 @@ def build_index(
     part = _Part()
     for i in rewrite:
         _carry(part, previous.segments[i], deleted[i])
-    counts = [len(c.sentences) for c in fresh]
     part.chunks.extend(fresh)
     part.vectors.append(new_vectors)
     part.sentence_vectors.append(new_sentences)
-    part.sentence_counts.extend(counts)
+    part.sentence_counts.extend(len(c.sentences) for c in fresh)
     part.infos.update({a.doc_id: ArticleInfo.of(a) for a in fresh_articles})
 
     build_id = folder.name

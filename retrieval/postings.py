@@ -186,8 +186,8 @@ class KeywordIndex:
         ]
         self._dead = np.sort(np.concatenate(dead)) if dead else np.zeros(0, dtype=np.int64)
         self.live = self.size - len(self._dead)
-        self._live = np.ones(self.size, dtype=bool)
-        self._live[self._dead] = False
+        self.live_mask = np.ones(self.size, dtype=bool)  # per row: not deleted
+        self.live_mask[self._dead] = False
         total = sum(int(np.asarray(s.lengths).sum(dtype=np.int64)) for s in segments)
         total -= sum(d.length for d in deleted)
         average = total / self.live if self.live else 1.0
@@ -276,7 +276,7 @@ class KeywordIndex:
         out = np.zeros(len(rows), dtype=np.float32)
         for term in self._terms(tokens):
             out[order] += self._at(term, ascending)
-        out[~self._live[rows]] = 0.0
+        out[~self.live_mask[rows]] = 0.0
         return out
 
     def top(
@@ -293,7 +293,7 @@ class KeywordIndex:
         terms = sorted(self._terms(tokens), key=lambda t: -t.idf * t.repeat)
         if not terms or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        allowed = self._live
+        allowed = self.live_mask
         if hidden is not None and len(hidden):
             allowed = allowed.copy()
             allowed[np.asarray(hidden, dtype=np.int64)] = False

@@ -160,7 +160,7 @@ def unreadable_articles(corpus: Corpus, index: IndexData | None) -> list[Article
     places = [p for p in corpus.problems if p.unreadable]
     if not places:
         return []
-    read = corpus.hashes().keys()
+    read = corpus.hashes.keys()
     return [
         info
         for doc_id, info in index.articles.items()
@@ -177,7 +177,7 @@ def stale_documents(config: Config, index: IndexData) -> list[str]:
     """Ids of articles added, changed or removed in the corpus since the index was built."""
     corpus = read_corpus(config, known_files(index.path) if index.path else None)
     # An article not read this time is not known to differ: it counts as its indexed version.
-    current = document_hashes(corpus.hashes(), index, unreadable_articles(corpus, index))
+    current = document_hashes(corpus.hashes, index, unreadable_articles(corpus, index))
     indexed = index.manifest.get("documents", {})
     return sorted(k for k in current.keys() | indexed.keys() if current.get(k) != indexed.get(k))
 
@@ -233,7 +233,7 @@ def _unchanged(
     if corpus.articles:  # files read again (new times, or changed just before)
         save_known_files(index_path, corpus.files)
     seconds = time.perf_counter() - started
-    stats = BuildStats(0, 0, 0, len(corpus.hashes()) + len(kept), chunks, 0, seconds)
+    stats = BuildStats(0, 0, 0, len(corpus.hashes) + len(kept), chunks, 0, seconds)
     return ReindexResult(stats, corpus.problems, False, index_path, kept)
 
 
@@ -286,16 +286,16 @@ def reindex(
         # Files unchanged since the live build are not read again (not for --full).
         corpus = read_corpus(config, known_files(index_path) if live else None)
         readable = not any(p.unreadable for p in corpus.problems)
-        if live and not verify and readable and _up_to_date(live, corpus.hashes(), config):
+        if live and not verify and readable and _up_to_date(live, corpus.hashes, config):
             # Nothing to do: decided from the manifest, without opening the index.
             return _unchanged(index_path, corpus, live["chunks"], started)
         previous = _previous(index_path, config, full, verify)
         # An article whose file cannot be read this time keeps its last indexed version.
         kept = unreadable_articles(corpus, previous)
-        documents = document_hashes(corpus.hashes(), previous, kept)
+        documents = document_hashes(corpus.hashes, previous, kept)
         if previous is not None and _up_to_date(previous.manifest, documents, config):
             return _unchanged(index_path, corpus, previous.count, started, tuple(kept))
-        if not corpus.hashes():
+        if not corpus.hashes:
             reasons = "".join(f"\n  {p}" for p in corpus.problems[:10])
             raise TanyaError(
                 f"no articles could be read from {config.corpus_path}; "

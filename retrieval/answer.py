@@ -17,11 +17,13 @@ import numpy as np
 from .artefacts import read_artefact
 from .chunking import Chunk
 from .config import Config, ReaderConfig, SearchConfig
+from .conversation import FollowUp, Turn, read_in_context
 from .embedding import Embedder, make_embedder
+from .entities import asked_kind, fits, titled_span_end
 from .errors import IndexMismatchError, QuestionError
 from .index import ArticleInfo, read_manifest
 from .query import TYPES, Query, make_query
-from .reader import WEIGHTS, Reader, Reading
+from .reader import WEIGHTS, Reader, Reading, Span
 from .search import TYPED_WEIGHTS, Hit, search
 from .store import PassageStore, open_store
 
@@ -36,6 +38,11 @@ SURROGATE = re.compile(r"[\ud800-\udfff]")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # How the highlighted sentence is scored (artefacts/rerank.json).
 HIGHLIGHT = read_artefact("rerank.json")["highlight_weights"]
+# The three kinds of reply: an answer marked in bold, the passage about the question without a
+# mark (no answer in it is certain), or a decline.
+KINDS = ("answer", "passage", "declined")
+# How far before a span a title or place word that types it may stand ("Menteri … Shoigu").
+SPAN_CONTEXT = 40
 
 
 @dataclass(frozen=True)
@@ -73,20 +80,43 @@ class Quote:
 
 @dataclass(frozen=True)
 class Answer:
-    """The bot's whole reply as a value: when declined, quotes hold the closest passage only."""
+    """The bot's whole reply as a value, of one of three kinds: "answer" (quotes with their
+    answers marked), "passage" (the passage about the question, no answer marked: none was
+    certain) or "declined" (quotes hold the closest passage only, which is no answer).
+    `read_as` is the question as read in its chat (a follow-up rewritten to stand alone)."""
 
     question: str
-    declined: bool
+    kind: str
     quotes: tuple[Quote, ...]
+    read_as: str = ""
     # The top of the ranking before quotes were picked: what the evaluation measures.
     ranking: tuple[Chunk, ...] = field(default=(), repr=False, compare=False)
     # What the decision rested on: the reader's best margin, the retrieval evidence.
     scores: dict = field(default_factory=dict, repr=False, compare=False)
+    # The rows of the quoted passages, in the index build `version`.
+    rows: tuple[int, ...] = field(default=(), repr=False, compare=False)
+    version: str = field(default="", repr=False, compare=False)
+
+    @property
+    def declined(self) -> bool:
+        return self.kind == "declined"
+
+    @property
+    def reading(self) -> str:
+        """The question as it was read (itself, unless a follow-up was rewritten)."""
+        return self.read_as or self.question
+
+    def turn(self) -> Turn:
+        """This exchange as the next question of the chat sees it."""
+        marked = self.quotes[0].answer if self.kind == "answer" and self.quotes else None
+        return Turn(self.question, self.reading, self.kind, marked, self.rows, self.version)
 
     def to_dict(self) -> dict:
         """The JSON shape printed by `bot.py --json`."""
         return {
             "question": self.question,
+            "read_as": self.reading,
+            "kind": self.kind,
             "declined": self.declined,
             "quotes": [
                 {
@@ -137,17 +167,6 @@ def clean_question(question: str) -> str:
     return text
 
 
-def is_elliptic(query: Query, index: PassageStore) -> bool:
-    """A follow-up that brings no new topic: every word but question words is in the articles."""
-    return query.follow_up and index.keyword.known(query.topic_stems) == len(query.topic_stems)
-
-
-def search_text(question: str, history: Sequence[str], config: SearchConfig) -> str:
-    """A follow-up read together with the chat's last questions (oldest first)."""
-    recent = [h for h in history[-config.history_turns :] if h.strip()]
-    return " ".join([*recent, question]) if config.history_turns and recent else question
-
-
 def evidence(hits: Sequence[Hit], index: PassageStore, query: Query, config: SearchConfig) -> float:
     """How well the articles cover a query: best cosine, plus the coverage weight times the
     best share of its content words found in one of the top passages."""
@@ -172,17 +191,15 @@ def is_weak(
     return support < threshold
 
 
-def highlight(index: PassageStore, hit: Hit, queries: Sequence[Query]) -> tuple[int, int]:
+def highlight(index: PassageStore, hit: Hit, query: Query) -> tuple[int, int]:
     """The sentence of the hit that best answers: dense, keyword and answer-type signals."""
     chunk = hit.chunk
     if len(chunk.sentences) == 1:
         return chunk.sentences[0]
     a, b = index.sentence_offsets[hit.row], index.sentence_offsets[hit.row + 1]
-    # A follow-up brings two vectors (alone and in context); the sentence should fit both.
-    vectors = np.stack([q.vector for q in queries])
-    dense = (index.sentence_vectors[a:b] @ vectors.T).mean(axis=1)
-    features, overlap = index.sentence_terms.features(np.arange(a, b), queries[0].word_set)
-    typed = features @ TYPED_WEIGHTS[TYPES.index(queries[0].kind)]
+    dense = index.sentence_vectors[a:b] @ query.vector
+    features, overlap = index.sentence_terms.features(np.arange(a, b), query.word_set)
+    typed = features @ TYPED_WEIGHTS[TYPES.index(query.kind)]
     score = HIGHLIGHT["dense"] * dense + HIGHLIGHT["word_overlap"] * overlap
     score = score + HIGHLIGHT["typed"] * typed
     return chunk.sentences[int(np.argmax(score))]
@@ -197,35 +214,85 @@ def answer_sentences(chunk: Chunk, start: int, end: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A retrieved passage, with the reader's verdict on it when it was read."""
+    """A retrieved passage, with the reader's verdict on it when it was read, and its best
+    span of the kind the question asks for (none when no span read is of that kind)."""
 
     hit: Hit
     reading: Reading | None = None
+    span: Span | None = None
+
+
+def fitting_span(reading: Reading, text: str, asked: str) -> Span | None:
+    """The reader's best span in text that is of the kind the question asks for; for a
+    who-question, a title alone takes in the name after it ("Menteri Pertahanan Rusia" ->
+    "… Sergei Shoigu")."""
+    for span in reading.spans:
+        before = text[max(0, span.start - SPAN_CONTEXT) : span.start]
+        if fits(asked, text[span.start : span.end], before):
+            if asked == "person":
+                return Span(span.start, titled_span_end(text, span.start, span.end), span.score)
+            return span
+    return None
 
 
 def read_candidates(
-    reader: Reader, query: Query, hits: list[Hit], config: ReaderConfig
+    reader: Reader,
+    query: Query,
+    hits: list[Hit],
+    config: ReaderConfig,
+    asked: str,
+    earlier: Sequence[int] = (),
 ) -> list[Candidate]:
-    """The top passages read and re-ordered by how well they answer; the rest keep their order."""
+    """The top passages read and re-ordered by how well they answer; the rest keep their order.
+    A follow-up's `earlier` rows (the passages the last reply quoted) are read too.
+
+    A passage whose spans are none of the asked kind ("Vladivostok, Rusia" for a who-question)
+    goes after those that hold one."""
     top = hits[: config.passages]
+    top += [h for h in hits[config.passages :] if h.row in earlier]
     readings = reader.read(query.text, [h.chunk.text for h in top])
-    key = [r.margin + config.retrieval_weight * h.fused for h, r in zip(top, readings, strict=True)]
+    read = []
+    for hit, reading in zip(top, readings, strict=True):
+        read.append(Candidate(hit, reading, fitting_span(reading, hit.chunk.text, asked)))
+    key = [
+        (c.span.score if c.span else c.reading.margin - UNFIT)
+        + config.retrieval_weight * c.hit.fused
+        for c in read
+    ]
     order = np.argsort(-np.asarray(key), kind="stable")
-    read = [Candidate(top[i], readings[i]) for i in order]
-    return read + [Candidate(h) for h in hits[config.passages :]]
+    rest = [Candidate(h) for h in hits[config.passages :] if h.row not in earlier]
+    return [read[i] for i in order] + rest
+
+
+# A passage without a span of the asked kind ranks as if its best span were this much weaker.
+UNFIT = 100.0
+
+
+def reply_kind(candidates: list[Candidate], declined: bool, config: ReaderConfig) -> str:
+    """answer: the first passage's span is of the asked kind and beats "no answer" by at least
+    reader.answer_margin; passage: the articles cover the question but no span is that sure;
+    declined: they do not seem to cover it."""
+    if declined:
+        return "declined"
+    first = candidates[0]
+    if first.reading is None:
+        return "answer"  # the reader is off: retrieval alone answers, as before it
+    if first.span is not None and first.span.score >= config.answer_margin:
+        return "answer"
+    return "passage"
 
 
 def compose(
     question: str,
     candidates: list[Candidate],
     index: PassageStore,
-    queries: Sequence[Query],
+    query: Query,
     config: Config,
+    read_as: str = "",
 ) -> Answer:
     """Pick the quotes, mark their answers and best sentences, or decline."""
     if not candidates:
-        return Answer(question, True, ())
-    query = queries[-1]
+        return Answer(question, "declined", (), read_as, version=index.version)
     search_config = config.search
     margins = [c.reading.margin for c in candidates if c.reading is not None]
     hits = [c.hit for c in candidates]
@@ -241,9 +308,12 @@ def compose(
         )
     else:
         declined = is_weak(query, hits, support, search_config, search_config.decline_threshold)
+    kind = reply_kind(candidates, declined, config.reader)
+    if candidates[0].span is not None:
+        scores["answer_margin"] = round(candidates[0].span.score, 4)
     chosen: list[Candidate] = []
     for candidate in candidates:
-        if len(chosen) >= (1 if declined else search_config.max_quotes):
+        if len(chosen) >= (search_config.max_quotes if kind == "answer" else 1):
             break
         hit, reading = candidate.hit, candidate.reading
         if chosen and margins:
@@ -261,25 +331,31 @@ def compose(
         ):
             continue
         chosen.append(candidate)
-    quotes = [quote(index, c, queries, marked=not declined) for c in chosen]
+    quotes = [quote(index, c, query, kind, config.reader) for c in chosen]
     ranking = tuple(c.hit.chunk for c in candidates[:RANKING_SIZE])
-    return Answer(question, declined, tuple(quotes), ranking, scores)
+    rows = tuple(c.hit.row for c in chosen)
+    return Answer(question, kind, tuple(quotes), read_as, ranking, scores, rows, index.version)
 
 
 def quote(
-    index: PassageStore, candidate: Candidate, queries: Sequence[Query], marked: bool
+    index: PassageStore, candidate: Candidate, query: Query, kind: str, config: ReaderConfig
 ) -> Quote:
-    """A candidate as a quote: its answer span (when marked) inside the highlighted sentence."""
-    hit, reading = candidate.hit, candidate.reading
+    """A candidate as a quote. In an answer, a span of the asked kind that the reader is sure
+    enough of is marked, inside its highlighted sentence; in a passage reply the sentence of
+    the best such span is highlighted, unmarked; else the highlighter picks the sentence."""
+    hit, reading, span = candidate.hit, candidate.reading, candidate.span
     chunk = hit.chunk
     info = index.articles.get(chunk.doc_id) or ArticleInfo(chunk.doc_id, "", "")
-    span = None
-    if marked and reading is not None and reading.end > reading.start:
-        span = (chunk.start + reading.start, chunk.start + reading.end, reading.margin)
-    if span:
-        s, e = answer_sentences(chunk, span[0], span[1])
+    marked = None
+    if reading is None and kind == "answer":
+        highlighted = highlight(index, hit, query)
+    elif span is not None and kind != "declined":
+        start, end = chunk.start + span.start, chunk.start + span.end
+        highlighted = answer_sentences(chunk, start, end)
+        if kind == "answer" and span.score >= config.answer_margin:
+            marked = (start, end, span.score)
     else:
-        s, e = highlight(index, hit, queries)
+        highlighted = highlight(index, hit, query)
     return Quote(
         chunk.text,
         chunk.doc_id,
@@ -287,12 +363,11 @@ def quote(
         chunk.paragraph,
         chunk.start,
         chunk.end,
-        s,
-        e,
+        *highlighted,
         hit.score,
         info.url,
         chunk.kind,
-        *(span or (None, None, None)),
+        *(marked or (None, None, None)),
     )
 
 
@@ -357,58 +432,61 @@ class Answerer:
         vector = self.embedder.encode_queries([text])[0]
         return make_query(text, vector, index.keyword.stemming)
 
-    def _retrieve(
-        self,
-        text: str,
-        history: tuple[str, ...],
-        index: PassageStore,
-        hidden: np.ndarray | None = None,
-    ) -> tuple[tuple[Query, ...], list[Hit]]:
-        """Search the question alone; an elliptic one that is weak alone is re-read in context.
+    def read_as(self, question: str, history: Sequence[Turn | str] = ()) -> FollowUp:
+        """The question as read in its chat: a follow-up rewritten to stand alone."""
+        return read_in_context(
+            clean_question(question), self.turns(history), self.config.search.history_turns
+        )
 
-        Returns the queries searched (the question, then the question in context if it was
-        re-read) and the hits of the last one."""
-        config = self.config.search
-        query = self.query(text, index)
-        hits = search(index, query, config, hidden=hidden)
-        if (
-            history
-            and config.history_turns
-            and is_elliptic(query, index)
-            and evidence(hits, index, query, config) < config.follow_up_threshold
-        ):
-            context = self.query(search_text(text, history, config), index)
-            return (query, context), search(index, context, config, hidden=hidden)
-        return (query,), hits
+    def turns(self, history: Sequence[Turn | str]) -> list[Turn]:
+        """The chat's earlier turns; earlier questions given as text are asked again, in
+        order, each in the context of those before it (their answers are part of the chat)."""
+        turns: list[Turn] = []
+        for item in history[-self.config.search.history_turns :] if history else ():
+            if isinstance(item, Turn):
+                turns.append(item)
+            elif item and item.strip():
+                turns.append(self.ask(item, tuple(turns)).turn())
+        return turns
 
     def ask(
         self,
         question: str,
-        history: Sequence[str] = (),
+        history: Sequence[Turn | str] = (),
         hidden: Sequence[int] | None = None,
     ) -> Answer:
-        """Answer one question, given the chat's earlier questions (oldest first).
+        """Answer one question, given the chat's earlier turns (oldest first; an earlier
+        question given as text is asked again to learn its answer).
 
         `hidden` are chunk rows of the loaded index to leave out (the evaluation's use).
         """
         text = clean_question(question)
-        history = tuple(clean_question(h) for h in history if h and h.strip())
+        turns = self.turns(history)
+        follow_up = read_in_context(text, turns, self.config.search.history_turns)
         index = self._index
-        turns = self.config.search.history_turns
-        key = (text.casefold(), history[-turns:] if turns else (), index.version)
+        # A follow-up also searches the passages the last reply quoted (rows of this build).
+        earlier = (
+            tuple(turns[-1].rows)
+            if follow_up.depends and turns and turns[-1].version == index.version
+            else ()
+        )
+        key = (text, follow_up.text.casefold(), earlier, index.version)
         with self._lock:
             if hidden is None and key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         rows = None if hidden is None else np.unique(np.asarray(hidden, dtype=np.int64))
-        queries, hits = self._retrieve(text, history, index, rows)
+        query = self.query(follow_up.text, index)
+        hits = search(index, query, self.config.search, hidden=rows, include=earlier)
+        asked = asked_kind(follow_up.text)
         if self.reader is not None and hits:
-            # The reader reads the question itself: the search found the passages in context,
-            # and a question joined to earlier ones would be answered as the earlier ones.
-            candidates = read_candidates(self.reader, queries[0], hits, self.config.reader)
+            candidates = read_candidates(
+                self.reader, query, hits, self.config.reader, asked, earlier
+            )
         else:
             candidates = [Candidate(h) for h in hits]
-        answer = compose(text, candidates, index, queries, self.config)
+        read_as = follow_up.text if follow_up.depends else ""
+        answer = compose(text, candidates, index, query, self.config, read_as)
         if self.config.search.cache_size and hidden is None:
             with self._lock:
                 self._cache[key] = answer

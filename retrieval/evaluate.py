@@ -248,6 +248,8 @@ def outcome_record(outcome: Outcome) -> dict:
         "id": q.id,
         "question": q.question,
         "history": list(q.history),
+        "read_as": answer.reading if answer else q.question,
+        "kind": answer.kind if answer else None,
         "answers": list(q.answers),
         "doc_id": q.doc_id,
         "rank": outcome.rank,

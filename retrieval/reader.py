@@ -36,6 +36,8 @@ MAX_QUESTION_TOKENS = 64
 MAX_SEQUENCE = 384
 WINDOW_STRIDE = 128
 MAX_ANSWER_TOKENS = 30
+# Distinct spans kept per passage, for a question whose best span is of the wrong kind.
+SPANS_KEPT = 5
 # Reading runs on this many cores at most, in as many threads.
 WORKERS = 2
 # Stored weights: int8, with one scale per this many weights of a row.
@@ -51,14 +53,25 @@ WORD_REACH = 24
 
 
 @dataclass(frozen=True)
+class Span:
+    """One answer span the reader scored: character offsets into the passage and its score."""
+
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
 class Reading:
     """The reader's verdict on one passage: its best answer span (character offsets into the
-    passage) with the span score, and the no-answer score; margin > 0 favours the span."""
+    passage) with the span score, and the no-answer score; margin > 0 favours the span.
+    `spans` are the best distinct spans, best first (the first is start, end, score)."""
 
     start: int
     end: int
     score: float
     null: float
+    spans: tuple[Span, ...] = ()
 
     @property
     def margin(self) -> float:
@@ -296,7 +309,8 @@ class Reader:
         bos, eos = self.tokenizer.bos, self.tokenizer.eos
         rows = [(i, *w) for i, t in enumerate(tokens) for w in windows(q.ids, t.ids, bos, eos)]
         offset = len(q.ids[:MAX_QUESTION_TOKENS]) + 2
-        best: dict[int, Reading] = {}
+        found: dict[int, list[tuple[Span, float]]] = {i: [] for i in range(len(passages))}
+        nulls: dict[int, float] = {}
         lengths = [len(r[1]) for r in rows]
         # Each worker takes every other row by length, so the shares are of equal work.
         order = sorted(range(len(rows)), key=lambda n: lengths[n])
@@ -312,17 +326,34 @@ class Reader:
             for row_logits, n in zip(logits, group, strict=True):
                 i, _, first, count = rows[n]
                 null = float(row_logits[0, 0] + row_logits[0, 1])
-                if count == 0:
-                    reading = Reading(0, 0, float("-inf"), null)
-                else:
-                    span = row_logits[offset : offset + count]
-                    s, e, score = best_span(span[:, 0], span[:, 1])
-                    t = tokens[i]
+                nulls.setdefault(i, null)
+                span = row_logits[offset : offset + count]
+                t = tokens[i]
+                for s, e, score in best_spans(span[:, 0], span[:, 1], SPANS_KEPT):
                     a, b = tidy_span(passages[i], int(t.starts[first + s]), int(t.ends[first + e]))
-                    reading = Reading(a, b, score, null)
-                if i not in best or reading.margin > best[i].margin:
-                    best[i] = reading
-        return [best[i] for i in range(len(passages))]
+                    # Each span is scored against its own window's no-answer score.
+                    found[i].append((Span(a, b, score - null), null))
+        return [_reading(found[i], nulls[i]) for i in range(len(passages))]
+
+
+def _reading(found: list[tuple[Span, float]], null: float) -> Reading:
+    """A passage's reading from the spans of all its windows, each scored as its margin over
+    its own window's no-answer score (given beside it): the best distinct spans, best first;
+    the best span's window gives the no-answer score (`null`, when no window holds a span)."""
+    found = sorted(found, key=lambda pair: -pair[0].score)
+    kept: list[tuple[Span, float]] = []
+    for span, window_null in found:
+        where = (span.start, span.end)
+        if span.end > span.start and all((k.start, k.end) != where for k, _ in kept):
+            kept.append((span, window_null))
+        if len(kept) == SPANS_KEPT:
+            break
+    if not kept:
+        return Reading(0, 0, float("-inf"), null)
+    best, best_null = kept[0]
+    return Reading(
+        best.start, best.end, best.score + best_null, best_null, tuple(k for k, _ in kept)
+    )
 
 
 def length_groups(lengths: Sequence[int], waste: float = 0.15) -> list[list[int]]:
@@ -368,6 +399,24 @@ def best_span(starts: np.ndarray, ends: np.ndarray) -> tuple[int, int, float]:
         if sums[i] > top:
             top, where = float(sums[i]), (i, i + width)
     return where[0], where[1], top
+
+
+def best_spans(starts: np.ndarray, ends: np.ndarray, k: int) -> list[tuple[int, int, float]]:
+    """The k (start, end) token pairs with the highest summed scores, best first (end within
+    reach of start); none for an empty passage."""
+    n = len(starts)
+    if n == 0:
+        return []
+    widths = min(MAX_ANSWER_TOKENS, n)
+    sums = np.full((n, widths), -np.inf, dtype=np.float64)
+    for width in range(widths):
+        sums[: n - width, width] = starts[: n - width] + ends[width:]
+    flat = sums.ravel()
+    # Twice as many as wanted: several token spans can tidy to the same words.
+    top = min(2 * k, int(np.isfinite(flat).sum()))
+    picked = np.argpartition(-flat, top - 1)[:top]
+    picked = picked[np.argsort(-flat[picked], kind="stable")]
+    return [(int(p // widths), int(p // widths + p % widths), float(flat[p])) for p in picked]
 
 
 def pack_weights(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

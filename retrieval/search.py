@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,8 +116,10 @@ def search(
     config: SearchConfig,
     k: int | None = None,
     hidden: np.ndarray | None = None,
+    include: Sequence[int] = (),
 ) -> list[Hit]:
-    """The best chunks for a query, best first, scored on the union of both candidate lists.
+    """The best chunks for a query, best first, scored on the union of both candidate lists
+    and the rows in `include` (a follow-up's: the passages the last reply quoted).
 
     `hidden` (distinct chunk rows) are left out, as if they were not in the index: the evaluation
     uses it to ask a question whose answer is nowhere to be found.
@@ -129,7 +132,9 @@ def search(
     dense_rows = index.dense_search(query_vector, min(n_cand + len(hidden), index.count))
     dense_rows = dense_rows[~np.isin(dense_rows, hidden)][:n_cand]
     keyword_rows, _ = index.keyword.top(query.stems, n_cand, hidden)
-    rows = np.unique(np.concatenate([dense_rows, keyword_rows]))
+    extra = np.asarray(include, dtype=np.int64)
+    extra = extra[~np.isin(extra, hidden)]
+    rows = np.unique(np.concatenate([dense_rows, keyword_rows, extra]))
     dense = index.vectors[rows] @ query_vector
     keyword = index.keyword.scores_at(query.stems, rows)
     fused = fuse(dense, keyword, config, known_share(index, query))

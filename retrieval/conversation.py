@@ -1,0 +1,539 @@
+"""A chat's earlier turns, and a follow-up read in their context as a question of its own.
+
+"Apa jabatannya?" after "Siapa yang berjabat tangan dengan Kim?" (answered "Sergei Shoigu") is
+read as "Apa jabatan Sergei Shoigu?"; "Di kota mana?" as "Di kota mana Sergei Shoigu berjabat
+tangan dengan Kim?". The rules, Indonesian and English, each a function below:
+
+- pronouns for a person (dia, ia, beliau; he, she, him, his, her) become the person the last
+  turns were about: the answer to a who-question, else a name or a titled role in the question;
+- pronouns for several (mereka, keduanya; they, them, their) become the last answer or names;
+- the possessive -nya becomes the owner ("jabatannya" -> "jabatan Sergei Shoigu"), or on a verb
+  the thing talked about ("memberikannya" -> "memberikan arahan Kim kepada politbiro");
+- places (sana, situ; there) become the last place answered or named;
+- times (saat itu, hari itu; then) become the last date answered;
+- itu, ini, tersebut (it, that, this) standing alone become the last turn's event, on a noun
+  ("rapat itu") the last turn's topic words;
+- fragments without a predicate ("Di kota mana?", "Tanggal berapa?", "On what day?") and
+  "Kalau X?" / "And X?" get the last turn's event: its question without the question word,
+  with its answer where the question word stood.
+
+A question none of these rules touches is read as it is: a new topic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from .entities import (
+    PERSON_WORDS,
+    PLACE_WORDS,
+    asked_kind,
+    is_name,
+    is_region,
+    kinds,
+    person_name,
+)
+from .query import is_english, stop_words
+
+REPLIES = ("answer", "passage", "declined")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier exchange of a chat: the question, how it was read, and what the reply was.
+
+    `answer` is the marked span of an "answer" reply; `rows` are the quoted passages' rows in
+    the index build `version` (their rows mean nothing in another build)."""
+
+    question: str
+    read_as: str
+    reply: str
+    answer: str | None = None
+    rows: tuple[int, ...] = ()
+    version: str = ""
+
+    @property
+    def asked(self) -> str:
+        """What the question asked for (entities.asked_kind)."""
+        return asked_kind(self.read_as)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (`Turn.from_dict` reads it back)."""
+        return {**asdict(self), "rows": list(self.rows)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Turn:
+        """A turn from `to_dict`'s shape; ValueError when it is not one."""
+        if not isinstance(data, dict) or not isinstance(data.get("question"), str):
+            raise ValueError("a turn is an object with a 'question'")
+        reply = data.get("reply", "answer")
+        if reply not in REPLIES:
+            raise ValueError(f"a turn's reply is one of {', '.join(REPLIES)}, not {reply!r}")
+        answer = data.get("answer")
+        rows = data.get("rows") or []
+        if not (answer is None or isinstance(answer, str)) or not all(
+            isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rows
+        ):
+            raise ValueError("a turn's answer is text or null, and its rows whole numbers")
+        read_as = data.get("read_as") or data["question"]
+        if not isinstance(read_as, str):
+            raise ValueError("a turn's read_as is text")
+        return cls(
+            data["question"],
+            read_as,
+            reply,
+            answer,
+            tuple(rows),
+            str(data.get("version") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A question as read in its chat: `text` stands on its own; `rules` name the rules that
+    rewrote it (none: it was read as it is)."""
+
+    text: str
+    rules: tuple[str, ...] = ()
+
+    @property
+    def depends(self) -> bool:
+        return bool(self.rules)
+
+
+TOKEN = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*|\s+|[^\w\s]|_")
+PERSON_PRONOUNS = frozenset("dia ia beliau doi he she him".split())
+POSSESSIVE_PRONOUNS = frozenset("his her".split())
+GROUP_PRONOUNS = frozenset("mereka keduanya they them".split())
+GROUP_POSSESSIVE = frozenset(["their"])
+DEMONSTRATIVES = frozenset("itu ini tersebut".split())
+THING_PRONOUNS = frozenset("it that this".split())
+PLACE_PRONOUNS = frozenset("sana situ there".split())
+# Nouns of time that, with a demonstrative, point at the last turn's time: "saat itu".
+TIME_NOUNS = frozenset("saat waktu ketika kala hari tanggal tahun bulan pekan minggu".split())
+# "hari ini", "saat ini": now, not the conversation.
+NOW_NOUNS = frozenset("hari saat kali tahun bulan minggu pekan malam pagi siang sore".split())
+# Connectives with a demonstrative that point at nothing: "selain itu", "oleh karena itu".
+CONNECTIVES = frozenset("selain karena untuk meski walau namun".split())
+QUESTION_WORDS = frozenset(
+    """apa apakah siapa siapakah kapan kapankah berapa berapakah seberapa mana manakah dimana
+    dimanakah kemana darimana bagaimana mengapa kenapa bilamana
+    what who whom whose when where why how which""".split()
+)
+# Words between a question word and the event: "Siapa yang …", "When did …".
+AUXILIARIES = frozenset(
+    """yang is are was were do does did will would can could should has have had be been""".split()
+)
+PREPOSITIONS = frozenset(
+    """di ke dari pada dengan untuk tentang soal oleh bagi dalam kepada terhadap sejak selama
+    sampai hingga menurut
+    on in at to from with for about by of during since until till""".split()
+)
+FUNCTION_WORDS = QUESTION_WORDS | AUXILIARIES | PREPOSITIONS
+# Words a fragment may hold besides question words and prepositions: "Di kota mana?".
+SLOT_NOUNS = frozenset(
+    """kota negara provinsi daerah wilayah tempat lokasi desa kabupaten kecamatan tanggal hari
+    tahun bulan jam pukul menit waktu lama jauh banyak orang jumlah nama bidang tim partai klub
+    lagi saja sih dong ya kah nah terus trus lalu kalau jadi persisnya tepatnya sebenarnya
+    city country province region place area areas village date day year month time hour long
+    many much far people number name field fields exactly else again then so also""".split()
+)
+# "Kalau X?", "Bagaimana dengan X?", "And X?", "What about X?": the last question, about X.
+ABOUT = re.compile(
+    r"^(?:(?:lalu|terus|trus|dan|nah)\s+)?(?:kalau|kalo|bagaimana dengan|gimana dengan|"
+    r"and|what about|how about)\s+(?P<topic>.+?)\s*\??$",
+    re.IGNORECASE,
+)
+# "Siapa Presiden Korea Selatan?", "Who is the leader of North Korea?": the question names a
+# person by a description, which a pronoun after it can stand for.
+COPULAR = re.compile(
+    r"^(?:siapa(?:kah)?|who (?:is|was|are|were))\s+(?P<who>(?!yang\b|that\b)[^?]+)$", re.IGNORECASE
+)
+# Light verbs an event pronoun is the subject of: "Kapan itu terjadi?" -> "Kapan <event>?".
+LIGHT_VERBS = frozenset(
+    "terjadi berlangsung diadakan digelar dilakukan happen happened take took place occur".split()
+)
+# -nya on these is not a pronoun (or names the speaker of the last turn's words only vaguely).
+NOT_POSSESSIVE = frozenset(
+    """hanya punya tanya bertanya ditanya nya sebenarnya selanjutnya sebelumnya sesudahnya
+    setelahnya sesungguhnya biasanya akhirnya rupanya misalnya khususnya umumnya seharusnya
+    semestinya sepertinya agaknya tampaknya kayaknya nampaknya sayangnya untungnya pokoknya
+    lainnya berikutnya selebihnya adanya bagaimananya terutamanya persisnya tepatnya
+    sebaliknya seterusnya kira-kiranya""".split()
+)
+VERB_PREFIXES = ("me", "di", "ber", "ter", "memper", "diper")
+# Stop words left out of a topic: what the last question was about, without asking.
+TOPIC_STOP = (
+    QUESTION_WORDS
+    | AUXILIARIES
+    | frozenset(
+        "saja sih dong ya kah nah terus trus lalu kalau apakah the a an ini itu tersebut".split()
+    )
+)
+
+
+def _words(tokens: Sequence[str]) -> list[int]:
+    """Indices of the word tokens."""
+    return [i for i, t in enumerate(tokens) if t[:1].isalnum()]
+
+
+def tokens_of(text: str) -> list[str]:
+    """The text as words, spaces and marks: joined back, it is the text."""
+    return TOKEN.findall(text)
+
+
+def strip_question(text: str) -> str:
+    """The text without its final question or full stop marks."""
+    return text.strip().rstrip("?!.").strip()
+
+
+def name_runs(text: str) -> list[str]:
+    """Runs of capitalised words, with a title before them ("Presiden Korea Selatan", "menteri
+    pertahanan Rusia" counts from the title): candidates for what a pronoun points at."""
+    tokens = tokens_of(text)
+    indices = _words(tokens)
+    runs: list[list[int]] = []
+    current: list[int] = []
+    for n, i in enumerate(indices):
+        word = tokens[i]
+        lower = word.casefold()
+        titled = lower in PERSON_WORDS and n + 1 < len(indices)
+        # A capitalised first word is only a name when it is no common word ("Dengan siapa …",
+        # "Negara mana …").
+        following = tokens[indices[n + 1]].casefold() if n + 1 < len(indices) else ""
+        common = lower in FUNCTION_WORDS or (
+            n == 0 and (lower in stop_words() or lower in SLOT_NOUNS or following in QUESTION_WORDS)
+        )
+        if (is_name(word) and not common) or (titled and not current):
+            current.append(i)
+        elif current and lower in PERSON_WORDS:
+            current.append(i)
+        else:
+            if current:
+                runs.append(current)
+            current = []
+    if current:
+        runs.append(current)
+    found = []
+    for run in runs:
+        text_run = "".join(tokens[run[0] : run[-1] + 1]).strip()
+        # A title alone ("presiden") is no name.
+        if any(is_name(tokens[i]) for i in run):
+            found.append(text_run)
+    return found
+
+
+def is_place(name: str, context: str = "") -> bool:
+    """A name that is a country or region, or follows a place word or preposition."""
+    lower = [w.casefold() for w in re.findall(r"[^\W_]+", name)]
+    if is_region(name) or (lower and lower[0] in PLACE_WORDS):
+        return True
+    before = context.split(name)[0].split()[-1:] if name in context else []
+    return bool(before) and before[0].casefold() in {"di", "ke", "dari", "in", "to", "at", "from"}
+
+
+def _person_of(turn: Turn, exclude: str) -> str | None:
+    """The person a turn is about, its subject: the answer to "Siapa yang …?", what "Siapa
+    X?" describes; else (the answer of "Dengan siapa Kim …?" is no subject) its first name that
+    is no place."""
+    if turn.asked == "person":
+        _, _, _, preposition = split_question(turn.read_as)
+        if preposition is None:
+            if turn.answer and kinds(turn.answer).person:
+                name = person_name(turn.answer)
+                if name.casefold() not in exclude:
+                    return name
+            described = COPULAR.match(strip_question(turn.read_as))
+            if described and described["who"].casefold() not in exclude:
+                return described["who"]
+    for run in name_runs(turn.read_as):
+        if not is_place(run, turn.read_as) and run.casefold() not in exclude:
+            return run
+    if turn.asked == "person" and turn.answer:
+        name = person_name(turn.answer)
+        return name if name.casefold() not in exclude else None
+    return None
+
+
+def _place_of(turn: Turn, exclude: str) -> str | None:
+    """The place a turn is about: a where-question's answer, else a place it names."""
+    if turn.answer and turn.asked == "place" and turn.answer.casefold() not in exclude:
+        return turn.answer
+    for run in name_runs(turn.read_as):
+        if is_place(run, turn.read_as) and run.casefold() not in exclude:
+            return run
+    return None
+
+
+def _group_of(turn: Turn, exclude: str) -> str | None:
+    """The several people or parties a turn is about: an answer naming more than one, else
+    its names joined."""
+    answer = turn.answer
+    if answer and turn.asked in ("person", "other") and re.search(r",| dan | and ", answer):
+        return answer
+    names = [
+        n
+        for n in name_runs(turn.read_as)
+        if n.casefold() not in exclude and not is_place(n, turn.read_as)
+    ]
+    if answer and turn.asked == "person" and kinds(answer).person:
+        names.append(answer)
+    joiner = " and " if is_english(turn.read_as.casefold().split()) else " dan "
+    if len(names) >= 2:
+        return joiner.join(names[-2:])
+    return _person_of(turn, exclude)
+
+
+def _time_of(turn: Turn) -> str | None:
+    """The time a turn answered."""
+    return turn.answer if turn.answer and turn.asked == "date" else None
+
+
+def _first(turns: Sequence[Turn], find) -> str | None:
+    """The first referent found, from the last turn back."""
+    for turn in reversed(turns):
+        found = find(turn)
+        if found:
+            return found
+    return None
+
+
+def split_question(text: str) -> tuple[str, str, str, str | None]:
+    """A question as (before, question phrase, after, its preposition): "Di kota mana Kim
+    berjabat tangan?" -> ("", "Di kota mana", "Kim berjabat tangan", "di"). The phrase runs from
+    a preposition or slot noun before the question word to the auxiliaries after it; without a
+    question word, everything is `before`."""
+    tokens = tokens_of(strip_question(text))
+    indices = _words(tokens)
+    lower = [tokens[i].casefold() for i in indices]
+    start = next((n for n, w in enumerate(lower) if w in QUESTION_WORDS), None)
+    if start is None:
+        return strip_question(text), "", "", None
+    first = start
+    while first > 0 and (lower[first - 1] in PREPOSITIONS or lower[first - 1] in SLOT_NOUNS):
+        first -= 1
+    end = start + 1
+    if lower[start] in ("mana", "berapa", "what", "which", "how"):
+        while end < len(lower) and lower[end] in SLOT_NOUNS:
+            end += 1
+    while end < len(lower) and lower[end] in AUXILIARIES:
+        end += 1
+    cut = indices[end] if end < len(indices) else len(tokens)
+    before = "".join(tokens[: indices[first]]).strip()
+    phrase = "".join(tokens[indices[first] : cut]).strip()
+    after = "".join(tokens[cut:]).strip()
+    preposition = lower[first] if lower[first] in PREPOSITIONS else None
+    return before, phrase, after, preposition
+
+
+def event(turn: Turn) -> str:
+    """The last turn as a statement: its question without the question phrase, and its answer
+    where that phrase stood ("Siapa yang berjabat tangan dengan Kim?" + "Sergei Shoigu" ->
+    "Sergei Shoigu berjabat tangan dengan Kim"); a time, place or number answer goes last."""
+    before, phrase, after, preposition = split_question(turn.read_as)
+    answer = turn.answer if turn.reply == "answer" and phrase else None
+    if not answer:
+        return " ".join(p for p in (before, after) if p)
+    english = is_english(turn.read_as.casefold().split())
+    asked = turn.asked
+    if preposition:
+        return " ".join(p for p in (before, after, preposition, answer) if p)
+    if asked == "place":
+        return " ".join(p for p in (before, after, "in" if english else "di", answer) if p)
+    if asked in ("date", "number"):
+        return " ".join(p for p in (before, after, answer) if p)
+    return " ".join(p for p in (before, answer, after) if p)
+
+
+def topic(turn: Turn) -> str:
+    """What the last turn was about, in its own words: its question without the question
+    phrase ("Apa arahan Kim kepada politbiro?" -> "arahan Kim kepada politbiro")."""
+    before, _, after, _ = split_question(turn.read_as)
+    return " ".join(p for p in (before, after) if p)
+
+
+def is_fragment(words: Sequence[str]) -> bool:
+    """A question without a subject or predicate of its own: only question words,
+    prepositions and slot nouns ("Di kota mana?", "Tanggal berapa?", "On what day?", "Why?"),
+    or at most one other word and no name in three ("Kembali kapan?", "Berapa kecamatan?")."""
+    lower = [w.casefold() for w in words]
+    if not any(w in QUESTION_WORDS for w in lower):
+        return False
+    other = [
+        w
+        for w in words
+        if not (
+            w.casefold() in QUESTION_WORDS
+            or w.casefold() in PREPOSITIONS
+            or w.casefold() in SLOT_NOUNS
+            or w.casefold() in AUXILIARIES
+        )
+    ]
+    if not other:
+        return True
+    named = any(is_name(w) and w.casefold() not in FUNCTION_WORDS for w in words[1:])
+    return len(words) <= 3 and len(other) == 1 and not named and not is_name(other[0])
+
+
+def _possessive_root(word: str) -> str | None:
+    """The word a possessive -nya is on ("jabatannya" -> "jabatan"), or None."""
+    lower = word.casefold()
+    if not lower.endswith("nya") or len(lower) < 6 or lower in NOT_POSSESSIVE:
+        return None
+    if word[:1].isupper() and not word.isupper():
+        return None  # a name: Kenya, Sonya
+    return word[:-3]
+
+
+def read_in_context(question: str, turns: Sequence[Turn], history_turns: int = 3) -> FollowUp:
+    """The question as a question of its own, given the chat's earlier turns (oldest first)."""
+    turns = [t for t in turns[-history_turns:] if t.read_as.strip()] if history_turns else []
+    if not turns:
+        return FollowUp(question)
+    last = turns[-1]
+    about = ABOUT.match(question.strip())
+    subject = about["topic"].split() if about else []
+    if about and len(subject) <= 5 and not any(w.casefold() in QUESTION_WORDS for w in subject):
+        slot = _slot_question(subject, is_english(question.casefold().split()))
+        if slot:
+            # "And the date?", "Kalau tempatnya?": the last event, asked for that.
+            return FollowUp(f"{slot} {event(last)}?", ("fragment",))
+        # "Kalau arahan Kim?": the last question, asked about something else.
+        return FollowUp(_ask_about(last, about["topic"]), ("fragment",))
+    tokens = tokens_of(question)
+    exclude = question.casefold()
+    rules: list[str] = []
+    indices = _words(tokens)
+    lower = {i: tokens[i].casefold() for i in indices}
+    for n, i in enumerate(indices):
+        word, w = tokens[i], lower[i]
+        before = lower[indices[n - 1]] if n else ""
+        after = lower[indices[n + 1]] if n + 1 < len(indices) else ""
+        replacement = None
+        if w in PERSON_PRONOUNS:
+            replacement, rule = _first(turns, lambda t: _person_of(t, exclude)), "pronoun"
+        elif w in POSSESSIVE_PRONOUNS:
+            person = _first(turns, lambda t: _person_of(t, exclude))
+            replacement, rule = (f"{person}'s" if person else None), "pronoun"
+        elif w in GROUP_PRONOUNS:
+            replacement, rule = _first(turns, lambda t: _group_of(t, exclude)), "pronoun"
+        elif w in GROUP_POSSESSIVE:
+            group = _first(turns, lambda t: _group_of(t, exclude))
+            replacement, rule = (f"{group}'s" if group else None), "pronoun"
+        elif w in PLACE_PRONOUNS:
+            replacement, rule = _first(turns, lambda t: _place_of(t, exclude)), "place"
+            if replacement and w == "there" and before not in PREPOSITIONS:
+                replacement = f"in {replacement}"
+        elif w in DEMONSTRATIVES or w in THING_PRONOUNS:
+            replacement, rule = _demonstrative(tokens, indices, n, turns, before, after)
+        elif (root := _possessive_root(word)) is not None:
+            person = _first(turns, lambda t: _person_of(t, exclude))
+            if root.casefold() == "diri":
+                replacement = person
+            elif root.casefold().startswith("di") and person:
+                # A passive verb's -nya is who did it: "ditemuinya" -> "ditemui Kim".
+                replacement = f"{root} {person}"
+            elif root.casefold().startswith(VERB_PREFIXES):
+                # An active verb's -nya is what it acts on: the person just asked about, or
+                # the last turn's topic ("memberikannya" -> "memberikan arahan Kim").
+                thing = person if last.asked == "person" and person else topic(last)
+                replacement = f"{root} {thing}"
+            else:
+                replacement = f"{root} {person or topic(last)}"
+            rule = "possessive"
+        else:
+            continue
+        if not rule:
+            continue
+        if replacement is not None:
+            tokens[i] = replacement
+            rules.append(rule)
+        else:
+            # A pointer back with nothing to point at: the last turn's topic goes along.
+            tokens[i] = f"{word} ({topic(last)})"
+            rules.append(rule)
+    text = re.sub(r"\s+([?!.,])", r"\1", " ".join("".join(tokens).split()))
+    words = [tokens[i] for i in indices]
+    if not rules and is_fragment(words):
+        return FollowUp(_with_event(question, last), ("fragment",))
+    return FollowUp(text, tuple(dict.fromkeys(rules)))
+
+
+def _demonstrative(
+    tokens: list[str], indices: list[int], n: int, turns: Sequence[Turn], before: str, after: str
+) -> tuple[str | None, str]:
+    """What itu / ini / tersebut / it / that / this at word n points at, and the rule."""
+    last = turns[-1]
+    w = tokens[indices[n]].casefold()
+    if w == "ini" and before in NOW_NOUNS:
+        return tokens[indices[n]], ""  # "hari ini": now
+    if before in CONNECTIVES:
+        return tokens[indices[n]], ""
+    if w == "this" and after in ("year", "month", "week", "morning", "evening", "time"):
+        return tokens[indices[n]], ""
+    following = tokens[indices[n + 1]] if n + 1 < len(indices) else ""
+    if w in ("itu", "ini") and before in QUESTION_WORDS and is_name(following):
+        return tokens[indices[n]], ""  # "Apa itu KCNA?": what is, not what that was
+    if w in ("that", "this") and following and after not in AUXILIARIES | PREPOSITIONS:
+        # "that doctor" -> "the doctor (<topic>)".
+        tokens[indices[n + 1]] = f"{following} ({topic(last)})"
+        return "the", "demonstrative"
+    if before in TIME_NOUNS:
+        time = _first(turns, _time_of)
+        if time:
+            # "saat itu" -> "saat Rabu (20/9)"; the noun is kept.
+            return time, "demonstrative"
+        return event(last), "demonstrative"
+    standing = before in QUESTION_WORDS or before in AUXILIARIES or before in PREPOSITIONS
+    if n == 0 or standing or (w in THING_PRONOUNS and not after):
+        # "Kapan itu terjadi?", "When was that?", "Apa itu?": the last turn's event.
+        _drop_light_verb(tokens, indices, n)
+        return event(last), "demonstrative"
+    # On a noun ("rapat itu") or an object ("want it for"): what the last turn was about.
+    return f"({topic(last)})" if w in DEMONSTRATIVES else topic(last), "demonstrative"
+
+
+def _drop_light_verb(tokens: list[str], indices: list[int], n: int) -> None:
+    """ "Kapan itu terjadi?" reads as "Kapan <event>?": the light verb after the event goes."""
+    if n + 1 < len(indices) and tokens[indices[n + 1]].casefold() in LIGHT_VERBS:
+        tokens[indices[n + 1]] = ""
+        if n + 2 < len(indices) and tokens[indices[n + 2]].casefold() == "place":
+            tokens[indices[n + 2]] = ""
+
+
+def _with_event(question: str, last: Turn) -> str:
+    """A fragment completed with the last turn's event: "Di kota mana?" -> "Di kota mana
+    Sergei Shoigu berjabat tangan dengan Kim?"."""
+    mark = "?" if question.rstrip().endswith("?") else ""
+    return f"{strip_question(question)} {event(last)}{mark or '?'}"
+
+
+# "And the date?" asks when; "Kalau tempatnya?" where: slot nouns and their question words.
+SLOTS = (
+    (
+        ("kapan", "when"),
+        frozenset("date day time year month tanggal hari waktu tahun bulan".split()),
+    ),
+    (("di mana", "where"), frozenset("place location city tempat lokasi kota".split())),
+    (("berapa", "how many"), frozenset("number total amount jumlah angka".split())),
+)
+
+
+def _slot_question(subject: Sequence[str], english: bool) -> str | None:
+    """The question word a bare slot noun stands for ("the date" -> "when"), or None."""
+    words = [w.casefold().removesuffix("nya") for w in subject if w.casefold() != "the"]
+    for (indonesian, english_word), nouns in SLOTS:
+        if words and all(w in nouns for w in words):
+            return (english_word if english else indonesian).capitalize()
+    return None
+
+
+def _ask_about(last: Turn, subject: str) -> str:
+    """The last question's question phrase, asked about another subject: "Kapan KCNA
+    melaporkan rapat politbiro?" + "arahan Kim" -> "Kapan arahan Kim?"."""
+    _, phrase, _, _ = split_question(last.read_as)
+    if not phrase:
+        return f"{strip_question(subject)} {topic(last)}?"
+    return f"{phrase} {strip_question(subject)}?"

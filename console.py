@@ -10,7 +10,7 @@ import textwrap
 from typing import TextIO
 
 from retrieval.answer import Answer, Answerer, Quote
-from retrieval.corpus import terminal_safe
+from retrieval.corpus.articles import terminal_safe
 from retrieval.errors import QuestionError
 from retrieval.reindex import stale_documents
 from texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question, for_user

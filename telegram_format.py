@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from console import marked_parts, source_line
 from retrieval.answer import Answer, Quote
-from retrieval.chunking import split_sentences
+from retrieval.corpus.chunking import split_sentences
 from retrieval.index import ArticleInfo
 from texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question
 

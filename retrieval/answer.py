@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .artefacts import read_artefact
-from .chunking import Chunk
 from .config import Config, ReaderConfig, SearchConfig
+from .corpus.chunking import Chunk
 from .embedding import Embedder, make_embedder
 from .errors import IndexMismatchError, QuestionError
 from .index import ArticleInfo, read_manifest

@@ -16,9 +16,9 @@ from typing import Protocol
 import faiss
 import numpy as np
 
-from .chunking import Chunk, chunk_article
 from .config import Config, IndexConfig
-from .corpus import Article
+from .corpus.articles import Article
+from .corpus.chunking import Chunk, chunk_article
 from .embedding import Embedder, model_key
 from .errors import ConfigError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from .keyword import tokenize

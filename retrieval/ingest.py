@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .config import Config, load_config
-from .corpus import MAX_FRONT_MATTER_CHARS, terminal_safe
+from .corpus.articles import MAX_FRONT_MATTER_CHARS, terminal_safe
 from .embedding import Embedder
 from .errors import ReindexLockedError, TanyaError
 from .extract import Extracted, extract

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, load_config
-from .corpus import Corpus, CorpusProblem, inside, load_corpus, terminal_safe
+from .corpus.articles import Corpus, CorpusProblem, inside, load_corpus, terminal_safe
 from .embedding import Embedder, make_embedder
 from .errors import (
     IndexCorruptError,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .artefacts import read_artefact
-from .chunking import Chunk
 from .config import SearchConfig
+from .corpus.chunking import Chunk
 from .query import TYPES, Query
 from .store import PassageStore
 from .terms import ragged_positions

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from .chunking import Chunk
+from .corpus.chunking import Chunk
 
 if TYPE_CHECKING:
     from .config import Config

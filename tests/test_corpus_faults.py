@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from retrieval import corpus as corpus_module
-from retrieval.corpus import load_corpus
+from retrieval.corpus import articles as corpus_module
+from retrieval.corpus.articles import load_corpus
 from retrieval.index import load_index
 from retrieval.reindex import main as reindex_main
 from retrieval.reindex import reindex

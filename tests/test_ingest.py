@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from retrieval.config import Config
-from retrieval.corpus import load_corpus
+from retrieval.corpus.articles import load_corpus
 from retrieval.errors import ReindexLockedError
 from retrieval.ingest import STATE_FILE, Fetcher, ingest, read_front_matter
 from retrieval.reindex import reindex_lock

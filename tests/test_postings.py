@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrieval.chunking import chunk_article
-from retrieval.corpus import load_corpus
+from retrieval.corpus.articles import load_corpus
+from retrieval.corpus.chunking import chunk_article
 from retrieval.index import load_index
 from retrieval.keyword import tokenize
 from retrieval.postings import TERM_BYTES, Deleted, KeywordIndex, Postings, term_key

@@ -516,7 +516,7 @@ def _age(corpus: Path, seconds: float = 60) -> None:
 
 def _reads(monkeypatch) -> list[str]:
     """The corpus files read from now on, by name."""
-    import retrieval.corpus as corpus_module
+    import retrieval.corpus.articles as corpus_module
 
     read, real = [], corpus_module.load_file
 

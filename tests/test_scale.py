@@ -16,7 +16,7 @@ from retrieval.bench import (
     weak_hnsw_recall,
 )
 from retrieval.config import IndexConfig
-from retrieval.corpus import load_corpus
+from retrieval.corpus.articles import load_corpus
 from retrieval.index import build_index, encoder_texts, load_index, make_faiss, tune_faiss
 from retrieval.keyword import tokenize
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .corpus import Article
+from .articles import Article
 
 TokenCounter = Callable[[str], int]
 

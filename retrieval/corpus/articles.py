@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .safe_yaml import YamlRefused, YamlTooLong, load_yaml
+from ..safe_yaml import YamlRefused, YamlTooLong, load_yaml
 
 SUFFIXES = (".txt", ".md", ".jsonl")
 METADATA_KEYS = ("url", "source", "published", "language")

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .artefacts import read_artefact
 from .config import Config, ReaderConfig, SearchConfig
 from .corpus.chunking import Chunk
-from .embedding import Embedder, make_embedder
 from .errors import IndexMismatchError, QuestionError
 from .index import ArticleInfo, read_manifest
+from .models.artefacts import read_artefact
+from .models.embedding import Embedder, make_embedder
+from .models.reader import WEIGHTS, Reader, Reading
 from .query import TYPES, Query, make_query
-from .reader import WEIGHTS, Reader, Reading
 from .search import TYPED_WEIGHTS, Hit, search
 from .store import PassageStore, open_store
 

@@ -31,11 +31,11 @@ import numpy as np
 from .answer import Answerer
 from .bench_archive import measure_archive, measured, peak_rss_kb
 from .config import Config, IndexConfig, load_config
-from .embedding import Embedder, make_embedder
 from .errors import TanyaError
 from .evaluate import EvalQuestion, load_questions
 from .index import encoder_texts, make_faiss, tune_faiss
 from .keyword import tokenize
+from .models.embedding import Embedder, make_embedder
 from .postings import Deleted, KeywordIndex, Postings
 from .reindex import reindex
 

@@ -28,9 +28,9 @@ from pathlib import Path
 
 from .answer import Answer, Answerer
 from .config import Config, load_config
-from .embedding import Embedder, make_embedder
 from .errors import TanyaError
 from .index import expected_settings
+from .models.embedding import Embedder, make_embedder
 from .reindex import progress_factory, reindex
 
 K_MAX = 10

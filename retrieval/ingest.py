@@ -32,10 +32,10 @@ import yaml
 
 from .config import Config, load_config
 from .corpus.articles import MAX_FRONT_MATTER_CHARS, terminal_safe
-from .embedding import Embedder
 from .errors import ReindexLockedError, TanyaError
 from .extract import Extracted, extract
 from .fetch import Fetcher, Skip
+from .models.embedding import Embedder
 from .reindex import ReindexResult, print_result, progress_factory, reindex, reindex_lock
 from .safe_yaml import load_yaml
 

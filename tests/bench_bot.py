@@ -48,7 +48,7 @@ def build(folder: Path, fake_embedder: bool) -> tuple[Answerer, list[str]]:
         questions = FAKE_QUESTIONS
     else:
         from retrieval.config import EmbeddingConfig
-        from retrieval.embedding import make_embedder
+        from retrieval.models.embedding import make_embedder
 
         shutil.copy(SEED_ARTICLE, corpus / SEED_ARTICLE.name)
         config = make_config(corpus, folder / ".index")

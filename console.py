@@ -12,7 +12,7 @@ from typing import TextIO
 from retrieval.answer import Answer, Answerer, Quote
 from retrieval.corpus.articles import terminal_safe
 from retrieval.errors import QuestionError
-from retrieval.reindex import stale_documents
+from retrieval.index.reindex import stale_documents
 from texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question, for_user
 
 BOLD, ITALIC, RESET = "\033[1m", "\033[3m", "\033[0m"

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from console import marked_parts, source_line
 from retrieval.answer import Answer, Quote
 from retrieval.corpus.chunking import split_sentences
-from retrieval.index import ArticleInfo
+from retrieval.index.folder import ArticleInfo
 from texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question
 
 # Telegram's limit per message. Counted here over the HTML itself in UTF-16 units, as Telegram

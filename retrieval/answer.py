@@ -17,13 +17,13 @@ import numpy as np
 from .config import Config, ReaderConfig, SearchConfig
 from .corpus.chunking import Chunk
 from .errors import IndexMismatchError, QuestionError
-from .index import ArticleInfo, read_manifest
+from .index.folder import ArticleInfo, read_manifest
+from .index.store import PassageStore, open_store
 from .models.artefacts import read_artefact
 from .models.embedding import Embedder, make_embedder
 from .models.reader import WEIGHTS, Reader, Reading
 from .query import TYPES, Query, make_query
 from .search import TYPED_WEIGHTS, Hit, search
-from .store import PassageStore, open_store
 
 MAX_QUESTION_CHARS = 1000
 RANKING_SIZE = 10

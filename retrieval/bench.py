@@ -33,11 +33,11 @@ from .bench_archive import measure_archive, measured, peak_rss_kb
 from .config import Config, IndexConfig, load_config
 from .errors import TanyaError
 from .evaluate import EvalQuestion, load_questions
-from .index import encoder_texts, make_faiss, tune_faiss
-from .keyword import tokenize
+from .index.folder import encoder_texts, make_faiss, tune_faiss
+from .index.keyword import tokenize
+from .index.postings import Deleted, KeywordIndex, Postings
+from .index.reindex import reindex
 from .models.embedding import Embedder, make_embedder
-from .postings import Deleted, KeywordIndex, Postings
-from .reindex import reindex
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT.parent / "shared" / "eval"

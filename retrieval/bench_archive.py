@@ -24,9 +24,9 @@ import numpy as np
 
 from .config import Config
 from .errors import TanyaError
-from .index import load_index
-from .keyword import tokenize
-from .reindex import reindex
+from .index.folder import load_index
+from .index.keyword import tokenize
+from .index.reindex import reindex
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAGRAPHS = 10
@@ -120,7 +120,14 @@ def peak_rss_kb(path: Path) -> int:
 
 def _reindex_process(config_file: Path) -> dict:
     """`tanya-reindex` end to end as a new process, with its peak RSS."""
-    command = [sys.executable, "-m", "retrieval.reindex", "--config", str(config_file), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "retrieval.index.reindex",
+        "--config",
+        str(config_file),
+        "--quiet",
+    ]
     wrapped, rss = measured(command)
     started = time.perf_counter()
     proc = subprocess.run(wrapped, cwd=ROOT, capture_output=True, text=True)

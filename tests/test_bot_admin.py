@@ -13,7 +13,7 @@ import retrieval.ingest
 from retrieval.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
-from retrieval.reindex import reindex, reindex_lock
+from retrieval.index.reindex import reindex, reindex_lock
 from tests.conftest import FakeEmbedder, make_config
 from tests.fake_telegram import FakeTelegram
 from tests.fake_web import (

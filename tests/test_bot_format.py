@@ -12,7 +12,7 @@ from telegram.error import BadRequest, NetworkError, TimedOut
 
 import bot
 from retrieval.answer import Answer, Quote
-from retrieval.index import ArticleInfo
+from retrieval.index.folder import ArticleInfo
 from telegram_format import (
     answer_html,
     answer_messages,

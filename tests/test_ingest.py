@@ -13,8 +13,8 @@ import pytest
 from retrieval.config import Config
 from retrieval.corpus.articles import load_corpus
 from retrieval.errors import ReindexLockedError
+from retrieval.index.reindex import reindex_lock
 from retrieval.ingest import STATE_FILE, Fetcher, ingest, read_front_matter
-from retrieval.reindex import reindex_lock
 from tests.conftest import ROOT, FakeEmbedder, make_config
 from tests.fake_web import (
     ARTICLE,

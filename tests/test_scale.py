@@ -17,8 +17,8 @@ from retrieval.bench import (
 )
 from retrieval.config import IndexConfig
 from retrieval.corpus.articles import load_corpus
-from retrieval.index import build_index, encoder_texts, load_index, make_faiss, tune_faiss
-from retrieval.keyword import tokenize
+from retrieval.index.folder import build_index, encoder_texts, load_index, make_faiss, tune_faiss
+from retrieval.index.keyword import tokenize
 
 
 @functools.cache

@@ -20,16 +20,17 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, load_config
-from .corpus.articles import Corpus, CorpusProblem, inside, load_corpus, terminal_safe
-from .errors import (
+from ..config import Config, load_config
+from ..corpus.articles import Corpus, CorpusProblem, inside, load_corpus, terminal_safe
+from ..errors import (
     IndexCorruptError,
     IndexMismatchError,
     IndexMissingError,
     ReindexLockedError,
     TanyaError,
 )
-from .index import (
+from ..models.embedding import Embedder, make_embedder
+from .folder import (
     CORPUS_FILES,
     ArticleInfo,
     BuildStats,
@@ -44,7 +45,6 @@ from .index import (
     read_manifest,
     verify_files,
 )
-from .models.embedding import Embedder, make_embedder
 
 log = logging.getLogger("tanya.reindex")
 

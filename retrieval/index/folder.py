@@ -16,12 +16,12 @@ from typing import Protocol
 import faiss
 import numpy as np
 
-from .config import Config, IndexConfig
-from .corpus.articles import Article
-from .corpus.chunking import Chunk, chunk_article
-from .errors import ConfigError, IndexCorruptError, IndexMismatchError, IndexMissingError
+from ..config import Config, IndexConfig
+from ..corpus.articles import Article
+from ..corpus.chunking import Chunk, chunk_article
+from ..errors import ConfigError, IndexCorruptError, IndexMismatchError, IndexMissingError
+from ..models.embedding import Embedder, model_key
 from .keyword import tokenize
-from .models.embedding import Embedder, model_key
 from .postings import Deleted, KeywordIndex, Postings
 from .segments import ARTICLES, Chunks, ChunkStore, Rows, Segment, Terms, link_folder
 from .terms import TermTable

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from .corpus.chunking import Chunk
+from ..corpus.chunking import Chunk
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .index import ArticleInfo
+    from ..config import Config
+    from .folder import ArticleInfo
 
 
 class RowArray(Protocol):
@@ -92,6 +92,6 @@ class PassageStore(Protocol):
 
 def open_store(config: Config) -> PassageStore:
     """The configured index for answering: today always the embedded one."""
-    from .index import load_index
+    from .folder import load_index
 
     return load_index(config.index_path, config)

@@ -23,7 +23,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .corpus.chunking import Chunk
+from ..corpus.chunking import Chunk
 from .postings import Postings
 from .terms import TermTable
 

@@ -40,7 +40,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from retrieval.answer import Answerer, clean_question
+from retrieval.answering.answer import Answerer, clean_question
 from retrieval.config import Config, load_config
 from retrieval.errors import QuestionError, ReindexLockedError, TanyaError
 from telegram_format import answer_messages, sources_html

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from typing import TextIO
 
-from retrieval.answer import Answer, Answerer, Quote
+from retrieval.answering.answer import Answer, Answerer, Quote
 from retrieval.corpus.articles import terminal_safe
 from retrieval.errors import QuestionError
 from retrieval.index.reindex import stale_documents

@@ -9,7 +9,7 @@ from html import escape
 from urllib.parse import urlparse
 
 from console import marked_parts, source_line
-from retrieval.answer import Answer, Quote
+from retrieval.answering.answer import Answer, Quote
 from retrieval.corpus.chunking import split_sentences
 from retrieval.index.folder import ArticleInfo
 from texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question

@@ -2,15 +2,15 @@
 
 A third language is one more Texts value in TEXTS: the command menu gets it at once, and
 commands follow it for users whose Telegram language it is. (Questions are told apart as
-English or Indonesian only, by retrieval.query.question_language.)
+English or Indonesian only, by retrieval.answering.query.question_language.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from retrieval.answering.query import question_language
 from retrieval.errors import QuestionError
-from retrieval.query import question_language
 
 # Commands of users whose Telegram language has no table, and of the console, under `auto`.
 DEFAULT_LANGUAGE = "id"

@@ -28,7 +28,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .answer import Answerer
+from .answering.answer import Answerer
 from .bench_archive import measure_archive, measured, peak_rss_kb
 from .config import Config, IndexConfig, load_config
 from .errors import TanyaError

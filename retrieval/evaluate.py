@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .answer import Answer, Answerer
+from .answering.answer import Answer, Answerer
 from .config import Config, load_config
 from .errors import TanyaError
 from .index.folder import expected_settings

@@ -134,9 +134,9 @@ def gold_examples(data: Path, name: str, split: str) -> list[Example]:
 
 def mine(data: Path, work: Path, config_path: str | None) -> Path:
     """Search every training question; keep the best passages without its answer."""
+    from .answering.search import search
     from .config import load_config
     from .evaluate import prepare
-    from .search import search
 
     out = work / "mined.jsonl"
     if out.exists():

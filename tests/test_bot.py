@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import bot
-from retrieval.answer import Answerer
+from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
 from retrieval.index.reindex import reindex

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import retrieval.ingest
-from retrieval.answer import Answerer
+from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
 from retrieval.index.reindex import reindex, reindex_lock

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import bot
-from retrieval.answer import Answerer
+from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
 from telegram_format import MESSAGE_LIMIT

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from telegram.error import BadRequest, NetworkError, TimedOut
 
 import bot
-from retrieval.answer import Answer, Quote
+from retrieval.answering.answer import Answer, Quote
 from retrieval.index.folder import ArticleInfo
 from telegram_format import (
     answer_html,

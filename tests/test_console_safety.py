@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import console
-from retrieval.answer import Answerer
+from retrieval.answering.answer import Answerer
 from retrieval.index.reindex import main as reindex_main
 from retrieval.index.reindex import reindex
 from tests.conftest import FakeEmbedder, make_config

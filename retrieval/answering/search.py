@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import SearchConfig
-from .corpus.chunking import Chunk
-from .index.store import PassageStore
-from .index.terms import ragged_positions
-from .models.artefacts import read_artefact
+from ..config import SearchConfig
+from ..corpus.chunking import Chunk
+from ..index.store import PassageStore
+from ..index.terms import ragged_positions
+from ..models.artefacts import read_artefact
 from .query import TYPES, Query
 
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config, ReaderConfig, SearchConfig
-from .corpus.chunking import Chunk
-from .errors import IndexMismatchError, QuestionError
-from .index.folder import ArticleInfo, read_manifest
-from .index.store import PassageStore, open_store
-from .models.artefacts import read_artefact
-from .models.embedding import Embedder, make_embedder
-from .models.reader import WEIGHTS, Reader, Reading
+from ..config import Config, ReaderConfig, SearchConfig
+from ..corpus.chunking import Chunk
+from ..errors import IndexMismatchError, QuestionError
+from ..index.folder import ArticleInfo, read_manifest
+from ..index.store import PassageStore, open_store
+from ..models.artefacts import read_artefact
+from ..models.embedding import Embedder, make_embedder
+from ..models.reader import WEIGHTS, Reader, Reading
 from .query import TYPES, Query, make_query
 from .search import TYPED_WEIGHTS, Hit, search
 

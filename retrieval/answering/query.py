@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .index.keyword import tokenize
+from ..index.keyword import tokenize
 
 # Words that make a question lean on an earlier one.
 ANAPHORA = frozenset(

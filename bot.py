@@ -47,7 +47,7 @@ from telegram_format import answer_messages, sources_html
 from texts import TEXTS, Texts, for_question, for_user
 
 if TYPE_CHECKING:  # ingestion (trafilatura) is imported when first used: start-up stays quick
-    from retrieval.ingest import IngestReport, Outcome
+    from retrieval.web.ingest import IngestReport, Outcome
 
 log = logging.getLogger("tanya")
 
@@ -324,7 +324,7 @@ class TanyaBot:
     ) -> IngestReport | None:
         """Fetch urls (and the feeds) into the corpus and serve the new index; None when
         another reindex holds the lock, or (unless wait) another ingestion runs."""
-        from retrieval.ingest import ingest
+        from retrieval.web.ingest import ingest
 
         if not wait and self._ingesting.locked():
             log.info("articles not fetched: another ingestion is running")

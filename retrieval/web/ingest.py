@@ -30,14 +30,14 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .config import Config, load_config
-from .corpus.articles import MAX_FRONT_MATTER_CHARS, terminal_safe
-from .errors import ReindexLockedError, TanyaError
+from ..config import Config, load_config
+from ..corpus.articles import MAX_FRONT_MATTER_CHARS, terminal_safe
+from ..errors import ReindexLockedError, TanyaError
+from ..index.reindex import ReindexResult, print_result, progress_factory, reindex, reindex_lock
+from ..models.embedding import Embedder
+from ..safe_yaml import load_yaml
 from .extract import Extracted, extract
 from .fetch import Fetcher, Skip
-from .index.reindex import ReindexResult, print_result, progress_factory, reindex, reindex_lock
-from .models.embedding import Embedder
-from .safe_yaml import load_yaml
 
 log = logging.getLogger("tanya.ingest")
 

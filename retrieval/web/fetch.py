@@ -10,7 +10,7 @@ from urllib.robotparser import RobotFileParser
 
 import httpx
 
-from .config import SourcesConfig
+from ..config import SourcesConfig
 
 USER_AGENT = "tanya/0.1 (news question-answering bot; honours robots.txt)"
 ROBOTS_AGENT = "tanya"  # the name robots.txt rules for this bot are written for

@@ -203,7 +203,7 @@ def long_answerer(tmp_path: Path):
 
 def slice_answerer(documents: Sequence[dict], root: Path, embedder):
     """An Answerer over a few documents of an evaluation corpus, indexed under root."""
-    from retrieval.evaluate import prepare
+    from retrieval.tools.evaluate import prepare
 
     corpus = root / "slice.jsonl"
     corpus.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents), "utf-8")

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval import bench
-from retrieval.bench import measure_latency, percentiles
-from retrieval.evaluate import EvalQuestion
+from retrieval.tools import bench
+from retrieval.tools.bench import measure_latency, percentiles
+from retrieval.tools.evaluate import EvalQuestion
 
 from .conftest import SEED_ARTICLE, TINY_ARTICLES
 

@@ -13,9 +13,9 @@ import pytest
 from retrieval.answering.answer import Answerer, is_elliptic
 from retrieval.answering.query import make_query, question_type
 from retrieval.answering.search import fuse, search, sentence_scores
-from retrieval.evaluate import evaluate, is_found, load_questions
 from retrieval.index.keyword import tokenize
 from retrieval.index.terms import TermTable
+from retrieval.tools.evaluate import evaluate, is_found, load_questions
 
 from .conftest import slice_answerer
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from retrieval.models.reader import Reader, pack_weights, widen, windows
-from retrieval.train_reader import (
+from retrieval.tools.train_reader import (
     Example,
     TrainingError,
     main,

@@ -1,7 +1,7 @@
 """The reader: reads a question together with a passage and marks the answer span, or none.
 
 A 12-layer encoder started from multilingual-e5-small and fine-tuned for extractive question
-answering (`python -m retrieval.train_reader`). The question and the passage go in as one
+answering (`python -m retrieval.tools.train_reader`). The question and the passage go in as one
 sequence, `<s> question </s> passage </s>`, so every layer reads both; a linear head scores
 each passage token as the start and as the end of the answer, and the `<s>` position as "no
 answer" (SQuAD 2.0 style). It runs in numpy: the shipped weights are int8 with a scale per
@@ -400,7 +400,7 @@ def _corrupt(path: Path, why: str) -> ReaderUnavailableError:
     return ReaderUnavailableError(
         f"the reader's weights {path} cannot be used: {why}. Restore the file from the "
         "package or the repository (git checkout -- retrieval/models/artefacts), rebuild it with "
-        "`python -m retrieval.train_reader`, or set reader.enabled: false in config.yaml"
+        "`python -m retrieval.tools.train_reader`, or set reader.enabled: false in config.yaml"
     )
 
 

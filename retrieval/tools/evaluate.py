@@ -1,6 +1,6 @@
 """Measure answer quality on a question file: recall, MRR, highlights, declining, speed.
 
-    python -m retrieval.evaluate --questions FILE [--corpus PATH] [--config PATH]
+    python -m retrieval.tools.evaluate --questions FILE [--corpus PATH] [--config PATH]
                                  [--split NAME] [--json] [--hide-answers]
                                  [--per-question FILE]
 
@@ -26,12 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .answering.answer import Answer, Answerer
-from .config import Config, load_config
-from .errors import TanyaError
-from .index.folder import expected_settings
-from .index.reindex import progress_factory, reindex
-from .models.embedding import Embedder, make_embedder
+from ..answering.answer import Answer, Answerer
+from ..config import Config, load_config
+from ..errors import TanyaError
+from ..index.folder import expected_settings
+from ..index.reindex import progress_factory, reindex
+from ..models.embedding import Embedder, make_embedder
 
 K_MAX = 10
 
@@ -393,7 +393,9 @@ def format_report(report: Report) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure answer quality on a question file."""
-    parser = argparse.ArgumentParser(prog="python -m retrieval.evaluate", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m retrieval.tools.evaluate", description=main.__doc__
+    )
     parser.add_argument("--questions", required=True, help="question file (JSONL)")
     parser.add_argument("--corpus", help="folder or JSONL file to index (default: the config's)")
     parser.add_argument("--config", help="config file (default: config.yaml)")

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
-from .errors import TanyaError
-from .index.folder import load_index
-from .index.keyword import tokenize
-from .index.reindex import reindex
+from ..config import Config
+from ..errors import TanyaError
+from ..index.folder import load_index
+from ..index.keyword import tokenize
+from ..index.reindex import reindex
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PARAGRAPHS = 10
 QUESTION = "Kapan rapat itu digelar dan siapa yang memimpinnya?"
 

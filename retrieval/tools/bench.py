@@ -1,7 +1,8 @@
 """Measure speed: cold start, warm answers by stage, indexing, no-change reindex, scale, and
 a synthetic archive through the real reindex path (bench_archive.py).
 
-    python -m retrieval.bench [--config PATH] [--json] [--scale N] [--archive N] [--only SECTIONS]
+    python -m retrieval.tools.bench [--config PATH] [--json] [--scale N] [--archive N]
+                                    [--only SECTIONS]
 
 Every index is built in a throwaway folder; the live index is never touched. Latencies are
 medians (p50) and 95th percentiles over the questions of the evaluation files, asked with the
@@ -28,18 +29,18 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .answering.answer import Answerer
+from ..answering.answer import Answerer
+from ..config import Config, IndexConfig, load_config
+from ..errors import TanyaError
+from ..index.folder import encoder_texts, make_faiss, tune_faiss
+from ..index.keyword import tokenize
+from ..index.postings import Deleted, KeywordIndex, Postings
+from ..index.reindex import reindex
+from ..models.embedding import Embedder, make_embedder
 from .bench_archive import measure_archive, measured, peak_rss_kb
-from .config import Config, IndexConfig, load_config
-from .errors import TanyaError
 from .evaluate import EvalQuestion, load_questions
-from .index.folder import encoder_texts, make_faiss, tune_faiss
-from .index.keyword import tokenize
-from .index.postings import Deleted, KeywordIndex, Postings
-from .index.reindex import reindex
-from .models.embedding import Embedder, make_embedder
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EVAL = ROOT.parent / "shared" / "eval"
 COLD_QUESTION = "Siapa yang berjabat tangan dengan Kim Jong Un?"
 SECTIONS = ("cold", "latency", "indexing", "scale", "archive")
@@ -851,7 +852,9 @@ def _load_reference(path: str) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure cold start, answer latency, indexing and scale; print a table or JSON."""
-    parser = argparse.ArgumentParser(prog="python -m retrieval.bench", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m retrieval.tools.bench", description=main.__doc__
+    )
     parser.add_argument("--config", help="config file (default: config.yaml)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--scale", type=int, default=100_000, help="synthetic passages (100000)")

@@ -40,11 +40,11 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
+from chat.telegram.messages import answer_messages, sources_html
+from chat.texts import TEXTS, Texts, for_question, for_user
 from retrieval.answering.answer import Answerer, clean_question
 from retrieval.config import Config, load_config
 from retrieval.errors import QuestionError, ReindexLockedError, TanyaError
-from telegram_format import answer_messages, sources_html
-from texts import TEXTS, Texts, for_question, for_user
 
 if TYPE_CHECKING:  # ingestion (trafilatura) is imported when first used: start-up stays quick
     from retrieval.web.ingest import IngestReport, Outcome
@@ -922,7 +922,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         answerer = Answerer(config)
-        import console
+        from chat import console
 
         if args.ask is not None:
             return console.ask_once(answerer, args.ask, args.json)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 import bot
+from chat.telegram.messages import MESSAGE_LIMIT
 from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
 from retrieval.index.reindex import reindex
-from telegram_format import MESSAGE_LIMIT
 from tests.conftest import FakeEmbedder, make_config, with_evidence_floor
 from tests.fake_telegram import AppThread, FakeTelegram, html_errors
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 import retrieval.web.ingest
+from chat.texts import ENGLISH, INDONESIAN
 from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
@@ -24,7 +25,6 @@ from tests.fake_web import (
 )
 from tests.test_bot import one_reply, running, settle
 from tests.test_ingest import stored
-from texts import ENGLISH, INDONESIAN
 
 ADMIN = 77
 TITLE = "Jembatan Layang Kiaracondong Resmi Dibuka untuk Umum"

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import bot
+from chat.telegram.messages import MESSAGE_LIMIT
 from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
-from telegram_format import MESSAGE_LIMIT
 from tests.conftest import ROOT, FakeEmbedder, with_evidence_floor
 from tests.fake_telegram import FakeTelegram, html_errors
 from tests.test_bot import PASAR_Q, one_reply, running, telegram_settings

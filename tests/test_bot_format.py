@@ -11,9 +11,7 @@ from hypothesis import strategies as st
 from telegram.error import BadRequest, NetworkError, TimedOut
 
 import bot
-from retrieval.answering.answer import Answer, Quote
-from retrieval.index.folder import ArticleInfo
-from telegram_format import (
+from chat.telegram.messages import (
     answer_html,
     answer_messages,
     quote_html,
@@ -22,8 +20,10 @@ from telegram_format import (
     split_html,
     tg_len,
 )
+from chat.texts import ENGLISH, INDONESIAN
+from retrieval.answering.answer import Answer, Quote
+from retrieval.index.folder import ArticleInfo
 from tests.fake_telegram import html_errors
-from texts import ENGLISH, INDONESIAN
 
 
 def make_quote(text: str, highlight: tuple[int, int], **extra) -> Quote:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-import console
+from chat import console
 from retrieval.answering.answer import Answerer
 from retrieval.index.reindex import main as reindex_main
 from retrieval.index.reindex import reindex

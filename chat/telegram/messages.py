@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from html import escape
 from urllib.parse import urlparse
 
-from console import marked_parts, source_line
+from chat.console import marked_parts, source_line
+from chat.texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question
 from retrieval.answering.answer import Answer, Quote
 from retrieval.corpus.chunking import split_sentences
 from retrieval.index.folder import ArticleInfo
-from texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question
 
 # Telegram's limit per message. Counted here over the HTML itself in UTF-16 units, as Telegram
 # counts, which can only overestimate the visible text it measures.

@@ -9,11 +9,11 @@ import sys
 import textwrap
 from typing import TextIO
 
+from chat.texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question, for_user
 from retrieval.answering.answer import Answer, Answerer, Quote
 from retrieval.corpus.articles import terminal_safe
 from retrieval.errors import QuestionError
 from retrieval.index.reindex import stale_documents
-from texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question, for_user
 
 BOLD, ITALIC, RESET = "\033[1m", "\033[3m", "\033[0m"
 PROMPT = "tanya> "

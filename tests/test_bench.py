@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from retrieval.tools import bench
-from retrieval.tools.bench import measure_latency, percentiles
+from retrieval.tools.bench import measure_latency
 from retrieval.tools.evaluate import EvalQuestion
+from retrieval.tools.measuring import percentiles
 
 from .conftest import SEED_ARTICLE, TINY_ARTICLES
 

@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,26 +36,14 @@ from ..index.keyword import tokenize
 from ..index.postings import Deleted, KeywordIndex, Postings
 from ..index.reindex import reindex
 from ..models.embedding import Embedder, make_embedder
-from .bench_archive import measure_archive, measured, peak_rss_kb
+from .bench_archive import measure_archive
 from .evaluate import EvalQuestion, load_questions
+from .measuring import ROOT, measure_cold_start, percentiles, pseudo_words, write_config
 
-ROOT = Path(__file__).resolve().parents[2]
 EVAL = ROOT.parent / "shared" / "eval"
-COLD_QUESTION = "Siapa yang berjabat tangan dengan Kim Jong Un?"
 SECTIONS = ("cold", "latency", "indexing", "scale", "archive")
 # The archive section builds a million-passage index (about half an hour here): asked for.
 DEFAULT_SECTIONS = SECTIONS[:-1]
-
-
-def percentiles(seconds: Sequence[float]) -> dict:
-    """p50 and p95 in milliseconds."""
-    if not seconds:
-        return {"p50_ms": None, "p95_ms": None}
-    ms = np.asarray(seconds) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p95_ms": round(float(np.percentile(ms, 95)), 3),
-    }
 
 
 def rss_mb() -> float:
@@ -133,52 +120,7 @@ def local_config(config: Config, corpus: Path, index: Path, **search) -> Config:
     )
 
 
-def write_config(config: Config, path: Path) -> Path:
-    """Write a config file that loads back into `config` (JSON is valid YAML)."""
-    data = {
-        f.name: dataclasses.asdict(getattr(config, f.name))
-        if dataclasses.is_dataclass(getattr(config, f.name))
-        else getattr(config, f.name)
-        for f in dataclasses.fields(config)
-        if not f.metadata.get("internal")
-    }
-    path.write_text(json.dumps(data, indent=1), "utf-8")
-    return path
-
-
 # --- sections --------------------------------------------------------------------------------
-
-
-def measure_cold_start(config_file: Path, runs: int = 3, question: str = COLD_QUESTION) -> dict:
-    """`bot.py --ask` as a new process: seconds until its first printed line, and peak RSS."""
-    seconds, peak_kb = [], 0
-    command = [sys.executable, "-m", "bot", "--config", str(config_file), "--ask", question]
-    for _ in range(runs):
-        wrapped, rss = measured(command)  # see LAUNCHER
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            wrapped, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        first = ""
-        while not first.strip():
-            first = proc.stdout.readline()
-            if not first:
-                break
-        seconds.append(time.perf_counter() - started)
-        proc.stdout.read()
-        err = proc.stderr.read()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-        peak_kb = max(peak_kb, peak_rss_kb(rss))
-        if proc.returncode != 0:
-            raise TanyaError(f"`{' '.join(command)}` failed ({proc.returncode}): {err.strip()}")
-    return {
-        "seconds_p50": round(float(np.median(seconds)), 3),
-        "seconds_runs": [round(s, 3) for s in seconds],
-        "peak_rss_mb": round(peak_kb / 1024, 1),
-        "command": "bot.py --ask (default backend)",
-    }
 
 
 def measure_latency(
@@ -410,25 +352,13 @@ def weak_hnsw_recall(vectors: np.ndarray, rng: np.random.Generator, held_out: fl
 
 def synthetic_texts(n: int, rng: np.random.Generator, vocabulary: int = 50_000) -> list[str]:
     """n documents of 20-80 words drawn from a Zipf-distributed vocabulary."""
-    words = _pseudo_words(vocabulary, rng)
+    words = pseudo_words(vocabulary, rng)
     weights = 1.0 / np.arange(1, vocabulary + 1) ** 1.07
     weights /= weights.sum()
     lengths = rng.integers(20, 81, n)
     ids = rng.choice(vocabulary, size=int(lengths.sum()), p=weights)
     cuts = np.concatenate([[0], np.cumsum(lengths)])
     return [" ".join(words[ids[a:b]]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-
-
-def _pseudo_words(n: int, rng: np.random.Generator) -> np.ndarray:
-    """n distinct words of two to four Indonesian-looking syllables, in random order."""
-    syllables = [c + v for c in "bcdgjklmnprstw" for v in "aiueo"]
-    words: dict[str, None] = {}
-    while len(words) < n:
-        picks = rng.integers(0, len(syllables), (2 * n, 4))
-        lengths = rng.integers(2, 5, 2 * n)
-        for row, k in zip(picks, lengths, strict=True):
-            words.setdefault("".join(syllables[i] for i in row[:k]))
-    return np.array(list(words)[:n])
 
 
 def measure_scale(

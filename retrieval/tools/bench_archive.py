@@ -15,7 +15,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,8 +26,16 @@ from ..errors import TanyaError
 from ..index.folder import load_index
 from ..index.keyword import tokenize
 from ..index.reindex import reindex
+from .measuring import (
+    ROOT,
+    measure_cold_start,
+    measured,
+    peak_rss_kb,
+    percentiles,
+    pseudo_words,
+    write_config,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 PARAGRAPHS = 10
 QUESTION = "Kapan rapat itu digelar dan siapa yang memimpinnya?"
 
@@ -92,32 +99,6 @@ def write_archive(corpus: Path, passages: int, rng: np.random.Generator, words: 
     return articles
 
 
-# Runs argv[2:] and writes its peak RSS (KB) to argv[1]. A child forked straight from the
-# bench inherits the bench's own high-water mark (Linux carries it across fork and exec: a
-# bench that built a million passages made every child look 13 GB); forked from this small
-# launcher it starts from the launcher's. It adds about 20 ms to the times measured.
-LAUNCHER = (
-    "import os,sys\npid=os.fork()\nif pid==0:\n    os.execv(sys.argv[2],sys.argv[2:])\n"
-    "_,s,u=os.wait4(pid,0)\nopen(sys.argv[1],'w').write(str(u.ru_maxrss))\n"
-    "sys.exit(os.waitstatus_to_exitcode(s))"
-)
-
-
-def measured(command: list[str]) -> tuple[list[str], Path]:
-    """The command wrapped in the launcher, and the file it will write the peak RSS to."""
-    fd, name = tempfile.mkstemp(prefix="tanya-rss-")
-    os.close(fd)
-    return [sys.executable, "-S", "-c", LAUNCHER, name, *command], Path(name)
-
-
-def peak_rss_kb(path: Path) -> int:
-    """The peak RSS the launcher wrote (and the file removed)."""
-    try:
-        return int(path.read_text() or 0)
-    finally:
-        path.unlink(missing_ok=True)
-
-
 def _reindex_process(config_file: Path) -> dict:
     """`tanya-reindex` end to end as a new process, with its peak RSS."""
     command = [
@@ -164,11 +145,9 @@ def measure_archive(
     seed: int = 0,
 ) -> dict:
     """Build an n-passage archive index through reindex and time what the issue of scale asks."""
-    from .bench import _pseudo_words, measure_cold_start, percentiles, write_config  # (cycle)
-
     rng = np.random.default_rng(seed)
     corpus, index_path = workdir / "archive" / "corpus", workdir / "archive" / ".index"
-    words = _pseudo_words(min(50_000, max(1000, n // 2)), rng)
+    words = pseudo_words(min(50_000, max(1000, n // 2)), rng)
     started = time.perf_counter()
     articles = write_archive(corpus, n, rng, words)
     written = time.perf_counter() - started

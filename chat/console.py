@@ -9,6 +9,7 @@ import sys
 import textwrap
 from typing import TextIO
 
+from chat.formatting import marked_parts, source_line
 from chat.texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question, for_user
 from retrieval.answering.answer import Answer, Answerer, Quote
 from retrieval.corpus.articles import terminal_safe
@@ -17,34 +18,6 @@ from retrieval.index.reindex import stale_documents
 
 BOLD, ITALIC, RESET = "\033[1m", "\033[3m", "\033[0m"
 PROMPT = "tanya> "
-
-
-def source_line(quote: Quote, texts: Texts | None = None) -> str:
-    """'— Title, paragraph N' (a photo caption is labelled as such), in texts' language."""
-    texts = texts or TEXTS[DEFAULT_LANGUAGE]
-    caption = f" ({texts.photo_caption})" if quote.kind == "caption" else ""
-    return f"— {quote.title or quote.doc_id}, {texts.paragraph} {quote.paragraph}{caption}"
-
-
-def marked_parts(quote: Quote) -> list[tuple[str, str]]:
-    """The quote's text in runs: ("answer", the answer span), ("sentence", the rest of the
-    highlighted sentence around it) and ("plain", everything else). Without an answer span,
-    the highlighted sentence is the answer run."""
-    text, base = quote.text, quote.start
-    a, b = quote.highlight_start - base, quote.highlight_end - base
-    if quote.answer_start is None or quote.answer_end is None:
-        cuts = [(0, a, "plain"), (a, b, "answer"), (b, len(text), "plain")]
-    else:
-        s, e = quote.answer_start - base, quote.answer_end - base
-        a, b = min(a, s), max(b, e)
-        cuts = [
-            (0, a, "plain"),
-            (a, s, "sentence"),
-            (s, e, "answer"),
-            (e, b, "sentence"),
-            (b, len(text), "plain"),
-        ]
-    return [(text[i:j], style) for i, j, style in cuts if j > i]
 
 
 def format_quote(quote: Quote, color: bool, texts: Texts | None = None) -> str:

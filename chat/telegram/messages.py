@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from html import escape
 from urllib.parse import urlparse
 
-from chat.console import marked_parts, source_line
+from chat.formatting import marked_parts, source_line
 from chat.texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question
 from retrieval.answering.answer import Answer, Quote
 from retrieval.corpus.chunking import split_sentences

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import bot
+from chat.telegram.app import build_application, poll
 from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.index.reindex import reindex
@@ -76,8 +76,8 @@ def run(chats: int, per_chat: int, fake_embedder: bool, flood_limits: bool) -> i
             rate_limit_per_minute=0,
         )
         config = dataclasses.replace(config, telegram=telegram)
-        app = bot.build_application(config, answerer, fake.token, flood_limits=flood_limits)
-        with AppThread(app, lambda: bot.poll(app, timeout=1, stop_signals=None)) as thread:
+        app = build_application(config, answerer, fake.token, flood_limits=flood_limits)
+        with AppThread(app, lambda: poll(app, timeout=1, stop_signals=None)) as thread:
             fake.wait_for(lambda: app.running and fake.calls("getUpdates"))
             started = time.perf_counter()
             sent = [

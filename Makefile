@@ -40,10 +40,10 @@ check: install
 test: install-test
 	$(BIN)/python -m pytest
 
-# Rebuild retrieval/artefacts/reader.npz from ../shared/eval (hours on 2 cores; see README).
+# Rebuild retrieval/models/artefacts/reader.npz from ../shared/eval (hours on 2 cores; see README).
 train-reader: install-test
 	$(BIN)/pip install --quiet -e '.[train]'
-	$(BIN)/python -m retrieval.train_reader
+	$(BIN)/python -m retrieval.tools.train_reader
 
 lint: install-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

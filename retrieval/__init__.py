@@ -1,4 +1,7 @@
-"""tanya's retrieval library: corpus → chunks → embeddings → index → search → answers."""
+"""tanya's retrieval library, a pure core: corpus → chunks → embeddings → index → search →
+answers. Its packages by concern, in order: corpus, models, index, answering and web (beside
+each other), tools; each may import those before it and the basics kept here (config, errors,
+safe_yaml), never those after it. Nothing in retrieval imports telegram, chat or bot.py."""
 
 import os
 

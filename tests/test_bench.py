@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval import bench
-from retrieval.bench import measure_latency, percentiles
-from retrieval.evaluate import EvalQuestion
+from retrieval.tools import bench
+from retrieval.tools.bench import measure_latency
+from retrieval.tools.evaluate import EvalQuestion
+from retrieval.tools.measuring import percentiles
 
 from .conftest import SEED_ARTICLE, TINY_ARTICLES
 

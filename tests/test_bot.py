@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 import bot
-from retrieval.answer import Answerer
+from chat.telegram.app import build_application, poll, run_bot, serve_webhook
+from chat.telegram.logs import protect_token_in_logs
+from chat.telegram.messages import MESSAGE_LIMIT
+from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
-from retrieval.reindex import reindex
-from telegram_format import MESSAGE_LIMIT
+from retrieval.index.reindex import reindex
 from tests.conftest import FakeEmbedder, make_config, with_evidence_floor
 from tests.fake_telegram import AppThread, FakeTelegram, html_errors
 
@@ -35,8 +37,8 @@ def telegram_settings(config: Config, fake: FakeTelegram, **values) -> Config:
 def running(answerer: Answerer, fake: FakeTelegram, **telegram):
     """The bot built by bot.py, long-polling the fake server until the block ends."""
     config = telegram_settings(answerer.config, fake, **telegram)
-    app = bot.build_application(config, answerer, fake.token, flood_limits=False)
-    with AppThread(app, lambda: bot.poll(app, timeout=1, stop_signals=None)) as thread:
+    app = build_application(config, answerer, fake.token, flood_limits=False)
+    with AppThread(app, lambda: poll(app, timeout=1, stop_signals=None)) as thread:
         fake.wait_for(lambda: app.running and fake.calls("getUpdates"))
         yield app
         thread.stop()
@@ -351,8 +353,8 @@ def test_webhook_mode_receives_updates_with_the_secret(qa, fake):
     config = telegram_settings(
         qa.config, fake, webhook_url=url, webhook_listen="127.0.0.1", webhook_port=port
     )
-    app = bot.build_application(config, qa, fake.token, flood_limits=False)
-    with AppThread(app, lambda: bot.serve_webhook(app, config, stop_signals=None)) as thread:
+    app = build_application(config, qa, fake.token, flood_limits=False)
+    with AppThread(app, lambda: serve_webhook(app, config, stop_signals=None)) as thread:
         (hook,) = fake.wait_for(lambda: app.running and fake.calls("setWebhook"))
         assert hook.params["url"] == url
         secret = hook.params["secret_token"]
@@ -393,7 +395,7 @@ def test_token_stays_out_of_the_logs(qa, fake):
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     try:
-        bot.protect_token_in_logs(fake.token)
+        protect_token_in_logs(fake.token)
         with running(qa, fake):
             one_reply(fake, fake.message(1601, PASAR_Q))
     finally:
@@ -423,7 +425,7 @@ def test_a_wrong_token_stops_start_up_with_a_clear_error(qa, fake):
         with pytest.raises(
             TanyaError, match="rejected the bot's token.*TELEGRAM_BOT_TOKEN"
         ) as info:
-            bot.run_bot(config, qa, "999:wrong-secret")
+            run_bot(config, qa, "999:wrong-secret")
     finally:
         asyncio.set_event_loop(None)
     assert "wrong-secret" not in str(info.value)

@@ -9,11 +9,12 @@ import time
 
 import pytest
 
-import retrieval.ingest
-from retrieval.answer import Answerer
+import retrieval.web.ingest
+from chat.texts import ENGLISH, INDONESIAN
+from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
-from retrieval.reindex import reindex, reindex_lock
+from retrieval.index.reindex import reindex, reindex_lock
 from tests.conftest import FakeEmbedder, make_config
 from tests.fake_telegram import FakeTelegram
 from tests.fake_web import (
@@ -24,7 +25,6 @@ from tests.fake_web import (
 )
 from tests.test_bot import one_reply, running, settle
 from tests.test_ingest import stored
-from texts import ENGLISH, INDONESIAN
 
 ADMIN = 77
 TITLE = "Jembatan Layang Kiaracondong Resmi Dibuka untuk Umum"
@@ -158,14 +158,14 @@ def test_add_during_a_refresh_says_try_again_at_once(site_qa, fake, web, monkeyp
     # Before, /add waited silently for the whole refresh; only another process's reindex
     # got the "busy" reply.
     started, release = threading.Event(), threading.Event()
-    real_ingest = retrieval.ingest.ingest
+    real_ingest = retrieval.web.ingest.ingest
 
     def slow_ingest(*args, **kwargs):
         started.set()
         release.wait(30)
         return real_ingest(*args, **kwargs)
 
-    monkeypatch.setattr(retrieval.ingest, "ingest", slow_ingest)
+    monkeypatch.setattr(retrieval.web.ingest, "ingest", slow_ingest)
     try:
         with running(site_qa, fake):
             refresh = fake.message(ADMIN, "/refresh", language_code="en")
@@ -188,7 +188,7 @@ def test_a_failed_ingestion_is_told_in_the_admins_language(site_qa, fake, web, m
     def broken_ingest(*args, **kwargs):
         raise TanyaError("the corpus folder /data/corpus cannot be written (Permission denied)")
 
-    monkeypatch.setattr(retrieval.ingest, "ingest", broken_ingest)
+    monkeypatch.setattr(retrieval.web.ingest, "ingest", broken_ingest)
     url = web.url(ARTICLE)
     with running(site_qa, fake):
         refresh = one_reply(fake, fake.message(ADMIN, "/refresh"))["text"]

@@ -16,11 +16,14 @@ from pathlib import Path
 
 import pytest
 
-import bot
-from retrieval.answer import Answerer
+from chat.telegram import app as telegram_app
+from chat.telegram import handlers
+from chat.telegram.app import run_bot
+from chat.telegram.logs import QuietLibraryErrors, protect_token_in_crashes, redact
+from chat.telegram.messages import MESSAGE_LIMIT
+from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
-from telegram_format import MESSAGE_LIMIT
 from tests.conftest import ROOT, FakeEmbedder, with_evidence_floor
 from tests.fake_telegram import FakeTelegram, html_errors
 from tests.test_bot import PASAR_Q, one_reply, running, telegram_settings
@@ -56,7 +59,7 @@ def captured_logs(level: int = logging.INFO):
 
 
 class BotThread:
-    """bot.run_bot in a thread of its own (no signal handlers there), with its outcome."""
+    """run_bot in a thread of its own (no signal handlers there), with its outcome."""
 
     def __init__(self, config: Config, answerer: Answerer, token: str):
         self.error: BaseException | None = None
@@ -69,9 +72,7 @@ class BotThread:
     def _main(self, config: Config, answerer: Answerer, token: str) -> None:
         asyncio.set_event_loop(asyncio.new_event_loop())
         try:
-            self.result = bot.run_bot(
-                config, answerer, token, stop_signals=None, flood_limits=False
-            )
+            self.result = run_bot(config, answerer, token, stop_signals=None, flood_limits=False)
         except BaseException as exc:  # noqa: BLE001 - handed to the test
             self.error = exc
         finally:
@@ -89,10 +90,10 @@ class BotThread:
 def test_redact_replaces_the_token_in_every_form():
     token = "123456:AAbbCCddEEff-_gg"
     text = f"url /bot{token}/getMe, quoted 123456%3AAAbbCCddEEff-_gg, secret AAbbCCddEEff-_gg"
-    redacted = bot.redact(text, token)
+    redacted = redact(text, token)
     assert "AAbbCCddEEff" not in redacted
     assert redacted.count("<token>") == 3
-    assert bot.redact("nothing here", "") == "nothing here"
+    assert redact("nothing here", "") == "nothing here"
 
 
 def test_revoked_token_while_polling_stops_the_bot_within_seconds(qa, fake):
@@ -160,12 +161,12 @@ def test_unauthorised_reply_is_fatal_but_a_blocked_user_is_not(qa, fake):
 
 
 def test_unreachable_api_says_one_line_per_try_and_no_traceback(qa, monkeypatch):
-    monkeypatch.setattr(bot, "BOOTSTRAP_RETRIES", 1)
+    monkeypatch.setattr(telegram_app, "BOOTSTRAP_RETRIES", 1)
     config = telegram_settings(qa.config, FakeTelegram())  # never started: nothing listens
     asyncio.set_event_loop(asyncio.new_event_loop())  # run_polling runs on (and closes) it
     try:
         with captured_logs() as logs, pytest.raises(TanyaError, match="cannot reach the Bot API"):
-            bot.run_bot(config, qa, "123:unreachable-secret", stop_signals=None)
+            run_bot(config, qa, "123:unreachable-secret", stop_signals=None)
     finally:
         asyncio.set_event_loop(None)
     logged = logs.getvalue()
@@ -181,8 +182,8 @@ def test_library_tracebacks_only_at_debug():
         raise ValueError("bad data")
     except ValueError:
         record.exc_info = sys.exc_info()
-    assert bot.QuietLibraryErrors(debug=True).filter(record) and record.exc_info
-    assert bot.QuietLibraryErrors(debug=False).filter(record)
+    assert QuietLibraryErrors(debug=True).filter(record) and record.exc_info
+    assert QuietLibraryErrors(debug=False).filter(record)
     assert record.exc_info is None and record.getMessage() == "it broke (ValueError: bad data)"
 
 
@@ -191,7 +192,7 @@ def test_crash_tracebacks_are_redacted(capsys, monkeypatch):
         monkeypatch.setattr(sys, name, getattr(sys, name))
     monkeypatch.setattr(threading, "excepthook", threading.excepthook)
     token = "123456:crash-secret-value"
-    bot.protect_token_in_crashes(token)
+    protect_token_in_crashes(token)
     try:
         raise RuntimeError(f"GET https://api.telegram.org/bot{token}/getMe failed")
     except RuntimeError as exc:
@@ -322,14 +323,14 @@ def test_a_long_answer_is_cut_to_the_message_cap_with_every_source(long_answerer
 
 
 def test_slow_formatting_does_not_hold_up_other_chats(qa, fake, monkeypatch):
-    real = bot.answer_messages
+    real = handlers.answer_messages
 
     def slow_messages(answer, **kwargs):
         if "lambat" in answer.question:
             time.sleep(1.5)  # blocking, as splitting a huge answer would be
         return real(answer, **kwargs)
 
-    monkeypatch.setattr(bot, "answer_messages", slow_messages)
+    monkeypatch.setattr(handlers, "answer_messages", slow_messages)
     with running(qa, fake):
         slow = fake.message(3401, "harga cabai lambat?")
         time.sleep(0.2)

@@ -10,10 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from telegram.error import BadRequest, NetworkError, TimedOut
 
-import bot
-from retrieval.answer import Answer, Quote
-from retrieval.index import ArticleInfo
-from telegram_format import (
+from chat.history import ChatHistories
+from chat.telegram.handlers import RateLimit
+from chat.telegram.messages import (
     answer_html,
     answer_messages,
     quote_html,
@@ -22,8 +21,11 @@ from telegram_format import (
     split_html,
     tg_len,
 )
+from chat.telegram.transport import _safe_to_retry
+from chat.texts import ENGLISH, INDONESIAN
+from retrieval.answering.answer import Answer, Quote
+from retrieval.index.folder import ArticleInfo
 from tests.fake_telegram import html_errors
-from texts import ENGLISH, INDONESIAN
 
 
 def make_quote(text: str, highlight: tuple[int, int], **extra) -> Quote:
@@ -186,7 +188,7 @@ def test_every_part_is_valid_html_within_the_limit(parts, limit):
 
 
 def test_chat_history_is_bounded():
-    histories = bot.ChatHistories(size=2, max_chats=2)
+    histories = ChatHistories(size=2, max_chats=2)
     assert histories.record(1, "a") == ()
     assert histories.record(1, "b") == ("a",)
     assert histories.record(1, "c") == ("a", "b")
@@ -194,18 +196,18 @@ def test_chat_history_is_bounded():
     histories.record(2, "x")
     histories.record(3, "y")  # chat 1 is the least recent: forgotten
     assert histories.record(1, "e") == ()
-    assert bot.ChatHistories(size=0).record(1, "a") == ()
+    assert ChatHistories(size=0).record(1, "a") == ()
 
 
 def test_rate_limit_window_slides():
-    limit = bot.RateLimit(per_minute=2)
+    limit = RateLimit(per_minute=2)
     assert limit.allow(1, 0.0) and limit.allow(1, 10.0)
     assert not limit.allow(1, 20.0)
     assert limit.first_refusal(1) and not limit.first_refusal(1)
     assert limit.allow(2, 20.0)  # per user
     assert limit.allow(1, 60.0)  # the first question left the window
     assert limit.first_refusal(1)  # a new stretch of refusals warns again
-    assert all(bot.RateLimit(per_minute=0).allow(1, 0.0) for _ in range(100))
+    assert all(RateLimit(per_minute=0).allow(1, 0.0) for _ in range(100))
 
 
 def _error(exc_type, cause=None):
@@ -228,4 +230,4 @@ def _error(exc_type, cause=None):
     ],
 )
 def test_network_retries_never_send_twice(exc, endpoint, retry):
-    assert bot._safe_to_retry(exc, endpoint) is retry
+    assert _safe_to_retry(exc, endpoint) is retry

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrieval.chunking import chunk_article, split_sentences
-from retrieval.corpus import parse_text
+from retrieval.corpus.articles import parse_text
+from retrieval.corpus.chunking import chunk_article, split_sentences
 
 
 def subword_count(text: str) -> int:

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-import console
-from retrieval.answer import Answerer
-from retrieval.reindex import main as reindex_main
-from retrieval.reindex import reindex
+from chat import console
+from retrieval.answering.answer import Answerer
+from retrieval.index.reindex import main as reindex_main
+from retrieval.index.reindex import reindex
 from tests.conftest import FakeEmbedder, make_config
 
 HOSTILE = (
@@ -79,7 +79,7 @@ def test_reindex_names_hostile_file_names_safely(tmp_path, monkeypatch, capsys):
     (corpus / "\x1b]0;pwned\x07.txt").write_text("", "utf-8")
     config = tmp_path / "config.yaml"
     config.write_text(f"corpus: {{path: '{corpus}'}}\nindex: {{path: '{tmp_path / 'ix'}'}}\n")
-    monkeypatch.setattr("retrieval.reindex.make_embedder", lambda config: FakeEmbedder())
+    monkeypatch.setattr("retrieval.index.reindex.make_embedder", lambda config: FakeEmbedder())
     assert reindex_main(["--config", str(config), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "]0;pwned" in err and ACTIVE.findall(err) == []

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrieval.chunking import chunk_article, split_sentences
-from retrieval.corpus import load_corpus, parse_text
+from retrieval.corpus.articles import load_corpus, parse_text
+from retrieval.corpus.chunking import chunk_article, split_sentences
 
 from .conftest import EVAL_DIR, SEED_ARTICLE
 

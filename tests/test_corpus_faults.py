@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from retrieval import corpus as corpus_module
-from retrieval.corpus import load_corpus
-from retrieval.index import load_index
-from retrieval.reindex import main as reindex_main
-from retrieval.reindex import reindex
+from retrieval.corpus import articles as corpus_module
+from retrieval.corpus.articles import load_corpus
+from retrieval.index.folder import load_index
+from retrieval.index.reindex import main as reindex_main
+from retrieval.index.reindex import reindex
 from tests.conftest import FakeEmbedder
 
 GOOD = "Judul\n\nIsi berita yang baik."
@@ -202,7 +202,7 @@ def test_reindex_names_each_unreadable_place(
         f"corpus: {{path: '{tiny_corpus}'}}\nindex: {{path: '{tiny_index.index_path}'}}\n", "utf-8"
     )
     deny_reading(monkeypatch, tiny_corpus / "pasar.txt")
-    monkeypatch.setattr("retrieval.reindex.make_embedder", lambda config: FakeEmbedder())
+    monkeypatch.setattr("retrieval.index.reindex.make_embedder", lambda config: FakeEmbedder())
     assert reindex_main(["--config", str(config), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert (
@@ -224,7 +224,7 @@ def test_a_full_reindex_does_not_claim_to_keep_unreadable_articles(
 ):
     config = reindex_config(tiny_index, tiny_corpus, tmp_path)
     deny_reading(monkeypatch, tiny_corpus / "pasar.txt")
-    monkeypatch.setattr("retrieval.reindex.make_embedder", lambda config: FakeEmbedder())
+    monkeypatch.setattr("retrieval.index.reindex.make_embedder", lambda config: FakeEmbedder())
     assert reindex_main(["--config", str(config), "--quiet", "--full"]) == 0
     err = capsys.readouterr().err
     assert f"skipped {tiny_corpus / 'pasar.txt'}: cannot read (Permission denied)\n" in err
@@ -240,7 +240,7 @@ def test_an_unusable_index_keeps_nothing_and_says_nothing_is_kept(
     (segment / "vectors.npy").write_bytes(b"")  # damaged: the reindex rebuilds everything
     config = reindex_config(tiny_index, tiny_corpus, tmp_path)
     deny_reading(monkeypatch, tiny_corpus / "pasar.txt")
-    monkeypatch.setattr("retrieval.reindex.make_embedder", lambda config: FakeEmbedder())
+    monkeypatch.setattr("retrieval.index.reindex.make_embedder", lambda config: FakeEmbedder())
     assert reindex_main(["--config", str(config), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert f"skipped {tiny_corpus / 'pasar.txt'}: cannot read (Permission denied)\n" in err

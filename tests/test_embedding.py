@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from retrieval.config import EmbeddingConfig
-from retrieval.embedding import Embedder, make_embedder
 from retrieval.errors import ModelUnavailableError
+from retrieval.models.embedding import Embedder, make_embedder
 
 CAPTION = (
     "Pemimpin Korea Utara Kim Jong Un berjabat tangan dengan Menteri Pertahanan Rusia "

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from retrieval.errors import TanyaError
-from retrieval.evaluate import (
+from retrieval.tools.evaluate import (
     EvalQuestion,
     Outcome,
     eval_config,

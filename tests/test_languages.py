@@ -7,16 +7,16 @@ import string
 
 import pytest
 
-from console import ask_once, format_answer, format_sources
-from retrieval.answer import Answer, Answerer, clean_question
+from chat.console import ask_once, format_answer, format_sources
+from chat.texts import ENGLISH, INDONESIAN, TEXTS, Texts, for_question, for_user
+from retrieval.answering.answer import Answer, Answerer, clean_question
+from retrieval.answering.query import question_language
 from retrieval.config import Config
 from retrieval.errors import QuestionError
-from retrieval.query import question_language
 from tests.conftest import FakeEmbedder, with_search
 from tests.fake_telegram import FakeTelegram
 from tests.test_bot import one_reply, running
 from tests.test_bot_format import make_quote
-from texts import ENGLISH, INDONESIAN, TEXTS, Texts, for_question, for_user
 
 
 @pytest.fixture

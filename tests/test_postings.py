@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrieval.chunking import chunk_article
-from retrieval.corpus import load_corpus
-from retrieval.index import load_index
-from retrieval.keyword import tokenize
-from retrieval.postings import TERM_BYTES, Deleted, KeywordIndex, Postings, term_key
-from retrieval.reindex import reindex
+from retrieval.corpus.articles import load_corpus
+from retrieval.corpus.chunking import chunk_article
+from retrieval.index.folder import load_index
+from retrieval.index.keyword import tokenize
+from retrieval.index.postings import TERM_BYTES, Deleted, KeywordIndex, Postings, term_key
+from retrieval.index.reindex import reindex
 from tests.conftest import FakeEmbedder, make_config
 
 WORDS = [f"kata{i}" for i in range(40)] + ["harga", "cabai", "banjir", "gol"]
@@ -179,8 +179,8 @@ def test_top_and_scores_at_agree_with_every_score(token_lists, data, query, k):
 
 
 def test_the_embedded_index_is_the_store_that_answering_uses(tiny_answerer):
-    from retrieval.index import IndexData
-    from retrieval.store import PassageStore
+    from retrieval.index.folder import IndexData
+    from retrieval.index.store import PassageStore
 
     index = tiny_answerer.index
     assert isinstance(index, IndexData) and isinstance(index, PassageStore)

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.answer import Answerer, is_elliptic
-from retrieval.evaluate import evaluate, is_found, load_questions
-from retrieval.keyword import tokenize
-from retrieval.query import make_query, question_type
-from retrieval.search import fuse, search, sentence_scores
-from retrieval.terms import TermTable
+from retrieval.answering.answer import Answerer, is_elliptic
+from retrieval.answering.query import make_query, question_type
+from retrieval.answering.search import fuse, search, sentence_scores
+from retrieval.index.keyword import tokenize
+from retrieval.index.terms import TermTable
+from retrieval.tools.evaluate import evaluate, is_found, load_questions
 
 from .conftest import slice_answerer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.answer import MAX_QUESTION_CHARS, clean_question
+from retrieval.answering.answer import MAX_QUESTION_CHARS, clean_question
 from retrieval.errors import QuestionError
 
 

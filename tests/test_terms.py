@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrieval.keyword import tokenize
-from retrieval.terms import MONTHS_AND_DAYS, NUMBER_WORDS, TermTable, text_terms
+from retrieval.index.keyword import tokenize
+from retrieval.index.terms import MONTHS_AND_DAYS, NUMBER_WORDS, TermTable, text_terms
 
 WORDS = st.sampled_from(
     "Kim kim Rusia Jumat (22/9) 2023 1999 tiga puluh Rp80.000 di ke yang Seoul Jong-un "

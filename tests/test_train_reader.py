@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.reader import Reader, pack_weights, widen, windows
-from retrieval.train_reader import (
+from retrieval.models.reader import Reader, pack_weights, widen, windows
+from retrieval.tools.train_reader import (
     Example,
     TrainingError,
     main,

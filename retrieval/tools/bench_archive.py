@@ -1,0 +1,249 @@
+"""The bench's archive section: a synthetic news archive through the real reindex path.
+
+It writes N passages as article files (ten paragraphs each, one to three sentences per
+paragraph, words from a Zipf-distributed vocabulary), indexes them with `reindex` and a
+synthetic encoder (vectors drawn from the bench's model of real passage vectors), then times,
+each as a new process: `bot.py --ask` from start to its first printed line, and
+`tanya-reindex` after adding, changing and removing one article and with nothing changed.
+Keyword and dense search are timed on the built index in this process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Config
+from ..errors import TanyaError
+from ..index.folder import load_index
+from ..index.keyword import tokenize
+from ..index.reindex import reindex
+from .measuring import (
+    ROOT,
+    measure_cold_start,
+    measured,
+    peak_rss_kb,
+    percentiles,
+    pseudo_words,
+    write_config,
+)
+
+PARAGRAPHS = 10
+QUESTION = "Kapan rapat itu digelar dan siapa yang memimpinnya?"
+
+
+class SyntheticEncoder:
+    """Vectors from the bench's vector model instead of a neural encoder: each call draws as
+    many vectors as texts, seeded by the texts, so a build is repeatable."""
+
+    def __init__(self, model, dim: int):
+        self.model, self.dim, self.name = model, dim, "synthetic"
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        seed = hashlib.blake2b(texts[0].encode(), digest_size=8).digest()
+        rng = np.random.default_rng(int.from_bytes(seed, "big") + len(texts))
+        return self.model.sample(len(texts), rng)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_passages(list(texts))
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+def _sentences(words: np.ndarray, rng: np.random.Generator, count: int) -> list[str]:
+    """`count` paragraphs of one to three sentences of 6-26 words each."""
+    per = rng.integers(1, 4, count)
+    lengths = rng.integers(6, 27, int(per.sum()))
+    weights = 1.0 / np.arange(1, len(words) + 1) ** 1.07
+    ids = rng.choice(len(words), size=int(lengths.sum()), p=weights / weights.sum())
+    cuts = np.concatenate([[0], np.cumsum(lengths)])
+    sentences = [
+        " ".join(words[ids[a:b]]).capitalize() + "."
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
+    firsts = np.concatenate([[0], np.cumsum(per)])
+    return [" ".join(sentences[a:b]) for a, b in zip(firsts[:-1], firsts[1:], strict=True)]
+
+
+def _article(number: int, paragraphs: Sequence[str]) -> str:
+    """An article file's text: a title line and its paragraphs."""
+    return f"Kabar arsip nomor {number}\n\n" + "\n\n".join(paragraphs) + "\n"
+
+
+def article_text(words: np.ndarray, rng: np.random.Generator, number: int) -> str:
+    """One article file of PARAGRAPHS new paragraphs."""
+    return _article(number, _sentences(words, rng, PARAGRAPHS))
+
+
+def write_archive(corpus: Path, passages: int, rng: np.random.Generator, words: np.ndarray):
+    """Write passages / PARAGRAPHS article files, a thousand per folder."""
+    articles = max(1, passages // PARAGRAPHS)
+    bodies = _sentences(words, rng, articles * PARAGRAPHS)
+    for k in range(articles):
+        folder = corpus / f"{k // 1000:04d}"
+        if k % 1000 == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        text = _article(k, bodies[k * PARAGRAPHS : (k + 1) * PARAGRAPHS])
+        (folder / f"a{k}.txt").write_text(text, "utf-8")
+    return articles
+
+
+def _reindex_process(config_file: Path) -> dict:
+    """`tanya-reindex` end to end as a new process, with its peak RSS."""
+    command = [
+        sys.executable,
+        "-m",
+        "retrieval.index.reindex",
+        "--config",
+        str(config_file),
+        "--quiet",
+    ]
+    wrapped, rss = measured(command)
+    started = time.perf_counter()
+    proc = subprocess.run(wrapped, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    peak = peak_rss_kb(rss)
+    if proc.returncode != 0:
+        raise TanyaError(f"`{' '.join(command)}` failed: {proc.stderr.strip()[-500:]}")
+    return {
+        "seconds": round(seconds, 3),
+        "peak_rss_mb": round(peak / 1024, 1),
+        "summary": proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "",
+    }
+
+
+def _folder_mb(folder: Path) -> float:
+    """Disk use of a folder, counting each hard-linked file once."""
+    seen, total = set(), 0
+    for path in folder.rglob("*"):
+        info = path.lstat()
+        if path.is_file() and (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
+    return round(total / 2**20, 1)
+
+
+def measure_archive(
+    n: int,
+    config: Config,
+    vector_model,
+    dim: int,
+    workdir: Path,
+    cold_runs: int = 3,
+    queries: int = 200,
+    seed: int = 0,
+) -> dict:
+    """Build an n-passage archive index through reindex and time what the issue of scale asks."""
+    rng = np.random.default_rng(seed)
+    corpus, index_path = workdir / "archive" / "corpus", workdir / "archive" / ".index"
+    words = pseudo_words(min(50_000, max(1000, n // 2)), rng)
+    started = time.perf_counter()
+    articles = write_archive(corpus, n, rng, words)
+    written = time.perf_counter() - started
+    archive = dataclasses.replace(
+        config,
+        corpus=dataclasses.replace(config.corpus, path=str(corpus.resolve())),
+        index=dataclasses.replace(config.index, path=str(index_path.resolve())),
+    )
+    config_file = write_config(archive, workdir / "archive.yaml")
+    encoder = SyntheticEncoder(vector_model, dim)
+    started = time.perf_counter()
+    built = reindex(archive, embedder=encoder)
+    build_seconds = time.perf_counter() - started
+    _give_back_memory()  # the build's garbage would crowd the page cache the rest relies on
+    time.sleep(2.1)  # files written just before the build are then settled (see load_corpus)
+    steps = {"settle": _reindex_process(config_file)}  # reads the last-written files once
+    cold = measure_cold_start(config_file, runs=cold_runs, question=QUESTION)
+    steps["no_change"] = _reindex_process(config_file)
+    new = corpus / "baru" / "tambahan.txt"
+    new.parent.mkdir()
+    new.write_text(article_text(words, rng, articles), "utf-8")
+    steps["add_one"] = _reindex_process(config_file)
+    changed = corpus / "0000" / "a1.txt"
+    changed.write_text(article_text(words, rng, 1), "utf-8")
+    steps["change_one"] = _reindex_process(config_file)
+    (corpus / "0000" / "a2.txt").unlink()
+    steps["remove_one"] = _reindex_process(config_file)
+    steps["no_change_after"] = _reindex_process(config_file)
+
+    index = load_index(index_path, archive)
+    rows = index.live_rows()
+    picks = rng.choice(rows, queries)
+    tokens = [
+        list(rng.choice(tokenize(index.chunks[int(r)].text), 4, replace=False)) for r in picks
+    ]
+    for query in tokens[:20]:  # warm-up: the first questions touch cold pages
+        index.keyword.top(query, config.search.candidates)
+    times = []
+    for query in tokens:
+        begun = time.perf_counter()
+        index.keyword.top(query, config.search.candidates)
+        times.append(time.perf_counter() - begun)
+    keyword = percentiles(times)
+    probes = vector_model.sample(min(queries, 100), rng)
+    for probe in vector_model.sample(20, rng):  # warm-up, as for the keyword side
+        index.dense_search(probe, 10)
+    dense_times, recalls = [], []
+    for probe in probes:
+        begun = time.perf_counter()
+        found = index.dense_search(probe, 10)
+        dense_times.append(time.perf_counter() - begun)
+        exact = _exact_top(index, probe, 10)
+        recalls.append(len(set(found.tolist()) & set(exact.tolist())) / 10)
+    return {
+        "n": index.count,
+        "articles": articles,
+        "write_corpus_seconds": round(written, 1),
+        "build": {
+            "seconds": round(build_seconds, 1),
+            "summary": dataclasses.asdict(built.stats),
+            "disk_mb": _folder_mb(Path(os.path.realpath(index_path))),
+        },
+        "segments": [s.count for s in index.segments],
+        "cold_start": cold,
+        "reindex": steps,
+        "keyword": keyword,
+        "dense": {**percentiles(dense_times), "recall_at_10": round(float(np.mean(recalls)), 4)},
+    }
+
+
+def _give_back_memory() -> None:
+    """Return freed heap memory to the system (glibc keeps it otherwise: a million-passage
+    build left this process at 14 GB, a server's reindex process would have exited)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def _exact_top(index, probe: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest live rows by brute force over every segment's vectors."""
+    best_rows, best_scores = [], []
+    live = np.zeros(index.size, dtype=bool)
+    live[index.live_rows()] = True
+    for segment, base in zip(index.segments, index.bases, strict=False):
+        step = 200_000
+        for start in range(0, segment.count, step):
+            block = np.asarray(segment.vectors[start : start + step]) @ probe
+            rows = np.arange(start, start + len(block)) + base
+            block[~live[rows]] = -np.inf
+            top = np.argpartition(-block, min(k, len(block) - 1))[:k]
+            best_rows.append(rows[top])
+            best_scores.append(block[top])
+    rows, scores = np.concatenate(best_rows), np.concatenate(best_scores)
+    return rows[np.argsort(-scores)[:k]]

@@ -1,0 +1,488 @@
+"""Articles from the web into the corpus: pages and feeds in, one .md file per article out.
+
+The corpus folder stays the single source of truth. Each article is written, whole or not
+at all, to `<corpus>/<sources.folder>/<site>/<slug>.md` with its metadata as front matter;
+the incremental reindex does the rest. An article is known by its URLs (canonical, asked
+for, redirected to) and by the hash of its text, both read back from those files, so the
+same story fetched twice or through two addresses is stored once, and a changed one
+replaces its file. Feeds remember the entries they have read in a hidden file beside the
+articles; a run that stops half-way leaves every article it finished, and the next one goes
+on from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import yaml
+
+from ..config import Config, load_config
+from ..corpus.articles import MAX_FRONT_MATTER_CHARS, terminal_safe
+from ..errors import ReindexLockedError, TanyaError
+from ..index.reindex import ReindexResult, print_result, progress_factory, reindex, reindex_lock
+from ..models.embedding import Embedder
+from ..safe_yaml import load_yaml
+from .extract import Extracted, extract
+from .fetch import Fetcher, Skip
+
+log = logging.getLogger("tanya.ingest")
+
+# An article in several parts is read up to this many pages.
+MAX_PARTS = 10
+STATE_FILE = ".feeds.json"
+TEMP_SUFFIX = ".part"
+SLUG = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one address: added, updated, unchanged or skipped (with the reason)."""
+
+    url: str
+    status: str
+    title: str = ""
+    path: str = ""
+    reason: str = ""
+    kind: str = ""  # skipped: the kind of reason (fetch.Skip.kind)
+    transient: bool = False  # skipped for now: a later run tries again
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """A run's outcomes, the feeds that could not be read, and the reindex it ended with."""
+
+    outcomes: tuple[Outcome, ...]
+    feed_problems: tuple[Outcome, ...] = ()
+    reindex: ReindexResult | None = None
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def summary(self) -> str:
+        """'2 added, 0 updated, 1 unchanged, 1 skipped'."""
+        counts = (f"{self.count(s)} {s}" for s in ("added", "updated", "unchanged", "skipped"))
+        return ", ".join(counts)
+
+
+class Progress(Protocol):
+    """Told how many addresses there are to read (in steps) and when each is done."""
+
+    def add_total(self, n: int) -> None: ...
+
+    def step(self, outcome: Outcome) -> None: ...
+
+
+class _NoProgress:
+    def add_total(self, n: int) -> None:
+        pass
+
+    def step(self, outcome: Outcome) -> None:
+        pass
+
+
+@dataclass
+class _Known:
+    path: Path
+    links: list[str]
+    text_hash: str
+
+
+def text_hash(paragraphs: Sequence[str]) -> str:
+    """The hash an article's text is known by: its paragraphs, spacing and case aside."""
+    text = "\n".join(" ".join(p.split()).casefold() for p in paragraphs)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_front_matter(text: str) -> dict:
+    """The YAML front matter of a file tanya-add wrote (empty when there is none)."""
+    if not text.startswith("---\n"):
+        return {}
+    end = text.find("\n---\n", 3)
+    if end == -1 or end > MAX_FRONT_MATTER_CHARS:
+        return {}
+    try:
+        meta = load_yaml(text[4 : end + 1], MAX_FRONT_MATTER_CHARS)
+    except yaml.YAMLError:  # YamlRefused included
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def render(article: Extracted, links: Sequence[str], digest: str, fetched: str) -> str:
+    """The article as a corpus .md file: front matter, '# Title', paragraphs."""
+    meta = {
+        "url": article.url,
+        "source": article.site,
+        "published": article.published,
+        "author": article.author,
+        "language": article.language,
+        "fetched": fetched,
+        "links": list(links),
+        "text_sha256": digest,
+    }
+    front = yaml.safe_dump(
+        {k: v for k, v in meta.items() if v is not None},
+        allow_unicode=True,
+        sort_keys=False,
+        width=10_000,
+    )
+    body = "\n\n".join(article.paragraphs)
+    return f"---\n{front}---\n# {article.title}\n\n{body}\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write the file whole or not at all: a hidden temporary file, synced, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+    try:
+        with open(temporary, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def article_path(folder: Path, url: str) -> Path:
+    """Where the article with this canonical URL is stored: <site>/<slug>-<hash>.md."""
+    parts = urlsplit(url)
+    site = SLUG.sub("-", (parts.hostname or "site").removeprefix("www.").lower()).strip("-")
+    if parts.port:
+        site += f"-{parts.port}"
+    segments = [s for s in parts.path.split("/") if s]
+    last = re.sub(r"\.(s?html?|php|aspx?)$", "", segments[-1].lower()) if segments else ""
+    slug = SLUG.sub("-", last).strip("-")[:60].strip("-") or "article"
+    digest = hashlib.sha1(url.encode("utf-8")).hexdigest()[:8]
+    return folder / (site or "site") / f"{slug}-{digest}.md"
+
+
+class Store:
+    """The articles tanya-add wrote, known by their URLs and by the hash of their text."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.by_url: dict[str, _Known] = {}
+        self.by_hash: dict[str, _Known] = {}
+        for path in sorted(folder.rglob("*.md")) if folder.is_dir() else []:
+            if any(part.startswith(".") for part in path.relative_to(folder).parts):
+                continue
+            try:
+                meta = read_front_matter(path.read_text("utf-8")[: MAX_FRONT_MATTER_CHARS + 8])
+            except (OSError, UnicodeDecodeError):
+                continue
+            if not isinstance(meta.get("text_sha256"), str):
+                continue  # not written by tanya-add
+            links = [str(u) for u in meta.get("links") or [] if isinstance(u, str)]
+            links = _unique([str(meta.get("url", "")), *links])
+            self._remember(_Known(path, links, meta["text_sha256"]))
+
+    def _remember(self, known: _Known) -> None:
+        for url in known.links:
+            self.by_url[url] = known
+        self.by_hash[known.text_hash] = known
+
+    def remove_temporary_files(self) -> None:
+        """Temporary files a crashed run left behind."""
+        for path in self.folder.rglob(f".*{TEMP_SUFFIX}") if self.folder.is_dir() else []:
+            path.unlink(missing_ok=True)
+
+    def store(self, article: Extracted, urls: Sequence[str]) -> Outcome:
+        """Add, replace or leave the article, whichever its URLs and text call for."""
+        links = _unique([article.url, *urls])
+        digest = text_hash(article.paragraphs)
+        asked = urls[0]
+        known = next((self.by_url[u] for u in links if u in self.by_url), None)
+        if known is None and digest in self.by_hash:
+            same = self.by_hash[digest]  # the same story through another address
+            return Outcome(asked, "unchanged", article.title, str(same.path))
+        if known is not None and known.text_hash == digest:
+            return Outcome(asked, "unchanged", article.title, str(known.path))
+        path = known.path if known is not None else article_path(self.folder, article.url)
+        links = _unique([*links, *(known.links if known is not None else [])])
+        fetched = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        write_atomically(path, render(article, links, digest, fetched))
+        if known is not None and self.by_hash.get(known.text_hash) is known:
+            del self.by_hash[known.text_hash]  # its old text is in the corpus no more
+        self._remember(_Known(path, links, digest))
+        return Outcome(asked, "updated" if known else "added", article.title, str(path))
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return [u for u in dict.fromkeys(items) if u]
+
+
+def fetch_article(fetcher: Fetcher, url: str) -> tuple[Extracted, list[str]]:
+    """The article at url, all its parts joined, and the addresses that led to it."""
+    page = fetcher.get(url)
+    article = extract(page.body, page.final_url)
+    urls = _unique([page.url, page.final_url])
+    paragraphs = list(article.paragraphs)
+    seen = {page.final_url}
+    following = article.next_page
+    while following and following not in seen and len(seen) < MAX_PARTS:
+        seen.add(following)
+        try:
+            part_page = fetcher.get(following)
+            part = extract(part_page.body, part_page.final_url, first=False)
+        except Skip as skip:
+            raise Skip(
+                skip.kind, f"part {len(seen)} ({following}): {skip.detail}", skip.transient
+            ) from skip
+        paragraphs += [p for p in part.paragraphs if p not in paragraphs]
+        seen.add(part_page.final_url)
+        following = part.next_page
+    return replace(article, paragraphs=tuple(paragraphs), next_page=None), urls
+
+
+def _add_one(fetcher: Fetcher, store: Store, url: str) -> Outcome:
+    try:
+        article, urls = fetch_article(fetcher, url)
+        return replace(store.store(article, urls), url=url)
+    except Skip as skip:
+        return Outcome(url, "skipped", reason=skip.detail, kind=skip.kind, transient=skip.transient)
+
+
+# Feeds
+
+
+@dataclass
+class FeedState:
+    """Feed entries already read: per feed, each entry's key and the 'updated' it had."""
+
+    path: Path
+    feeds: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> FeedState:
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            feeds = {
+                str(feed): {str(k): str(v) for k, v in entries.items()}
+                for feed, entries in data.get("feeds", {}).items()
+                if isinstance(entries, dict)
+            }
+        except (OSError, ValueError, AttributeError):
+            feeds = {}  # none yet, or unreadable: stored articles are still known by URL
+        return cls(path, feeds)
+
+    def save(self) -> None:
+        write_atomically(self.path, json.dumps({"version": 1, "feeds": self.feeds}, indent=1))
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    link: str
+    updated: str
+
+
+def read_feed(fetcher: Fetcher, url: str) -> list[Entry]:
+    """The entries of an RSS or Atom feed, in its order."""
+    import feedparser
+
+    page = fetcher.get(url, html=False)
+    parsed = feedparser.parse(page.body)  # bytes: feedparser fetches nothing itself
+    if not parsed.entries and (parsed.bozo or not parsed.version):
+        problem = parsed.get("bozo_exception") or "no entries"
+        raise Skip("not_feed", f"not an RSS or Atom feed ({problem})")
+    entries = []
+    for item in parsed.entries:
+        link = item.get("link") or ""
+        if not link:
+            continue
+        key = str(item.get("id") or link)
+        # dict.get: feedparser's own get("updated") warns and falls back to "published".
+        updated = str(dict.get(item, "updated") or dict.get(item, "published") or "")
+        entries.append(Entry(key, link, updated))
+    return entries
+
+
+def _read_feeds(
+    config: Config, fetcher: Fetcher, store: Store, progress: Progress
+) -> tuple[list[Outcome], list[Outcome]]:
+    state = FeedState.load(store.folder / STATE_FILE)
+    state.feeds = {f: e for f, e in state.feeds.items() if f in config.sources.feeds}
+    outcomes, problems = [], []
+    for feed in config.sources.feeds:
+        try:
+            entries = read_feed(fetcher, feed)
+        except Skip as skip:
+            problems.append(Outcome(feed, "skipped", reason=skip.detail, kind=skip.kind))
+            continue
+        seen = state.feeds.setdefault(feed, {})
+        todo, links = [], set()
+        for entry in entries:
+            if seen.get(entry.key) == entry.updated:
+                continue
+            if entry.link in links or any(e.key == entry.key for e in todo):
+                continue  # the same entry twice in one feed
+            links.add(entry.link)
+            todo.append(entry)
+        todo = todo[: config.sources.max_per_feed]
+        progress.add_total(len(todo))
+        for entry in todo:
+            outcome = _add_one(fetcher, store, entry.link)
+            if not outcome.transient:
+                seen[entry.key] = entry.updated
+                state.save()  # after each entry: a crash goes on from the next one
+            outcomes.append(outcome)
+            progress.step(outcome)
+        # Entries that left the feed are forgotten; if one comes back, its URL is known.
+        current = {e.key for e in entries}
+        state.feeds[feed] = {k: v for k, v in seen.items() if k in current}
+    state.save()
+    return outcomes, problems
+
+
+# Running
+
+
+def _folder(config: Config) -> Path:
+    corpus = config.corpus_path
+    if corpus.exists() and not corpus.is_dir():
+        raise TanyaError(
+            f"corpus.path ({corpus}) is a file; fetched articles are written to a folder, "
+            "so point corpus.path at a folder"
+        )
+    return config.sources_path
+
+
+def ingest(
+    config: Config,
+    urls: Sequence[str] = (),
+    feeds: bool = False,
+    *,
+    embedder: Embedder | None = None,
+    run_reindex: bool = True,
+    progress: Progress | None = None,
+    reindex_progress=None,
+    fetcher: Fetcher | None = None,
+) -> IngestReport:
+    """Fetch the pages at urls (and, with feeds, the new entries of every configured feed)
+    into the corpus, then bring the index up to date.
+
+    Holds the reindex lock throughout, so two runs (or a run and a reindex) never overlap;
+    ReindexLockedError when another holds it.
+    """
+    folder = _folder(config)
+    progress = progress or _NoProgress()
+    with reindex_lock(config.index_path):
+        store = Store(folder)
+        store.remove_temporary_files()
+        # A Fetcher made here is closed here; one passed in belongs to the caller.
+        with nullcontext(fetcher) if fetcher else Fetcher(config.sources) as fetcher:
+            progress.add_total(len(urls))
+            outcomes = []
+            for url in urls:
+                outcome = _add_one(fetcher, store, url)
+                outcomes.append(outcome)
+                progress.step(outcome)
+            problems: list[Outcome] = []
+            if feeds:
+                found, problems = _read_feeds(config, fetcher, store, progress)
+                outcomes += found
+        result = None
+        if run_reindex:
+            # Every run reindexes, changed or not: files a crashed run wrote get indexed.
+            result = reindex(
+                config, embedder=embedder, progress_factory=reindex_progress, locked=True
+            )
+    return IngestReport(tuple(outcomes), tuple(problems), result)
+
+
+class _Bar:
+    """A progress bar over the addresses read, on a terminal."""
+
+    def __init__(self):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=0, unit="page", desc="fetching", leave=False)
+
+    def add_total(self, n: int) -> None:
+        self.bar.total += n
+        self.bar.refresh()
+
+    def step(self, outcome: Outcome) -> None:
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """tanya-add: fetch articles from the web into the corpus, then reindex."""
+    parser = argparse.ArgumentParser(prog="tanya-add", description=main.__doc__)
+    parser.add_argument("urls", nargs="*", metavar="URL", help="article pages to add")
+    parser.add_argument("--feeds", action="store_true", help="read the feeds in sources.feeds")
+    parser.add_argument("--config", help="config file (default: config.yaml)")
+    parser.add_argument("--no-reindex", action="store_true", help="only write the files")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    args = parser.parse_args(argv)
+    if not args.urls and not args.feeds:
+        parser.error("give one or more URLs, or --feeds")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    bar = _Bar() if not args.quiet and sys.stderr.isatty() else None
+    started = time.perf_counter()
+    try:
+        config = load_config(args.config)
+        if args.feeds and not config.sources.feeds:
+            print("tanya-add: no feeds are set up (sources.feeds in the config)", file=sys.stderr)
+            return 1
+        report = ingest(
+            config,
+            args.urls,
+            feeds=args.feeds,
+            run_reindex=not args.no_reindex,
+            progress=bar,
+            reindex_progress=progress_factory(not args.quiet),
+        )
+    except TanyaError as exc:
+        print(f"tanya-add: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ReindexLockedError) else 1
+    except KeyboardInterrupt:
+        print(
+            "tanya-add: interrupted; the articles written so far are kept, run this again to go on",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+    return _print_report(report, args.urls, time.perf_counter() - started)
+
+
+def _print_report(report: IngestReport, urls: Sequence[str], seconds: float) -> int:
+    for outcome in report.outcomes:
+        if outcome.status == "skipped":
+            line = f"skipped {outcome.url}: {outcome.reason}"
+            print(terminal_safe(line), file=sys.stderr)
+        else:
+            print(terminal_safe(f"{outcome.status}: {outcome.title} ({outcome.path})"))
+    for problem in report.feed_problems:
+        print(terminal_safe(f"feed {problem.url} not read: {problem.reason}"), file=sys.stderr)
+    print(f"{report.summary}; {seconds:.1f} s")
+    if report.reindex is not None:
+        print_result(report.reindex)
+    asked = set(urls)
+    failed = any(o.status == "skipped" and o.url in asked for o in report.outcomes)
+    return 1 if failed or report.feed_problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,9 +22,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--ask", metavar="QUESTION", help="answer one question and exit")
     mode.add_argument("--check", action="store_true", help="health check: load, answer, exit 0/1")
     parser.add_argument("--json", action="store_true", help="with --ask: print the answer as JSON")
+    parser.add_argument(
+        "--history",
+        metavar="FILE",
+        help="with --ask: the chat's earlier turns, a JSON array or JSON lines of questions "
+        "and of answers as --json prints them, so a follow-up is read in context",
+    )
     args = parser.parse_args(argv)
     if args.json and args.ask is None:
         parser.error("--json goes with --ask")
+    if args.history and args.ask is None:
+        parser.error("--history goes with --ask")
     return args
 
 
@@ -47,11 +55,13 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        answerer = Answerer(config)
         from chat import console
 
+        # A bad history file is said before the models load.
+        history = console.read_history(args.history) if args.history else ()
+        answerer = Answerer(config)
         if args.ask is not None:
-            return console.ask_once(answerer, args.ask, args.json)
+            return console.ask_once(answerer, args.ask, args.json, history=history)
         if args.console:
             return console.run_console(answerer, config.telegram.history_size)
         if args.check:

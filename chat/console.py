@@ -7,27 +7,30 @@ import json
 import re
 import sys
 import textwrap
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 from chat.formatting import marked_parts, source_line
 from chat.texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question, for_user
 from retrieval.answering.answer import Answer, Answerer, Quote
+from retrieval.answering.conversation import Turn, parse_history
 from retrieval.corpus.articles import terminal_safe
-from retrieval.errors import QuestionError
+from retrieval.errors import QuestionError, TanyaError
 from retrieval.index.reindex import stale_documents
 
 BOLD, ITALIC, RESET = "\033[1m", "\033[3m", "\033[0m"
 PROMPT = "tanya> "
 
 
-def format_quote(quote: Quote, color: bool, texts: Texts | None = None) -> str:
+def format_quote(quote: Quote, color: bool, texts: Texts | None = None, sure: bool = True) -> str:
     """The quote's text with its answer in bold, the rest of its sentence in italics (on
-    a terminal), then its source."""
+    a terminal), then its source; in a reply that is not `sure`, nothing is bold."""
     if color:
         styles = {"plain": "", "sentence": ITALIC, "answer": BOLD}
         text = "".join(
             f"{styles[style]}{part}{RESET}" if styles[style] else part
-            for part, style in marked_parts(quote)
+            for part, style in marked_parts(quote, sure)
         )
     else:
         text = quote.text
@@ -39,12 +42,17 @@ def format_quote(quote: Quote, color: bool, texts: Texts | None = None) -> str:
 def format_answer(answer: Answer, color: bool, texts: Texts | None = None) -> str:
     """The whole answer as terminal text (by default in the language of its question)."""
     texts = texts or for_question("auto", answer.question)
-    if answer.declined:
-        lines = [texts.decline]
+    # A follow-up says how it was read, so a wrong reading shows.
+    head = [texts.read_as.format(question=answer.read_as)] if answer.read_as else []
+    if answer.kind == "declined":
+        lines = [*head, texts.decline]
         if answer.quotes:
-            lines += [texts.closest, format_quote(answer.quotes[0], color, texts)]
+            lines += [texts.closest, format_quote(answer.quotes[0], color, texts, sure=False)]
         return "\n".join(lines)
-    return "\n\n".join(format_quote(q, color, texts) for q in answer.quotes)
+    if answer.kind == "passage":
+        quotes = [format_quote(q, color, texts, sure=False) for q in answer.quotes]
+        return "\n".join([*head, texts.passage, *quotes])
+    return "\n\n".join([*head, *(format_quote(q, color, texts) for q in answer.quotes)])
 
 
 def format_sources(answerer: Answerer, texts: Texts | None = None) -> str:
@@ -57,11 +65,18 @@ def format_sources(answerer: Answerer, texts: Texts | None = None) -> str:
     return terminal_safe("\n".join(lines))
 
 
-def ask_once(answerer: Answerer, question: str, as_json: bool, out: TextIO = sys.stdout) -> int:
-    """`bot.py --ask`: print one answer; exit code 0, or 1 for a question that cannot be asked."""
+def ask_once(
+    answerer: Answerer,
+    question: str,
+    as_json: bool,
+    out: TextIO = sys.stdout,
+    history: Sequence[Turn | str] = (),
+) -> int:
+    """`bot.py --ask`: print one answer (after the chat's earlier turns, `history`); exit code
+    0, or 1 for a question that cannot be asked."""
     texts = for_question(answerer.config.ui.language, question)
     try:
-        answer = answerer.ask(question)
+        answer = answerer.ask(question, history)
     except QuestionError as exc:
         print(f"tanya: {texts.cannot_ask(exc)}", file=sys.stderr)
         return 1
@@ -71,6 +86,19 @@ def ask_once(answerer: Answerer, question: str, as_json: bool, out: TextIO = sys
         shown = terminal_safe_answer(answer)
         out.write(format_answer(shown, color=_is_terminal(out), texts=texts) + "\n")
     return 0
+
+
+def read_history(path: str) -> list[Turn | str]:
+    """`--history FILE`: the chat's earlier turns (see conversation.parse_history)."""
+    try:
+        return parse_history(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TanyaError(f"cannot read the history file {path}: {exc.strerror or exc}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TanyaError(
+            f"{path} is no chat history: {exc}. It holds a JSON array (or JSON lines) of "
+            "earlier questions and of answers as `--ask … --json` prints them"
+        ) from exc
 
 
 def _is_terminal(stream: TextIO | None) -> bool:
@@ -105,7 +133,7 @@ def run_console(answerer: Answerer, history_size: int = 5) -> int:
             pass
         print(commands.console_help)
     color = _is_terminal(sys.stdout)
-    history: list[str] = []
+    turns: list[Turn] = []
     while True:
         try:
             line = _read_line(PROMPT, interactive)
@@ -129,7 +157,7 @@ def run_console(answerer: Answerer, history_size: int = 5) -> int:
             continue
         texts = for_question(setting, line)
         try:
-            answer = answerer.ask(line, history)
+            answer = answerer.ask(line, turns)
         except QuestionError as exc:
             print(f"tanya: {texts.cannot_ask(exc)}")
             continue
@@ -137,7 +165,7 @@ def run_console(answerer: Answerer, history_size: int = 5) -> int:
             print("\n(interrupted)")
             continue
         print(format_answer(terminal_safe_answer(answer), color, texts) + "\n", flush=True)
-        history = [*history, line][-history_size:]
+        turns = [*turns, answer.turn()][-history_size:] if history_size else []
 
 
 def health_check(answerer: Answerer, question: str = "Apa isi artikel ini?") -> int:
@@ -167,7 +195,8 @@ _JSON_RAW = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def terminal_safe_answer(answer: Answer) -> Answer:
-    """The answer with article text, titles and links terminal_safe; offsets stay valid."""
+    """The answer with article text, titles, links and the follow-up's reading (which may
+    quote an article) terminal_safe; offsets stay valid."""
     quotes = tuple(
         dataclasses.replace(
             q,
@@ -178,7 +207,7 @@ def terminal_safe_answer(answer: Answer) -> Answer:
         )
         for q in answer.quotes
     )
-    return dataclasses.replace(answer, quotes=quotes)
+    return dataclasses.replace(answer, quotes=quotes, read_as=terminal_safe(answer.read_as))
 
 
 def json_safe(text: str) -> str:

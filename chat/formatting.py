@@ -13,14 +13,15 @@ def source_line(quote: Quote, texts: Texts | None = None) -> str:
     return f"— {quote.title or quote.doc_id}, {texts.paragraph} {quote.paragraph}{caption}"
 
 
-def marked_parts(quote: Quote) -> list[tuple[str, str]]:
+def marked_parts(quote: Quote, sure: bool = True) -> list[tuple[str, str]]:
     """The quote's text in runs: ("answer", the answer span), ("sentence", the rest of the
     highlighted sentence around it) and ("plain", everything else). Without an answer span,
-    the highlighted sentence is the answer run."""
+    the highlighted sentence is the answer run in a `sure` reply (retrieval alone answered),
+    else a sentence run: a passage or a decline marks nothing as the answer."""
     text, base = quote.text, quote.start
     a, b = quote.highlight_start - base, quote.highlight_end - base
     if quote.answer_start is None or quote.answer_end is None:
-        cuts = [(0, a, "plain"), (a, b, "answer"), (b, len(text), "plain")]
+        cuts = [(0, a, "plain"), (a, b, "answer" if sure else "sentence"), (b, len(text), "plain")]
     else:
         s, e = quote.answer_start - base, quote.answer_end - base
         a, b = min(a, s), max(b, e)

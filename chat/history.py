@@ -1,29 +1,33 @@
-"""What each chat asked before, kept for follow-up questions."""
+"""What each chat asked before, and how it was answered, kept for follow-up questions."""
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+
+from retrieval.answering.conversation import Turn
 
 # Memory bounds: chats with a history, users with a rate-limit window, chats refused.
 MAX_CHATS = 10_000
 
 
 class ChatHistories:
-    """The last few questions of each chat, bounded in questions per chat and in chats."""
+    """The last few turns of each chat, bounded in turns per chat and in chats."""
 
     def __init__(self, size: int, max_chats: int = MAX_CHATS):
         self.size = size
         self.max_chats = max_chats
-        self._chats: OrderedDict[int, deque[str]] = OrderedDict()
+        self._chats: OrderedDict[int, deque[Turn]] = OrderedDict()
 
-    def record(self, chat_id: int, question: str) -> tuple[str, ...]:
-        """The chat's earlier questions (oldest first), then remember this one."""
+    def earlier(self, chat_id: int) -> tuple[Turn, ...]:
+        """The chat's earlier turns, oldest first."""
+        return tuple(self._chats.get(chat_id, ()))
+
+    def record(self, chat_id: int, turn: Turn) -> None:
+        """Remember a turn of the chat (the oldest turn and the least recent chat go first)."""
         if self.size == 0:
-            return ()
+            return
         history = self._chats.pop(chat_id, None) or deque(maxlen=self.size)
-        earlier = tuple(history)
-        history.append(question)
+        history.append(turn)
         self._chats[chat_id] = history
         while len(self._chats) > self.max_chats:
             self._chats.popitem(last=False)
-        return earlier

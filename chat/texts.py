@@ -26,6 +26,11 @@ class Texts:
     closest: str
     tg_decline: str
     tg_closest: str  # HTML
+    # A passage about the question in which no answer is certain (console; Telegram, HTML).
+    passage: str
+    tg_passage: str  # HTML
+    # Before a follow-up's reply: how it was read ({question}: the question as read).
+    read_as: str
     paragraph: str
     photo_caption: str
     # Lists of articles ({n}: how many).
@@ -83,6 +88,11 @@ ENGLISH = Texts(
     closest="Closest passage (not an answer):",
     tg_decline="Sorry, the articles do not seem to cover this question.",
     tg_closest="The closest passage I found (<i>not an answer</i>):",
+    passage="This passage is about the question, but the exact answer was not found in it:",
+    read_as="(read as: {question})",
+    tg_passage=(
+        "This passage is about the question, but the exact answer was <i>not found</i> in it:"
+    ),
     paragraph="paragraph",
     photo_caption="photo caption",
     articles_one="{n} article indexed",
@@ -141,6 +151,14 @@ INDONESIAN = Texts(
     closest="Bagian terdekat (bukan jawaban):",
     tg_decline="Maaf, artikel-artikel ini tampaknya tidak membahas pertanyaan tersebut.",
     tg_closest="Bagian terdekat yang saya temukan (<i>bukan jawaban</i>):",
+    passage=(
+        "Bagian ini membahas pertanyaan tersebut, tetapi jawaban persisnya tidak ditemukan di sini:"
+    ),
+    read_as="(dibaca sebagai: {question})",
+    tg_passage=(
+        "Bagian ini membahas pertanyaan tersebut, tetapi jawaban persisnya "
+        "<i>tidak ditemukan</i> di sini:"
+    ),
     paragraph="paragraf",
     photo_caption="keterangan foto",
     articles_one="{n} artikel terindeks",

@@ -87,7 +87,7 @@ class SearchConfig:
     rerank_candidates: int = field(default=20, metadata=_range(1, 1000))
     decline_threshold: float = field(default=0.985, metadata=_range(-1.0, 2.0))
     decline_coverage_weight: float = field(default=0.4, metadata=_range(0.0, 1.0))
-    cross_lingual_threshold: float = field(default=0.80, metadata=_range(-1.0, 1.0))
+    cross_lingual_threshold: float = field(default=0.77, metadata=_range(-1.0, 1.0))
     duplicate_similarity: float = field(default=0.95, metadata=_range(0.0, 1.0))
     history_turns: int = field(default=3, metadata=_range(0, 50))
     cache_size: int = field(default=256, metadata=_range(0, 1_000_000))
@@ -99,7 +99,7 @@ class ReaderConfig:
     weights: str = ""  # empty: the reader shipped in retrieval/models/artefacts/
     passages: int = field(default=5, metadata=_range(1, 100))
     decline_margin: float = field(default=-6.1, metadata=_range(-100.0, 100.0))
-    answer_margin: float = field(default=-6.1, metadata=_range(-100.0, 100.0))
+    answer_margin: float = field(default=0.0, metadata=_range(-100.0, 100.0))
     retrieval_weight: float = field(default=15.0, metadata=_range(0.0, 100.0))
     evidence_floor: float = field(default=0.95, metadata=_range(-1.0, 2.0))
 

@@ -14,6 +14,7 @@ import bot
 from chat.telegram.app import build_application, poll, run_bot, serve_webhook
 from chat.telegram.logs import protect_token_in_logs
 from chat.telegram.messages import MESSAGE_LIMIT
+from chat.texts import INDONESIAN
 from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
@@ -261,6 +262,26 @@ def test_follow_up_question_uses_the_chat_history(seed_answerer, fake):
         alone_text = one_reply(fake, alone)["text"]
     assert "Majelis Umum Perserikatan Bangsa-Bangsa" in follow_text.split("</blockquote>")[0]
     assert follow_text != alone_text
+
+
+def test_each_kind_of_reply_in_telegram(seed_answerer, fake):
+    with running(seed_answerer, fake):
+        sure = one_reply(fake, fake.message(1201, "Siapa yang berjabat tangan dengan Kim Jong Un?"))
+        unsure = one_reply(fake, fake.message(1202, "Apa yang dicari Pyongyang?"))
+        declined = one_reply(fake, fake.message(1203, "Berapa kurs dolar hari ini?"))
+    assert "<b>Sergei Shoigu</b>" in sure["text"]
+    assert unsure["text"].startswith(INDONESIAN.tg_passage)
+    assert "<b>" not in unsure["text"] and "<i>" in unsure["text"]
+    assert declined["text"].startswith(INDONESIAN.tg_decline)
+    assert "<b>" not in declined["text"]
+
+
+def test_a_follow_up_says_how_it_was_read(seed_answerer, fake):
+    with running(seed_answerer, fake):
+        one_reply(fake, fake.message(1301, "Siapa yang berjabat tangan dengan Kim?"))
+        follow = one_reply(fake, fake.message(1301, "Apa jabatannya?"))
+    assert follow["text"].startswith("<i>(dibaca sebagai: Apa jabatan Sergei Shoigu?)</i>")
+    assert "Menteri Pertahanan Rusia" in follow["text"]
 
 
 class TroubleEmbedder(FakeEmbedder):

@@ -24,6 +24,7 @@ from chat.telegram.messages import (
 from chat.telegram.transport import _safe_to_retry
 from chat.texts import ENGLISH, INDONESIAN
 from retrieval.answering.answer import Answer, Quote
+from retrieval.answering.conversation import Turn
 from retrieval.index.folder import ArticleInfo
 from tests.fake_telegram import html_errors
 
@@ -82,22 +83,22 @@ def test_caption_and_unlinkable_urls():
 def test_declined_answer_labels_the_closest_passage():
     quote = make_quote("Tidak relevan.", (0, 14))
     english = "What is the weather like in Surabaya?"
-    html = answer_html(Answer(english, True, (quote,)))
+    html = answer_html(Answer(english, "declined", (quote,)))
     assert html.startswith("Sorry, the articles do not seem to cover this question.\n\n")
     assert "(<i>not an answer</i>)" in html
-    assert answer_html(Answer(english, True, ())) == (
+    assert answer_html(Answer(english, "declined", ())) == (
         "Sorry, the articles do not seem to cover this question."
     )
 
 
 def test_an_indonesian_question_is_declined_in_indonesian():
     quote = make_quote("Tidak relevan.", (0, 14))
-    html = answer_html(Answer("Bagaimana cuaca di Surabaya?", True, (quote,)))
+    html = answer_html(Answer("Bagaimana cuaca di Surabaya?", "declined", (quote,)))
     assert html.startswith(INDONESIAN.tg_decline + "\n\n")
     assert "(<i>bukan jawaban</i>):\n<blockquote>" in html
     assert "paragraf 2" in html
     # The texts given win over the question's language (ui.language: en).
-    assert answer_html(Answer("Bagaimana cuaca?", True, ()), ENGLISH) == ENGLISH.tg_decline
+    assert answer_html(Answer("Bagaimana cuaca?", "declined", ()), ENGLISH) == ENGLISH.tg_decline
 
 
 def test_sources_are_linked_and_capped():
@@ -128,7 +129,7 @@ def test_split_prefers_block_boundaries():
 def test_a_long_quote_splits_at_sentences_and_reopens_tags():
     sentence = "Harga cabai & bawang naik lagi. "
     quote = make_quote(sentence * 300, (0, len(sentence) * 150))
-    parts = answer_messages(Answer("q", False, (quote,)))
+    parts = answer_messages(Answer("q", "answer", (quote,)))
     assert len(parts) >= 3
     for part in parts:
         assert tg_len(part) <= 4096
@@ -144,7 +145,7 @@ def test_a_long_quote_splits_at_sentences_and_reopens_tags():
 
 def test_text_without_spaces_is_still_split_safely():
     quote = make_quote("&" * 9000, (10, 20), title="T")
-    parts = answer_messages(Answer("q", False, (quote,)), max_messages=100)
+    parts = answer_messages(Answer("q", "answer", (quote,)), max_messages=100)
     for part in parts:
         assert tg_len(part) <= 4096
         assert html_errors(part) == []
@@ -189,14 +190,23 @@ def test_every_part_is_valid_html_within_the_limit(parts, limit):
 
 def test_chat_history_is_bounded():
     histories = ChatHistories(size=2, max_chats=2)
-    assert histories.record(1, "a") == ()
-    assert histories.record(1, "b") == ("a",)
-    assert histories.record(1, "c") == ("a", "b")
-    assert histories.record(1, "d") == ("b", "c")
-    histories.record(2, "x")
-    histories.record(3, "y")  # chat 1 is the least recent: forgotten
-    assert histories.record(1, "e") == ()
-    assert ChatHistories(size=0).record(1, "a") == ()
+
+    def turn(question: str) -> Turn:
+        return Turn(question, question, "answer")
+
+    def asked(chat: int) -> list[str]:
+        return [t.question for t in histories.earlier(chat)]
+
+    assert asked(1) == []
+    for question in "abcd":
+        histories.record(1, turn(question))
+    assert asked(1) == ["c", "d"]
+    histories.record(2, turn("x"))
+    histories.record(3, turn("y"))  # chat 1 is the least recent: forgotten
+    assert asked(1) == [] and asked(3) == ["y"]
+    none = ChatHistories(size=0)
+    none.record(1, turn("a"))
+    assert none.earlier(1) == ()
 
 
 def test_rate_limit_window_slides():

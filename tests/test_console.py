@@ -69,8 +69,9 @@ def test_ask_json_has_the_documented_shape(config_file):
     result = run(config_file, "--ask", HANDSHAKE, "--json")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert set(answer) == {"question", "declined", "quotes"}
-    assert answer["declined"] is False
+    assert set(answer) == {"question", "read_as", "kind", "declined", "quotes"}
+    assert answer["kind"] == "answer" and answer["declined"] is False
+    assert answer["read_as"] == answer["question"] == HANDSHAKE
     first = answer["quotes"][0]
     assert set(first) == {
         "text",
@@ -204,3 +205,47 @@ def test_console_survives_bad_bytes_and_a_closed_pipe(config_file):
     )
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
     assert "Traceback" not in result.stderr
+
+
+def test_ask_shows_each_kind_of_reply(config_file):
+    sure = run(config_file, "--ask", HANDSHAKE, "--json")
+    unsure = run(config_file, "--ask", "Apa yang dicari Pyongyang?")
+    declined = run(config_file, "--ask", "Berapa kurs dolar hari ini?")
+    assert json.loads(sure.stdout)["kind"] == "answer"
+    assert unsure.stdout.startswith(
+        "Bagian ini membahas pertanyaan tersebut, tetapi jawaban persisnya tidak ditemukan"
+    )
+    assert "bantuan teknologi" in unsure.stdout
+    assert declined.stdout.startswith("Artikel-artikel ini tampaknya tidak membahas")
+
+
+def test_ask_reads_a_follow_up_after_the_history_file(config_file, tmp_path):
+    first = run(config_file, "--ask", "Siapa yang berjabat tangan dengan Kim?", "--json")
+    history = tmp_path / "chat.jsonl"
+    history.write_text(first.stdout, "utf-8")
+    follow = run(config_file, "--ask", "Apa jabatannya?", "--json", "--history", str(history))
+    assert follow.returncode == 0, follow.stderr
+    answer = json.loads(follow.stdout)
+    assert answer["question"] == "Apa jabatannya?"
+    assert answer["read_as"] == "Apa jabatan Sergei Shoigu?"
+    assert "Menteri Pertahanan Rusia" in answer["quotes"][0]["highlight"]
+    # Earlier questions as text are asked again; the reading is shown in plain text too.
+    history.write_text('["Siapa yang berjabat tangan dengan Kim?"]', "utf-8")
+    plain = run(config_file, "--ask", "Di kota mana?", "--history", str(history))
+    assert plain.stdout.startswith(
+        "(dibaca sebagai: Di kota mana Sergei Shoigu berjabat tangan dengan Kim?)"
+    )
+    assert "Vladivostok" in plain.stdout
+
+
+def test_a_bad_history_file_is_named_without_a_traceback(config_file, tmp_path):
+    bad = tmp_path / "chat.json"
+    bad.write_text('[{"question": 3}]', "utf-8")
+    result = run(config_file, "--ask", "Di kota mana?", "--history", str(bad))
+    assert result.returncode == 1
+    assert f"tanya: {bad} is no chat history: item 1" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = run(config_file, "--ask", "Di kota mana?", "--history", str(tmp_path / "none"))
+    assert missing.returncode == 1 and "cannot read the history file" in missing.stderr
+    usage = run(config_file, "--console", "--history", str(bad))
+    assert usage.returncode == 2 and "--history goes with --ask" in usage.stderr

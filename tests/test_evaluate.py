@@ -112,12 +112,12 @@ def test_summarise_computes_recall_mrr_and_decline_rates():
     answerable = EvalQuestion("q", ("a",))
     unanswerable = EvalQuestion("q", ())
     outcomes = [
-        Outcome(answerable, 1, 1, True, False, 1.0, 1.0),
-        Outcome(answerable, 3, 1, False, False, 0.0, 0.5),
-        Outcome(answerable, 7, 2, False, True),
-        Outcome(answerable, 0, 0, False, False),
-        Outcome(unanswerable, 0, 0, False, True),
-        Outcome(unanswerable, 2, 2, False, False),
+        Outcome(answerable, 1, 1, True, "answer", 1.0, 1.0, marked=True, highlighted_any=True),
+        Outcome(answerable, 3, 1, False, "answer", 0.0, 0.5, marked=True),
+        Outcome(answerable, 7, 2, False, "declined"),
+        Outcome(answerable, 0, 0, False, "passage"),
+        Outcome(unanswerable, 0, 0, False, "declined"),
+        Outcome(unanswerable, 2, 2, False, "answer", marked=True),
     ]
     report = summarise(outcomes, seconds=2.0)
     assert (report.r1, report.r5, report.r10) == (0.25, 0.5, 0.75)
@@ -130,16 +130,53 @@ def test_summarise_computes_recall_mrr_and_decline_rates():
     assert (report.n, report.n_answerable, report.n_unanswerable, report.qps) == (6, 4, 2, 3.0)
 
 
+def test_summarise_counts_bold_answers_replies_and_groups():
+    answerable = EvalQuestion("q", ("a",))
+    follow_up = EvalQuestion("Where?", ("a",), history=("Siapa?",))
+    unanswerable = EvalQuestion("q", ())
+    outcomes = [
+        # Right, with the bold span on the answer.
+        Outcome(answerable, 1, 1, True, "answer", 1.0, 1.0, highlighted_any=True, marked=True),
+        # Right: the passage is shown without a mark, its sentence holds the answer.
+        Outcome(follow_up, 1, 1, True, "passage", highlighted_any=True),
+        # A bold span that misses the answer.
+        Outcome(follow_up, 2, 2, False, "answer", marked=True),
+        # Unanswerable: a passage without a mark gives no answer, but is no decline.
+        Outcome(unanswerable, 0, 0, False, "passage"),
+    ]
+    report = summarise(outcomes, seconds=1.0)
+    assert report.right == round(2 / 3, 4)
+    assert report.answer_rate == round(2 / 3, 4)
+    assert (report.bold_precision, report.bold_exact) == (0.5, 0.5)
+    assert report.decline_rate_unanswerable == 1.0
+    assert report.declined_strict_unanswerable == 0.0
+    assert report.replies == {"answer": 2, "passage": 2, "declined": 0}
+    assert set(report.groups) == {"id", "en", "stand-alone", "follow-up"}
+    assert report.groups["follow-up"]["n_answerable"] == 2
+    assert report.groups["follow-up"]["bold_precision"] == 0.0
+    assert report.groups["en"] == {  # "Where?"
+        "n_answerable": 2,
+        "n_unanswerable": 0,
+        "right": 0.5,
+        "answer_rate": 0.5,
+        "bold_precision": 0.0,
+        "decline_rate_unanswerable": None,
+        "false_decline_rate": 0.0,
+    }
+
+
 def test_a_figure_with_nothing_to_measure_is_none_not_zero():
-    report = summarise([Outcome(EvalQuestion("q", ("a",)), 1, 1, True, False)], seconds=1.0)
+    report = summarise([Outcome(EvalQuestion("q", ("a",)), 1, 1, True, "answer")], seconds=1.0)
     assert report.decline_rate_unanswerable is None
-    assert report.r1 == 1.0
-    report = summarise([Outcome(EvalQuestion("q", ()), 0, 0, False, True)], seconds=1.0)
+    assert report.r1 == 1.0 and report.bold_precision is None
+    report = summarise([Outcome(EvalQuestion("q", ()), 0, 0, False, "declined")], seconds=1.0)
     assert report.r1 is None and report.false_decline_rate is None
     assert report.decline_rate_unanswerable == 1.0
     # Without the reader no spans are marked: no span figures rather than zeros.
-    report = summarise([Outcome(EvalQuestion("q", ("a",)), 1, 1, True, False)], 1.0, spans=False)
+    one = [Outcome(EvalQuestion("q", ("a",)), 1, 1, True, "answer")]
+    report = summarise(one, 1.0, spans=False)
     assert report.exact_match is None and report.f1 is None and report.r1 == 1.0
+    assert report.answer_rate is None and report.bold_precision is None
 
 
 def test_throwaway_index_is_keyed_by_corpus_and_settings(tiny_config, tmp_path: Path):
@@ -185,14 +222,17 @@ def test_command_prints_the_json_keys_and_one_line_per_question(
     assert set(figures) == {
         "r1", "r5", "r10", "mrr10", "r1_any", "highlight1", "highlight1_any", "exact_match", "f1",
         "decline_rate_unanswerable", "false_decline_rate", "n", "n_answerable",
-        "n_unanswerable", "qps",
+        "n_unanswerable", "qps", "right", "answer_rate", "bold_precision", "bold_exact",
+        "declined_strict_unanswerable", "replies", "groups",
     }  # fmt: skip
+    assert sum(figures["replies"].values()) == 13
     assert (figures["n"], figures["n_answerable"], figures["n_unanswerable"]) == (13, 10, 3)
     lines = [json.loads(line) for line in per_question.read_text("utf-8").splitlines()]
     assert len(lines) == 13
     first = lines[0]
     assert first["question"] == "Dengan siapa Kim Jong Un berjabat tangan?"
-    assert first["rank"] == 1 and not first["declined"]
+    assert first["rank"] == 1 and not first["declined"] and first["kind"] == "answer"
+    assert first["read_as"] == first["question"]
     assert "Sergei Shoigu" in first["first_quote"]["answer"]
     assert "Sergei Shoigu" in first["first_quote"]["highlight"]
     assert "reader_margin" in first["scores"]

@@ -129,10 +129,12 @@ def test_the_console_and_the_bot_say_an_invisible_question_is_empty(qa, fake, ca
 
 def test_the_console_answers_in_the_language_of_the_question():
     quote = make_quote("Tidak relevan.", (0, 14), kind="caption")
-    english = format_answer(Answer("What happened in Bekasi?", True, (quote,)), color=False)
+    english = format_answer(Answer("What happened in Bekasi?", "declined", (quote,)), color=False)
     assert english.startswith("The articles do not seem to cover this question.\nClosest passage")
     assert "paragraph 2 (photo caption)" in english
-    indonesian = format_answer(Answer("Apa yang terjadi di Bekasi?", True, (quote,)), color=False)
+    indonesian = format_answer(
+        Answer("Apa yang terjadi di Bekasi?", "declined", (quote,)), color=False
+    )
     assert indonesian.startswith(INDONESIAN.decline + "\n" + INDONESIAN.closest)
     assert "paragraf 2 (keterangan foto)" in indonesian
 

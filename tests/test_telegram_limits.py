@@ -20,7 +20,7 @@ def test_a_declined_answer_with_a_long_passage_has_no_tiny_parts():
     # The decline line and the label are short blocks of their own; before, each became a
     # message (55 + 51 + 4096 + 2458 characters).
     quote = make_quote(SENTENCE * 110, (0, len(SENTENCE)))
-    answer = Answer("What is the price of chillies?", True, (quote,))
+    answer = Answer("What is the price of chillies?", "declined", (quote,))
     parts = answer_messages(answer, max_messages=10)
     assert len(parts) == 2
     assert all(tg_len(p) > MESSAGE_LIMIT // 2 for p in parts[:-1])
@@ -95,7 +95,9 @@ def test_any_answer_fits_the_cap_and_keeps_every_source(specs, cap, declined):
         text = "".join(f"Kalimat {k} {extra} tentang pasar. " for k in range(sentences)).strip()
         a = min(mark, sentences - 1) * len(f"Kalimat 0 {extra} tentang pasar. ")
         made.append(make_quote(text, (min(a, len(text) - 1), len(text)), title=f"Sumber {i}"))
-    answer = Answer("q", declined, tuple(made[:1] if declined else made))
+    answer = Answer(
+        "q", "declined" if declined else "answer", tuple(made[:1] if declined else made)
+    )
     parts = answer_messages(answer, max_messages=cap)
     assert 1 <= len(parts) <= cap
     for part in parts:

@@ -290,7 +290,7 @@ class TanyaBot(AdminCommands):
             question = clean_question(question)
         except QuestionError as exc:
             return await reply(message, html.escape(_sentence(texts.cannot_ask(exc))))
-        history = self.histories.record(message.chat.id, question)
+        history = self.histories.earlier(message.chat.id)
         # Encoding and search are CPU work: a thread keeps other chats' updates flowing.
         work = asyncio.ensure_future(asyncio.to_thread(self.answerer.ask, question, history))
         done, _ = await asyncio.wait({work}, timeout=TYPING_AFTER_SECONDS)
@@ -300,6 +300,7 @@ class TanyaBot(AdminCommands):
             result = await work
         except QuestionError as exc:
             return await reply(message, html.escape(_sentence(texts.cannot_ask(exc))))
+        self.histories.record(message.chat.id, result.turn())
         # Splitting a long answer into valid HTML parts is CPU work too.
         parts = await asyncio.to_thread(
             answer_messages,

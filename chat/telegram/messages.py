@@ -57,12 +57,12 @@ def source_html(quote: Quote, texts: Texts | None = None) -> str:
 STYLE_TAGS = {"plain": ("", ""), "sentence": ("<i>", "</i>"), "answer": ("<b>", "</b>")}
 
 
-def quote_html(quote: Quote, texts: Texts | None = None) -> str:
+def quote_html(quote: Quote, texts: Texts | None = None, sure: bool = True) -> str:
     """The quote in a blockquote, its answer in bold inside its highlighted sentence in
-    italics, then its source."""
+    italics, then its source; in a reply that is not `sure`, nothing is bold."""
     body = "".join(
         f"{STYLE_TAGS[style][0]}{escape(part, quote=False)}{STYLE_TAGS[style][1]}"
-        for part, style in marked_parts(quote)
+        for part, style in marked_parts(quote, sure)
     )
     return f"<blockquote>{body}</blockquote>\n{source_html(quote, texts)}"
 
@@ -71,12 +71,19 @@ def answer_html(answer: Answer, texts: Texts | None = None) -> str:
     """The whole answer as one HTML text, however long (by default in the language of its
     question)."""
     texts = texts or for_question("auto", answer.question)
-    if answer.declined:
-        blocks = [escape(texts.tg_decline, quote=False)]
+    # A follow-up says how it was read, so a wrong reading shows.
+    read_as = texts.read_as.format(question=answer.read_as) if answer.read_as else ""
+    head = [f"<i>{escape(read_as, quote=False)}</i>"] if read_as else []
+    if answer.kind == "declined":
+        blocks = [*head, escape(texts.tg_decline, quote=False)]
         if answer.quotes:
-            blocks.append(f"{texts.tg_closest}\n{quote_html(answer.quotes[0], texts)}")
+            closest = quote_html(answer.quotes[0], texts, sure=False)
+            blocks.append(f"{texts.tg_closest}\n{closest}")
         return "\n\n".join(blocks)
-    return "\n\n".join(quote_html(q, texts) for q in answer.quotes)
+    if answer.kind == "passage":
+        quotes = [quote_html(q, texts, sure=False) for q in answer.quotes]
+        return "\n".join([*head, texts.tg_passage, *quotes])
+    return "\n\n".join([*head, *(quote_html(q, texts) for q in answer.quotes)])
 
 
 def answer_messages(

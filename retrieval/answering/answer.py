@@ -96,6 +96,8 @@ class Answer:
     # The rows of the quoted passages, in the index build `version`.
     rows: tuple[int, ...] = field(default=(), repr=False, compare=False)
     version: str = field(default="", repr=False, compare=False)
+    # The reader's best span of the asked kind in the first passage, marked or not.
+    span: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def declined(self) -> bool:
@@ -107,9 +109,11 @@ class Answer:
         return self.read_as or self.question
 
     def turn(self) -> Turn:
-        """This exchange as the next question of the chat sees it."""
+        """This exchange as the next question of the chat sees it: the marked answer, or in a
+        passage reply the span the reader found likeliest (what "dia" may point at)."""
         marked = self.quotes[0].answer if self.kind == "answer" and self.quotes else None
-        return Turn(self.question, self.reading, self.kind, marked, self.rows, self.version)
+        found = marked or (self.span if self.kind == "passage" else None)
+        return Turn(self.question, self.reading, self.kind, found, self.rows, self.version)
 
     def to_dict(self) -> dict:
         """The JSON shape printed by `bot.py --json`."""
@@ -334,7 +338,11 @@ def compose(
     quotes = [quote(index, c, query, kind, config.reader) for c in chosen]
     ranking = tuple(c.hit.chunk for c in candidates[:RANKING_SIZE])
     rows = tuple(c.hit.row for c in chosen)
-    return Answer(question, kind, tuple(quotes), read_as, ranking, scores, rows, index.version)
+    first = candidates[0]
+    span = first.hit.chunk.text[first.span.start : first.span.end] if first.span else None
+    return Answer(
+        question, kind, tuple(quotes), read_as, ranking, scores, rows, index.version, span
+    )
 
 
 def quote(

@@ -22,17 +22,20 @@ A question none of these rules touches is read as it is: a new topic.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from .entities import (
+    ORGANISATION_WORDS,
     PERSON_WORDS,
     PLACE_WORDS,
     asked_kind,
     is_name,
     is_region,
     kinds,
+    looks_like_name,
     person_name,
 )
 from .query import is_english, stop_words
@@ -44,8 +47,10 @@ REPLIES = ("answer", "passage", "declined")
 class Turn:
     """One earlier exchange of a chat: the question, how it was read, and what the reply was.
 
-    `answer` is the marked span of an "answer" reply; `rows` are the quoted passages' rows in
-    the index build `version` (their rows mean nothing in another build)."""
+    `answer` is the marked span of an "answer" reply, or the span the reader found likeliest
+    in a "passage" reply (not marked: a referent, never inserted as a fact); `rows` are the
+    quoted passages' rows in the index build `version` (their rows mean nothing in another
+    build)."""
 
     question: str
     read_as: str
@@ -65,13 +70,19 @@ class Turn:
 
     @classmethod
     def from_dict(cls, data: dict) -> Turn:
-        """A turn from `to_dict`'s shape; ValueError when it is not one."""
+        """A turn from `to_dict`'s shape, or from an answer as `bot.py --json` prints it
+        (its "kind", and the first quote's answer); ValueError when it is neither."""
         if not isinstance(data, dict) or not isinstance(data.get("question"), str):
             raise ValueError("a turn is an object with a 'question'")
-        reply = data.get("reply", "answer")
+        reply = data.get("reply", data.get("kind", "answer"))
         if reply not in REPLIES:
             raise ValueError(f"a turn's reply is one of {', '.join(REPLIES)}, not {reply!r}")
         answer = data.get("answer")
+        quotes = data.get("quotes")
+        if "reply" not in data and isinstance(quotes, list):
+            first = quotes[0] if quotes and isinstance(quotes[0], dict) else {}
+            marked = first.get("answer")
+            answer = marked.get("text") if isinstance(marked, dict) else None
         rows = data.get("rows") or []
         if not (answer is None or isinstance(answer, str)) or not all(
             isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rows
@@ -88,6 +99,38 @@ class Turn:
             tuple(rows),
             str(data.get("version") or ""),
         )
+
+
+def parse_history(text: str) -> list[Turn | str]:
+    """A chat's earlier turns from text: a JSON array, or JSON lines, of earlier questions
+    (text, asked again) and turns (`Turn.to_dict`, or answers as `bot.py --json` prints them);
+    ValueError, saying where, when it is neither."""
+    stripped = text.strip()
+    if not stripped:
+        return []
+    try:
+        items = json.loads(stripped) if stripped.startswith("[") else None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from exc
+    if items is None:
+        items = []
+        for number, line in enumerate(stripped.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"line {number} is not JSON ({exc.msg})") from exc
+    turns: list[Turn | str] = []
+    for number, item in enumerate(items, 1):
+        if isinstance(item, str):
+            turns.append(item)
+            continue
+        try:
+            turns.append(Turn.from_dict(item))
+        except ValueError as exc:
+            raise ValueError(f"item {number}: {exc}") from exc
+    return turns
 
 
 @dataclass(frozen=True)
@@ -241,7 +284,7 @@ def _person_of(turn: Turn, exclude: str) -> str | None:
     if turn.asked == "person":
         _, _, _, preposition = split_question(turn.read_as)
         if preposition is None:
-            if turn.answer and kinds(turn.answer).person:
+            if turn.answer and is_someone(turn.answer):
                 name = person_name(turn.answer)
                 if name.casefold() not in exclude:
                     return name
@@ -251,10 +294,16 @@ def _person_of(turn: Turn, exclude: str) -> str | None:
     for run in name_runs(turn.read_as):
         if not is_place(run, turn.read_as) and run.casefold() not in exclude:
             return run
-    if turn.asked == "person" and turn.answer:
+    if turn.asked == "person" and turn.answer and is_someone(turn.answer):
         name = person_name(turn.answer)
         return name if name.casefold() not in exclude else None
     return None
+
+
+def is_someone(text: str) -> bool:
+    """Text that can be "dia": a person's name or role, not an organisation ("Partai …")."""
+    lower = [w.casefold() for w in re.findall(r"[^\W_]+", text)]
+    return kinds(text).person and not any(w in ORGANISATION_WORDS for w in lower)
 
 
 def _place_of(turn: Turn, exclude: str) -> str | None:
@@ -270,7 +319,7 @@ def _place_of(turn: Turn, exclude: str) -> str | None:
 def _group_of(turn: Turn, exclude: str) -> str | None:
     """The several people or parties a turn is about: an answer naming more than one, else
     its names joined."""
-    answer = turn.answer
+    answer = turn.answer if turn.reply == "answer" else None
     if answer and turn.asked in ("person", "other") and re.search(r",| dan | and ", answer):
         return answer
     names = [
@@ -278,7 +327,7 @@ def _group_of(turn: Turn, exclude: str) -> str | None:
         for n in name_runs(turn.read_as)
         if n.casefold() not in exclude and not is_place(n, turn.read_as)
     ]
-    if answer and turn.asked == "person" and kinds(answer).person:
+    if answer and turn.asked == "person" and is_someone(answer):
         names.append(answer)
     joiner = " and " if is_english(turn.read_as.casefold().split()) else " dan "
     if len(names) >= 2:
@@ -298,6 +347,10 @@ def _first(turns: Sequence[Turn], find) -> str | None:
         if found:
             return found
     return None
+
+
+# The longest answer to an "Apa …?" question an event takes in.
+EVENT_ANSWER_WORDS = 4
 
 
 def split_question(text: str) -> tuple[str, str, str, str | None]:
@@ -334,6 +387,8 @@ def event(turn: Turn) -> str:
     "Sergei Shoigu berjabat tangan dengan Kim"); a time, place or number answer goes last."""
     before, phrase, after, preposition = split_question(turn.read_as)
     answer = turn.answer if turn.reply == "answer" and phrase else None
+    if answer and turn.asked == "other" and len(answer.split()) > EVENT_ANSWER_WORDS:
+        answer = None  # a long answer to "Apa …?" would bury the event it answers
     if not answer:
         return " ".join(p for p in (before, after) if p)
     english = is_english(turn.read_as.casefold().split())
@@ -373,8 +428,8 @@ def is_fragment(words: Sequence[str]) -> bool:
     ]
     if not other:
         return True
-    named = any(is_name(w) and w.casefold() not in FUNCTION_WORDS for w in words[1:])
-    return len(words) <= 3 and len(other) == 1 and not named and not is_name(other[0])
+    named = any(looks_like_name(w, n == 0) for n, w in enumerate(words))
+    return len(words) <= 3 and len(other) == 1 and not named
 
 
 def _possessive_root(word: str) -> str | None:

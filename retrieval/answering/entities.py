@@ -12,14 +12,11 @@ import functools
 import re
 from dataclasses import dataclass
 
-MONTHS = frozenset(
-    """januari februari maret april mei juni juli agustus september oktober november desember
-    jan feb mar apr jun jul agu agt ags sep sept okt nov des
-    january february march may june july august october december""".split()
-)
-DAYS = frozenset(
-    """senin selasa rabu kamis jumat jum'at sabtu minggu ahad
-    monday tuesday wednesday thursday friday saturday sunday""".split()
+from ..index import terms
+
+# The index's months, days and number words (re-ranking features), and their short forms.
+MONTHS_AND_DAYS = terms.MONTHS_AND_DAYS | frozenset(
+    "jan feb mar apr jun jul agu agt ags sep sept okt nov des jum'at ahad".split()
 )
 # Words that make a span a time or a span of time (a week is both: "seminggu", "pekan lalu").
 TIME_WORDS = frozenset(
@@ -29,11 +26,9 @@ TIME_WORDS = frozenset(
     year years month months week weeks day days night morning afternoon evening hour hours
     minute minutes century decade yesterday today tomorrow tonight ago now quarter season""".split()
 )
-NUMBER_WORDS = frozenset(
-    """nol satu dua tiga empat lima enam tujuh delapan sembilan sepuluh sebelas belas puluh
-    ratus ribu juta miliar milyar triliun seratus seribu sejuta setengah separuh seperempat
-    puluhan ratusan ribuan jutaan belasan beberapa persen
-    zero one two three four five six seven eight nine ten eleven twelve thirteen fifteen
+NUMBER_WORDS = terms.NUMBER_WORDS | frozenset(
+    """nol milyar sejuta separuh seperempat puluhan ratusan ribuan jutaan belasan beberapa
+    persen zero one two three four five six seven eight nine ten eleven twelve thirteen fifteen
     twenty thirty forty fifty sixty seventy eighty ninety hundred hundreds thousand thousands
     million millions billion billions dozen dozens half several percent""".split()
 )
@@ -132,6 +127,12 @@ def _common(word: str) -> bool:
     return lower in _dictionary() or _affixed(lower)
 
 
+def looks_like_name(word: str, first: bool = False) -> bool:
+    """A capitalised word that names someone or something; the `first` word of a sentence is
+    capitalised anyway, so there it must also be no common word ("Kembali kapan?")."""
+    return is_name(word) and not (first and _common(word))
+
+
 def _affixed(lower: str) -> bool:
     """A word with a derivational prefix or -an that the stemmer takes off ("pertahanan" ->
     "tahan"): a common word. (A bare -i is no sign: "Hadi" is a name.)"""
@@ -184,7 +185,7 @@ def words(text: str) -> list[str]:
 
 def is_name(word: str) -> bool:
     """A capitalised word that is not a month or a day."""
-    return word[:1].isupper() and word.casefold() not in MONTHS | DAYS
+    return word[:1].isupper() and word.casefold() not in MONTHS_AND_DAYS
 
 
 def kinds(text: str, before: str = "") -> Kinds:
@@ -194,7 +195,7 @@ def kinds(text: str, before: str = "") -> Kinds:
     lower = [w.casefold() for w in found]
     ahead = [w.casefold() for w in words(before)[-2:]]
     time = bool(DATE.search(text)) or any(
-        w in MONTHS or w in DAYS or w in TIME_WORDS or ONE_OF.match(w) for w in lower
+        w in MONTHS_AND_DAYS or w in TIME_WORDS or ONE_OF.match(w) for w in lower
     )
     number = bool(DIGIT.search(text)) or any(
         w in NUMBER_WORDS or ONE_OF.match(w) or ORDINAL.match(w) for w in lower

@@ -15,12 +15,12 @@ import numpy as np
 
 from ..index.keyword import tokenize
 
-# Words that make a question lean on an earlier one.
+# Pronouns: no word of a question's topic.
 ANAPHORA = frozenset(
     "itu ini tersebut dia ia beliau mereka nya -nya sana situ begitu "
     "it that this he she they them his her their there then".split()
 )
-# Question words: a follow-up made of these, pronouns and known words is about the last topic.
+# Question words: no word of a question's topic either.
 QUESTION_WORDS = frozenset(
     "apa apakah siapa siapakah kapan kapankah berapa berapakah mana manakah dimana dimanakah "
     "bagaimana mengapa kenapa yang di ke dari what who when where why how which".split()
@@ -80,7 +80,6 @@ class Query:
     vector: np.ndarray
     words: tuple[str, ...]  # lowercased word tokens
     stems: tuple[str, ...]  # keyword tokens, stemmed as the keyword index is
-    topic_stems: tuple[str, ...]  # keyword tokens of the words that are not question words
     content: frozenset[str]  # words that name the topic (no stop or question words)
     kind: str  # the answer type asked for
     english: bool
@@ -89,22 +88,15 @@ class Query:
     def word_set(self) -> frozenset[str]:
         return frozenset(self.words)
 
-    @property
-    def follow_up(self) -> bool:
-        """Very short, or pointing back with a pronoun: it may lean on an earlier question."""
-        return len(self.words) <= 3 or any(w in ANAPHORA for w in self.words)
-
 
 def make_query(text: str, vector: np.ndarray, stemming: bool) -> Query:
     """Prepare a search text once for every stage."""
     words = tuple(tokenize(text))
-    topic = [w for w in words if w not in QUESTION_WORDS and w not in ANAPHORA]
     return Query(
         text=text,
         vector=vector,
         words=words,
         stems=tuple(tokenize(text, stemming)),
-        topic_stems=tuple(t for w in topic for t in tokenize(w, stemming)),
         content=frozenset(words) - stop_words(),
         kind=question_type(text),
         english=is_english(words),

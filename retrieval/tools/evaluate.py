@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..answering.answer import Answer, Answerer
+from ..answering.answer import KINDS, Answer, Answerer
+from ..answering.query import question_language
 from ..config import Config, load_config
 from ..errors import TanyaError
 from ..index.folder import expected_settings
@@ -71,6 +72,22 @@ class Report:
     n_answerable: int
     n_unanswerable: int
     qps: float
+    # Answerable questions answered right: not declined, the first quote's highlighted
+    # sentence holds an answer (from any document).
+    right: float | None = None
+    # Of the answerable questions, the share given an answer in bold (the reader's span), and
+    # of those the share whose bold span overlaps a gold answer (token F1 > 0) or equals one.
+    answer_rate: float | None = None
+    bold_precision: float | None = None
+    bold_exact: float | None = None
+    # Unanswerable questions given the "declined" reply itself (decline_rate_unanswerable also
+    # counts a passage shown without any answer marked).
+    declined_strict_unanswerable: float | None = None
+    # How many replies of each kind: answer, passage, declined.
+    replies: dict = dataclasses.field(default_factory=dict)
+    # The same figures by question language (id, en) and for follow-ups (questions with a
+    # history) apart from stand-alone questions.
+    groups: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -85,11 +102,24 @@ class Outcome:
     rank: int
     rank_any: int
     highlighted: bool
-    declined: bool
+    kind: str  # the reply's kind: answer, passage or declined
     exact: float = 0.0
     f1: float = 0.0
     answer: Answer | None = None
     highlighted_any: bool = False
+    marked: bool = False  # an answer span is marked in bold
+
+    @property
+    def declined(self) -> bool:
+        return self.kind == "declined"
+
+    @property
+    def right(self) -> bool:
+        """Answerable: answered, with an answer in the first highlighted sentence (any
+        document). Unanswerable: no answer marked (declined, or a passage without a mark)."""
+        if self.question.answerable:
+            return not self.declined and self.highlighted_any
+        return self.kind != "answer"
 
 
 def fold(text: str) -> str:
@@ -197,46 +227,87 @@ def judge(question: EvalQuestion, answer: Answer) -> Outcome:
         )
 
     exact, f1 = 0.0, 0.0
-    if question.answerable and first is not None and not answer.declined:
+    marked = answer.kind == "answer" and first is not None and first.answer is not None
+    if question.answerable and marked:
         exact, f1 = span_scores(first.answer, question.answers)
     return Outcome(
         question,
         rank(False),
         rank(True),
         highlighted(False),
-        answer.declined,
+        answer.kind,
         exact,
         f1,
         answer,
         highlighted(True),
+        marked,
     )
 
 
-def summarise(outcomes: Sequence[Outcome], seconds: float, spans: bool = True) -> Report:
-    """The figures over all outcomes; recall, MRR and spans over answerable questions only
-    (no span figures when nothing marks spans: the reader is off)."""
+# The figures reported for each group of questions (by language, follow-up or not).
+GROUP_FIGURES = (
+    "right",
+    "answer_rate",
+    "bold_precision",
+    "decline_rate_unanswerable",
+    "false_decline_rate",
+)
+
+
+def _figures(outcomes: Sequence[Outcome], spans: bool) -> dict:
+    """The figures of Report that are shares of these outcomes."""
     answerable = [o for o in outcomes if o.question.answerable]
     unanswerable = [o for o in outcomes if not o.question.answerable]
+    marked = [o for o in answerable if o.marked]
 
     def share(items: Sequence[Outcome], value) -> float | None:
         return round(sum(value(o) for o in items) / len(items), 4) if items else None
 
+    return {
+        "r1": share(answerable, lambda o: o.rank == 1),
+        "r5": share(answerable, lambda o: 0 < o.rank <= 5),
+        "r10": share(answerable, lambda o: 0 < o.rank <= 10),
+        "mrr10": share(answerable, lambda o: 1 / o.rank if o.rank else 0.0),
+        "r1_any": share(answerable, lambda o: o.rank_any == 1),
+        "highlight1": share(answerable, lambda o: o.highlighted),
+        "highlight1_any": share(answerable, lambda o: o.highlighted_any),
+        "exact_match": share(answerable, lambda o: o.exact) if spans else None,
+        "f1": share(answerable, lambda o: o.f1) if spans else None,
+        "decline_rate_unanswerable": share(unanswerable, lambda o: o.kind != "answer"),
+        "false_decline_rate": share(answerable, lambda o: o.declined),
+        "right": share(answerable, lambda o: o.right),
+        "answer_rate": share(answerable, lambda o: o.marked) if spans else None,
+        "bold_precision": share(marked, lambda o: o.f1 > 0) if spans else None,
+        "bold_exact": share(marked, lambda o: o.exact == 1.0) if spans else None,
+        "declined_strict_unanswerable": share(unanswerable, lambda o: o.declined),
+    }
+
+
+def summarise(outcomes: Sequence[Outcome], seconds: float, spans: bool = True) -> Report:
+    """The figures over all outcomes, and by group; recall, MRR and spans over answerable
+    questions only (no span figures when nothing marks spans: the reader is off)."""
+    groups = {}
+    for name, members in (
+        ("id", [o for o in outcomes if question_language(o.question.question) == "id"]),
+        ("en", [o for o in outcomes if question_language(o.question.question) == "en"]),
+        ("stand-alone", [o for o in outcomes if not o.question.history]),
+        ("follow-up", [o for o in outcomes if o.question.history]),
+    ):
+        if members:
+            figures = _figures(members, spans)
+            groups[name] = {
+                "n_answerable": sum(o.question.answerable for o in members),
+                "n_unanswerable": sum(not o.question.answerable for o in members),
+                **{key: figures[key] for key in GROUP_FIGURES},
+            }
     return Report(
-        r1=share(answerable, lambda o: o.rank == 1),
-        r5=share(answerable, lambda o: 0 < o.rank <= 5),
-        r10=share(answerable, lambda o: 0 < o.rank <= 10),
-        mrr10=share(answerable, lambda o: 1 / o.rank if o.rank else 0.0),
-        r1_any=share(answerable, lambda o: o.rank_any == 1),
-        highlight1=share(answerable, lambda o: o.highlighted),
-        highlight1_any=share(answerable, lambda o: o.highlighted_any),
-        exact_match=share(answerable, lambda o: o.exact) if spans else None,
-        f1=share(answerable, lambda o: o.f1) if spans else None,
-        decline_rate_unanswerable=share(unanswerable, lambda o: o.declined),
-        false_decline_rate=share(answerable, lambda o: o.declined),
+        **_figures(outcomes, spans),
         n=len(outcomes),
-        n_answerable=len(answerable),
-        n_unanswerable=len(unanswerable),
+        n_answerable=sum(o.question.answerable for o in outcomes),
+        n_unanswerable=sum(not o.question.answerable for o in outcomes),
         qps=round(len(outcomes) / seconds, 1) if seconds > 0 else 0.0,
+        replies={kind: sum(o.kind == kind for o in outcomes) for kind in KINDS},
+        groups=groups,
     )
 
 
@@ -255,6 +326,8 @@ def outcome_record(outcome: Outcome) -> dict:
         "rank": outcome.rank,
         "rank_any": outcome.rank_any,
         "declined": outcome.declined,
+        "marked": outcome.marked,
+        "right": outcome.right,
         "highlighted": outcome.highlighted,
         "highlighted_any": outcome.highlighted_any,
         "exact_match": outcome.exact,
@@ -386,8 +459,20 @@ def format_report(report: Report) -> str:
             f"highlight@1 {f(report.highlight1)} (any document {f(report.highlight1_any)})  "
             f"answer span: exact match "
             f"{f(report.exact_match)}  F1 {f(report.f1)}",
-            f"declined when unanswerable: {f(report.decline_rate_unanswerable)}  "
+            f"right {f(report.right)}  answered in bold {f(report.answer_rate)}  "
+            f"bold precision {f(report.bold_precision)} (exact {f(report.bold_exact)})",
+            f"unanswerable given no answer: {f(report.decline_rate_unanswerable)} (declined "
+            f"{f(report.declined_strict_unanswerable)})  "
             f"false declines: {f(report.false_decline_rate)}",
+            "replies: " + ", ".join(f"{k} {n}" for k, n in report.replies.items()),
+            *(
+                f"  {name} ({g['n_answerable']} answerable, {g['n_unanswerable']} not): right "
+                f"{f(g['right'])}  in bold {f(g['answer_rate'])}  bold precision "
+                f"{f(g['bold_precision'])}  no answer when unanswerable "
+                f"{f(g['decline_rate_unanswerable'])}  false declines "
+                f"{f(g['false_decline_rate'])}"
+                for name, g in report.groups.items()
+            ),
             f"speed: {report.qps:.1f} questions per second",
         ]
     )

@@ -326,3 +326,12 @@ def test_a_history_file_is_a_json_array_or_json_lines():
 def test_a_bad_history_file_says_what_is_wrong(text, message):
     with pytest.raises(ValueError, match=message):
         parse_history(text)
+
+
+def test_chat_spellings_are_written_out_without_leaning_on_the_chat():
+    follow = read("siapa yg ngelaporin rapat politbiro korut", SHAKE)
+    assert follow.text == "siapa yang ngelaporin rapat politbiro Korea Utara"
+    assert follow.rules == ("chat words",) and not follow.depends
+    assert read("Siapa presiden Korsel?").text == "Siapa presiden Korea Selatan?"
+    # Words that merely contain one are left alone.
+    assert read("Berapa orang yang hadir?") == FollowUp("Berapa orang yang hadir?")

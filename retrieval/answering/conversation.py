@@ -143,7 +143,8 @@ class FollowUp:
 
     @property
     def depends(self) -> bool:
-        return bool(self.rules)
+        """Whether it leans on the chat (writing out chat spellings does not)."""
+        return any(rule != "chat words" for rule in self.rules)
 
 
 TOKEN = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*|\s+|[^\w\s]|_")
@@ -442,8 +443,36 @@ def _possessive_root(word: str) -> str | None:
     return word[:-3]
 
 
+# Chat spellings read as the words they stand for ("yg" -> "yang", "korut" -> "Korea Utara").
+CHAT_WORDS = {
+    "yg": "yang", "dgn": "dengan", "utk": "untuk", "krn": "karena", "tdk": "tidak",
+    "gak": "tidak", "nggak": "tidak", "ngga": "tidak", "sdh": "sudah", "udah": "sudah",
+    "blm": "belum", "dlm": "dalam", "kpd": "kepada", "tsb": "tersebut", "aja": "saja",
+    "trus": "terus", "gmn": "bagaimana", "gimana": "bagaimana", "knp": "kenapa",
+    "brp": "berapa", "kpn": "kapan", "dmn": "di mana", "sm": "sama", "org": "orang",
+    "korut": "Korea Utara", "korsel": "Korea Selatan",
+}  # fmt: skip
+CHAT_WORD = re.compile(r"\b(" + "|".join(CHAT_WORDS) + r")\b", re.IGNORECASE)
+
+
+def plain_words(question: str) -> str:
+    """The question with chat spellings written out ("siapa yg ngelaporin" -> "siapa yang
+    ngelaporin"); the rest as it was."""
+    return CHAT_WORD.sub(lambda m: CHAT_WORDS[m.group().casefold()], question)
+
+
 def read_in_context(question: str, turns: Sequence[Turn], history_turns: int = 3) -> FollowUp:
-    """The question as a question of its own, given the chat's earlier turns (oldest first)."""
+    """The question as a question of its own, given the chat's earlier turns (oldest first).
+    Chat spellings are written out first (the rule "chat words")."""
+    plain = plain_words(question)
+    follow = _in_context(plain, turns, history_turns)
+    if plain != question and not follow.depends:
+        return FollowUp(follow.text, ("chat words",))
+    return follow
+
+
+def _in_context(question: str, turns: Sequence[Turn], history_turns: int) -> FollowUp:
+    """read_in_context, after the chat spellings."""
     turns = [t for t in turns[-history_turns:] if t.read_as.strip()] if history_turns else []
     if not turns:
         return FollowUp(question)

@@ -595,6 +595,9 @@ class TanyaBot:
             result = await work
         except QuestionError as exc:
             return await reply(message, html.escape(_sentence(texts.cannot_ask(exc))))
+        except TanyaError as exc:  # a damaged index file, named with its fix: no traceback
+            log.error("cannot answer in chat %s: %s", message.chat.id, exc)
+            return await reply(message, html.escape(texts.apology))
         # Splitting a long answer into valid HTML parts is CPU work too.
         parts = await asyncio.to_thread(
             answer_messages,

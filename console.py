@@ -11,7 +11,7 @@ from typing import TextIO
 
 from retrieval.answer import Answer, Answerer, Quote
 from retrieval.corpus import terminal_safe
-from retrieval.errors import QuestionError
+from retrieval.errors import QuestionError, TanyaError
 from retrieval.reindex import stale_documents
 from texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question, for_user
 
@@ -168,8 +168,14 @@ def run_console(answerer: Answerer, history_size: int = 5) -> int:
 
 
 def health_check(answerer: Answerer, question: str = "Apa isi artikel ini?") -> int:
-    """`bot.py --check`: the index loads and a question gets an answer; exit 0 or 1."""
+    """`bot.py --check`: the index loads, every part of it reads, and a question gets an
+    answer; exit 0 or 1."""
     index = answerer.index
+    try:
+        index.check()
+    except TanyaError as exc:
+        print(f"FAIL: {exc}")
+        return 1
     try:
         answer = answerer.ask(question)
     except Exception as exc:  # noqa: BLE001 - a health check reports any failure

@@ -16,6 +16,7 @@ from typing import Protocol
 import faiss
 import numpy as np
 
+from .arrays import Damaged
 from .chunking import Chunk, chunk_article
 from .config import Config, IndexConfig
 from .corpus import Article
@@ -23,7 +24,7 @@ from .embedding import Embedder, model_key
 from .errors import ConfigError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from .keyword import tokenize
 from .postings import Deleted, KeywordIndex, Postings
-from .segments import ARTICLES, Chunks, ChunkStore, Rows, Segment, Terms, link_folder
+from .segments import ARTICLES, Chunks, ChunkStore, Rows, Segment, Shape, Terms, link_folder
 from .terms import TermTable
 
 FORMAT_VERSION = 2
@@ -212,6 +213,17 @@ class IndexData:
             self._articles = articles
         return self._articles
 
+    def check(self) -> None:
+        """Read every passage, article, posting and word set once (what `bot.py --check`
+        does, as one question reads only some); IndexCorruptError naming a damaged file."""
+        self.articles  # noqa: B018 - parsed and checked
+        for segment in self.segments:
+            for row in range(segment.count):
+                segment.chunks[row]
+            segment.postings.documents(0, len(segment.postings.docs))
+            segment.passage_terms.check()
+            segment.sentence_terms.check()
+
     def dense_search(self, query_vector: np.ndarray, k: int) -> np.ndarray:
         """Rows of the k nearest live passages, best first."""
         query = np.ascontiguousarray(query_vector.reshape(1, -1), dtype=np.float32)
@@ -397,7 +409,8 @@ def load_index(
         segments, deleted = [], []
         for entry in manifest["segments"]:
             folder = real / "segments" / entry["id"]
-            segments.append(Segment.open(folder, search))
+            shape = Shape.of(entry, manifest.get("dimension"))
+            segments.append(Segment.open(folder, search, shape, full))
             reading = f"deleted/{entry['id']}.npz"
             gone = Deleted.none()
             if entry.get("deleted"):
@@ -413,9 +426,10 @@ def load_index(
                 f"the index at {path} cannot be read: {reading} cannot be read "
                 f"({exc.strerror or exc}). Rebuild it with: {full}"
             ) from exc
+        detail = str(exc) if isinstance(exc, Damaged) else f"{exc.__class__.__name__}: {exc}"
         raise IndexCorruptError(
-            f"the index at {path} cannot be read: {reading} is damaged "
-            f"({exc.__class__.__name__}: {exc}). Rebuild it with: {full}"
+            f"the index at {path} cannot be read: {reading} is damaged ({detail}). "
+            f"Rebuild it with: {full}"
         ) from exc
     consistent = all(s.consistent() for s in segments) and all(
         len(d.docs) == entry.get("deleted", 0)
@@ -427,6 +441,8 @@ def load_index(
             f"the index at {path} is inconsistent (chunk and vector counts differ). "
             f"Rebuild it with: {full}"
         )
+    if search:
+        data.articles  # noqa: B018 - read now, so a damaged articles.json is named at load
     return data
 
 
@@ -573,7 +589,10 @@ def build_index(
     }
     _write_json(folder / MANIFEST, manifest)
     # Opened without FAISS: a reindex does not search the build it made (a caller may).
-    segments = [Segment.open(folder / "segments" / e["id"], search=False) for e in entries]
+    segments = [
+        Segment.open(folder / "segments" / e["id"], False, Shape.of(e, embedder.dim))
+        for e in entries
+    ]
     gone_list = [deleted[i] for i in keep] + ([Deleted.none()] if part.chunks else [])
     data = IndexData(manifest, segments, gone_list, config, folder, search=False)
     added = sum(1 for d in documents if d not in old_hashes)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import check_ids, check_offsets, open_array
 from .keyword import tokenize
 
 K1, B = 1.5, 0.75
@@ -43,6 +44,8 @@ class Postings:
     docs: np.ndarray  # int32, local document numbers, ascending within a term
     tf: np.ndarray  # uint16
     lengths: np.ndarray  # int32, tokens per document
+    folder: Path | None = None  # where it was loaded from, to name a damaged file
+    rebuild: str = "tanya-reindex"
 
     @classmethod
     def build(cls, token_lists: Iterable[Sequence[str]]) -> Postings:
@@ -87,16 +90,36 @@ class Postings:
             np.save(folder / name, values)
 
     @classmethod
-    def load(cls, folder: Path) -> Postings:
-        """Mapped from disk: opening costs nothing whatever the size."""
-        arrays = []
-        for name in FILES:
-            try:
-                arrays.append(np.load(folder / name, mmap_mode="r", allow_pickle=False))
-            except BaseException as exc:
-                exc.add_note(name)
-                raise
-        return cls(*arrays)
+    def load(
+        cls, folder: Path, count: int | None = None, rebuild: str = "tanya-reindex"
+    ) -> Postings:
+        """Opened from disk, each file's header checked (`count` documents, when given) and
+        the offsets against the postings; copied when small, else mapped."""
+        name = FILES[0]
+        try:
+            terms = open_array(folder / name, "S", (None,))
+            name = FILES[4]
+            lengths = open_array(folder / name, np.int32, (count,))
+            name = FILES[2]
+            docs = open_array(folder / name, np.int32, (None,))
+            name = FILES[3]
+            tf = open_array(folder / name, np.uint16, (len(docs),))
+            name = FILES[1]
+            offsets = open_array(folder / name, np.int64, (len(terms) + 1,))
+            check_offsets(offsets, len(docs))
+        except BaseException as exc:
+            exc.add_note(name)
+            raise
+        return cls(terms, offsets, docs, tf, lengths, folder, rebuild)
+
+    def documents(self, start: int, end: int) -> np.ndarray:
+        """The document numbers of postings [start, end); IndexCorruptError naming the file
+        when one is not a document of this segment."""
+        docs = np.asarray(self.docs[start:end])
+        if self.folder is not None:
+            where = self.folder / FILES[2]
+            check_ids(docs, len(self.lengths), where, "document numbers", self.rebuild)
+        return docs
 
     def find(self, key: bytes) -> int:
         """The term's number, or -1."""
@@ -226,7 +249,7 @@ class KeywordIndex:
         touched = []
         for i, a, b in term.found:
             segment = self._segments[i]
-            docs = segment.docs[a:b]
+            docs = segment.documents(a, b)
             tf = segment.tf[a:b].astype(np.float32)
             part = tf / (self._norms[i][docs] + tf)
             part *= term.idf * np.float32(term.repeat)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import check_ids, check_offsets, offsets_shape, open_array
 from .keyword import tokenize
 from .postings import TERM_BYTES, term_key
 
@@ -49,11 +50,14 @@ class TermTable:
         flags: np.ndarray,
         ids: dict[str, np.ndarray],
         offsets: dict[str, np.ndarray],
+        folder: Path | None = None,
+        rebuild: str = "tanya-reindex",
     ):
         self.words = words  # sorted term keys
         self.ids = ids
         self.offsets = offsets  # text i's ids of a kind are ids[kind][offsets[kind][i]:...[i + 1]]
         self.flags = flags  # per word: DIGIT | DATE | NUMBER_WORD bits
+        self.folder, self.rebuild = folder, rebuild  # where it was loaded from, to name damage
 
     @property
     def count(self) -> int:
@@ -109,20 +113,28 @@ class TermTable:
             np.save(folder / f"{name}.npy", values)
 
     @classmethod
-    def load(cls, folder: Path) -> TermTable:
-        def mapped(name: str) -> np.ndarray:
-            try:
-                return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-            except BaseException as exc:
-                exc.add_note(f"{folder.name}/{name}.npy")
-                raise
-
-        return cls(
-            mapped("words"),
-            mapped("flags"),
-            {kind: mapped(f"{kind}_ids") for kind in KINDS},
-            {kind: mapped(f"{kind}_offsets") for kind in KINDS},
-        )
+    def load(
+        cls, folder: Path, count: int | None = None, rebuild: str = "tanya-reindex"
+    ) -> TermTable:
+        """A saved table, each file's header checked (`count` texts, when given) and the
+        offsets against the ids; copied when small, else mapped."""
+        name = "words"
+        try:
+            words = open_array(folder / "words.npy", "S", (None,))
+            name = "flags"
+            flags = open_array(folder / "flags.npy", np.uint8, (len(words),))
+            ids, offsets = {}, {}
+            for kind in KINDS:
+                name = f"{kind}_ids"
+                ids[kind] = open_array(folder / f"{name}.npy", np.int32, (None,))
+                name = f"{kind}_offsets"
+                offsets[kind] = open_array(folder / f"{name}.npy", np.int64, offsets_shape(count))
+                count = len(offsets[kind]) - 1  # every kind has one run per text
+                check_offsets(offsets[kind], len(ids[kind]))
+        except BaseException as exc:
+            exc.add_note(f"{folder.name}/{name}.npy")
+            raise
+        return cls(words, flags, ids, offsets, folder, rebuild)
 
     def lookup(self, words: frozenset[str]) -> np.ndarray:
         """The sorted ids of those of these words that the table knows."""
@@ -137,7 +149,20 @@ class TermTable:
         offsets = self.offsets[kind]
         starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
         positions, _ = ragged_positions(starts, lengths)
-        return self.ids[kind][positions], np.repeat(np.arange(len(rows)), lengths)
+        values = np.asarray(self.ids[kind][positions])
+        self._check(kind, values)
+        return values, np.repeat(np.arange(len(rows)), lengths)
+
+    def _check(self, kind: str, values: np.ndarray) -> None:
+        """IndexCorruptError naming the file when an id read from it is not a word's."""
+        if self.folder is not None:
+            where = self.folder / f"{kind}_ids.npy"
+            check_ids(values, len(self.words), where, "word numbers", self.rebuild)
+
+    def check(self) -> None:
+        """Check every id of the table (a health check's work: answering checks those it reads)."""
+        for kind in KINDS:
+            self._check(kind, np.asarray(self.ids[kind]))
 
     def features(
         self, rows: np.ndarray, question_tokens: frozenset[str]

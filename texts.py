@@ -212,6 +212,7 @@ INDONESIAN = Texts(
         ("not_article", "bukan artikel ({detail})"),
         ("no_text", "tidak ada teks yang bisa diambil ({detail})"),
         ("bad_url", "alamat tidak valid ({detail})"),
+        ("private", "alamat jaringan privat tidak diambil ({detail})"),
     ),
 )
 

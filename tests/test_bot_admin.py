@@ -39,6 +39,7 @@ def fake():
 
 def admin_config(tiny_corpus, tmp_path, web: FakeWeb, **sources) -> Config:
     values = {"delay_seconds": 0, "timeout_seconds": 1, "feeds": [web.url("/feed.xml")]}
+    values["allow_private_networks"] = True  # the site is on 127.0.0.1
     values.update(sources)
     return make_config(
         tiny_corpus,
@@ -103,6 +104,21 @@ def test_add_says_how_to_use_it_and_why_a_page_failed(site_qa, fake, web):
         f"Tidak dapat menambahkan {web.url('/hilang')}: server menjawab HTTP 404."
     )
     assert not_article["text"].startswith(f"Could not add {web.url('/indeks')}: only 0 words")
+
+
+def test_add_of_a_private_address_says_so_not_robots(tiny_corpus, tmp_path, web, fake):
+    config = admin_config(tiny_corpus, tmp_path, web, allow_private_networks=False)
+    reindex(config, embedder=FakeEmbedder())
+    with running(Answerer(config, embedder=FakeEmbedder()), fake):
+        closed = one_reply(fake, fake.message(ADMIN, "/add http://127.0.0.1:1/"), timeout=30)
+        english = fake.message(ADMIN, f"/add {web.url(ARTICLE)}", language_code="en")
+        site = one_reply(fake, english, timeout=30)
+    assert closed["text"] == (
+        "Tidak dapat menambahkan http://127.0.0.1:1/: alamat jaringan privat tidak diambil "
+        "(private address (127.0.0.1); fetched only with sources.allow_private_networks)."
+    )
+    assert site["text"].startswith(f"Could not add {web.url(ARTICLE)}: private address (")
+    assert "robots" not in closed["text"] + site["text"] and web.hits == []
 
 
 def test_refresh_reads_the_feeds_now(site_qa, fake, web, caplog):

@@ -213,6 +213,7 @@ INDONESIAN = Texts(
         ("no_text", "tidak ada teks yang bisa diambil ({detail})"),
         ("bad_url", "alamat tidak valid ({detail})"),
         ("private", "alamat jaringan privat tidak diambil ({detail})"),
+        ("bad_encoding", "kompresi halaman tidak dapat dibaca ({detail})"),
     ),
 )
 

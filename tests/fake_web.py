@@ -26,6 +26,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     length: bool = True  # send Content-Length (else the body ends when the connection does)
+    trickle: float = 0.0  # seconds between the bytes of the status line and headers
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class FakeWeb:
                 try:
                     if response.delay:
                         time.sleep(response.delay)
+                    if response.trickle:
+                        return self._trickle(response)
                     self.send_response(response.status)
                     self.send_header("Content-Type", response.content_type)
                     if response.length:
@@ -108,6 +111,16 @@ class FakeWeb:
                     self.wfile.write(response.body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout, a page too large)
+
+            def _trickle(self, response: Response) -> None:
+                """The status line and headers one byte at a time, then the body."""
+                head = f"HTTP/1.0 {response.status} OK\r\nContent-Type: {response.content_type}\r\n"
+                head += "".join(f"X-Lambat-{i}: {'.' * 20}\r\n" for i in range(20))
+                head += f"Content-Length: {len(response.body)}\r\n\r\n"
+                for byte in head.encode():
+                    self.wfile.write(bytes([byte]))
+                    time.sleep(response.trickle)
+                self.wfile.write(response.body)
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass

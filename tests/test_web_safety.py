@@ -6,6 +6,10 @@ local site, recording the address it was asked to connect to."""
 
 from __future__ import annotations
 
+import functools
+import time
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import httpcore
@@ -220,3 +224,95 @@ def test_credentials_in_an_address_are_never_sent_or_stored(tmp_path, web):
 )
 def test_which_addresses_count_as_public(address, public):
     assert is_public(address) is public
+
+
+def squeeze(chunks, coding: str) -> bytes:
+    """The chunks compressed as one gzip or deflate (zlib) stream."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31 if coding == "gzip" else 15)
+    return b"".join([*(packer.compress(c) for c in chunks), packer.flush()])
+
+
+@functools.lru_cache(maxsize=2)
+def double_bomb(coding: str, mib: int = 512) -> bytes:
+    """A few kilobytes that inflate, compressed twice over, to `mib` MiB of zeros."""
+    inner = squeeze((bytes(1 << 20) for _ in range(mib)), coding)
+    return squeeze([inner], coding)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_a_double_compression_bomb_stops_at_the_page_limit(tmp_path, web, coding):
+    body = double_bomb(coding)
+    assert len(body) < 5000
+    web.serve("/bom", Response(body=body, headers={"Content-Encoding": f"{coding}, {coding}"}))
+    config = config_for(tmp_path, allow_private_networks=True, max_page_mb=5)
+    tracemalloc.start()
+    try:
+        report = ingest(config, [web.url("/bom"), web.url(ARTICLE)], run_reindex=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    bombed, added = report.outcomes
+    assert bombed.kind == "too_large" and bombed.reason == "over 5 MB once inflated"
+    assert added.status == "added"  # one bad page, and the run goes on
+    assert peak < 48 * 2**20  # the page limit and a few pieces, never the 512 MiB
+
+
+@pytest.mark.parametrize(
+    "encoding, pack",
+    [
+        ("gzip", lambda page: squeeze([page], "gzip")),
+        ("gzip, gzip", lambda page: squeeze([squeeze([page], "gzip")], "gzip")),
+        ("deflate", lambda page: squeeze([page], "deflate")),
+        ("deflate", lambda page: zlib.compress(page)[2:-4]),  # raw, without zlib's wrapper
+        ("x-gzip, identity", lambda page: squeeze([page], "gzip")),
+    ],
+    ids=["gzip", "gzip-twice", "deflate", "raw-deflate", "x-gzip"],
+)
+def test_compressed_pages_are_read(tmp_path, web, encoding, pack):
+    body = pack(web.page("berita.html"))
+    web.serve("/padat", Response(body=body, headers={"Content-Encoding": encoding}))
+    config = config_for(tmp_path, allow_private_networks=True)
+    report = ingest(config, [web.url("/padat")], run_reindex=False)
+    assert [o.status for o in report.outcomes] == ["added"], report.outcomes
+
+
+@pytest.mark.parametrize(
+    "encoding, reason",
+    [
+        ("gzip, gzip, gzip", "compressed 3 times (gzip, gzip, gzip); at most twice"),
+        ("br", "compressed as 'br', which is not read"),
+    ],
+)
+def test_more_than_two_or_unknown_encodings_are_refused(tmp_path, web, encoding, reason):
+    web.serve("/padat", Response(body=b"\x1f\x8b", headers={"Content-Encoding": encoding}))
+    config = config_for(tmp_path, allow_private_networks=True)
+    (outcome,) = ingest(config, [web.url("/padat")], run_reindex=False).outcomes
+    assert outcome.kind == "bad_encoding" and outcome.reason == reason
+
+
+def test_damaged_compressed_data_skips_the_page(tmp_path, web):
+    web.serve(
+        "/rusak-gz", Response(body=b"\x1f\x8b" + b"x" * 50, headers={"Content-Encoding": "gzip"})
+    )
+    config = config_for(tmp_path, allow_private_networks=True)
+    (outcome,) = ingest(config, [web.url("/rusak-gz")], run_reindex=False).outcomes
+    assert outcome.kind == "bad_encoding" and "compressed data is damaged" in outcome.reason
+
+
+@pytest.mark.parametrize("slow", ["page", "robots.txt"])
+def test_headers_sent_a_byte_at_a_time_give_up_at_the_timeout(tmp_path, web, slow):
+    # About 600 bytes of status line and headers, one every 0.05 s: half a minute in all.
+    if slow == "page":
+        web.serve(ARTICLE, Response(body=web.page("berita.html"), trickle=0.05))
+    else:
+        web.serve("/robots.txt", Response(body=b"User-agent: *\n", trickle=0.05))
+    config = config_for(tmp_path, allow_private_networks=True, timeout_seconds=1)
+    started = time.monotonic()
+    (outcome,) = ingest(config, [web.url(ARTICLE)], run_reindex=False).outcomes
+    assert time.monotonic() - started < 1 + 2
+    assert outcome.transient
+    if slow == "page":
+        assert outcome.kind == "timeout" and outcome.reason == "no answer within 1 s"
+    else:
+        assert outcome.kind == "robots"
+        assert outcome.reason == "robots.txt could not be read (no answer within 1 s)"

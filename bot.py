@@ -231,6 +231,10 @@ class TanyaBot:
         self.answerer = answerer
         self.histories = ChatHistories(config.telegram.history_size)
         self.rate_limit = RateLimit(config.telegram.rate_limit_per_minute)
+        # Refused admin commands are answered within the same limit as questions, and logged
+        # once per user a minute: a flood of /add costs neither replies nor log lines.
+        self.refusals = RateLimit(config.telegram.rate_limit_per_minute)
+        self.refusals_logged = RateLimit(1)
         self.allowed = frozenset(config.telegram.allowed_chat_ids)
         self.refused: set[int] = set()
         self._watcher: asyncio.Task | None = None
@@ -362,16 +366,22 @@ class TanyaBot:
         return user is not None and user.id in self.admins
 
     async def refuse_admin_action(self, update: Update, action: str) -> None:
-        """The refusal for anyone but an admin, logged with who asked."""
+        """The refusal for anyone but an admin, logged with who asked (once a minute per
+        user), and sent within the rate limit."""
         user = update.effective_user
-        log.warning(
-            "refused %s from user %s in chat %s: not in telegram.admin_ids",
-            action,
-            user.id if user else None,
-            update.effective_chat.id,
-        )
-        texts = self.command_texts(update)
-        await reply(update.effective_message, html.escape(texts.admin_only))
+        user_id = user.id if user else update.effective_chat.id
+        now = time.monotonic()
+        if self.refusals_logged.allow(user_id, now):
+            log.warning(
+                "refused %s from user %s in chat %s: not in telegram.admin_ids "
+                "(further refusals of this user in the next minute are not logged)",
+                action,
+                user_id,
+                update.effective_chat.id,
+            )
+        if self.refusals.allow(user_id, now):
+            texts = self.command_texts(update)
+            await reply(update.effective_message, html.escape(texts.admin_only))
 
     async def _working(self, message: Message) -> None:
         """Show "typing…" in the message's chat (only a courtesy: a failure is logged)."""
@@ -434,11 +444,12 @@ class TanyaBot:
             return
         (outcome,) = report.outcomes
         log.info(
-            "admin %s: /add %s: %s%s",
+            "admin %s: /add %s: %s%s%s",
             update.effective_user.id,
             url,
             outcome.status,
             f" ({outcome.reason})" if outcome.reason else f": {outcome.title}",
+            f"; {outcome.note}" if outcome.note else "",
         )
         await reply(message, html.escape(_outcome_text(texts, outcome)))
 

@@ -214,6 +214,7 @@ INDONESIAN = Texts(
         ("bad_url", "alamat tidak valid ({detail})"),
         ("private", "alamat jaringan privat tidak diambil ({detail})"),
         ("bad_encoding", "kompresi halaman tidak dapat dibaca ({detail})"),
+        ("write", "tidak dapat disimpan ({detail})"),
     ),
 )
 

@@ -135,6 +135,7 @@ class SourcesConfig:
     # Loopback, private, link-local and other special addresses are refused unless this is
     # true (an intranet news site; the tests' site on 127.0.0.1).
     allow_private_networks: bool = False
+    max_article_chars: int = field(default=100_000, metadata=_range(1_000, 10_000_000))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ local site, recording the address it was asked to connect to."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import time
 import tracemalloc
@@ -316,3 +317,118 @@ def test_headers_sent_a_byte_at_a_time_give_up_at_the_timeout(tmp_path, web, slo
     else:
         assert outcome.kind == "robots"
         assert outcome.reason == "robots.txt could not be read (no answer within 1 s)"
+
+
+def big_feed(web: FakeWeb, entries: int) -> bytes:
+    """An RSS feed of many entries, each listed twice (the second time under another id)."""
+    items = "".join(
+        f"<item><title>Kabar {i}</title><link>{web.base}/kabar/{i // 2}</link>"
+        f"<guid>kabar-{i}</guid></item>\n"
+        for i in range(entries)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Warta</title>'
+        f"<link>{web.base}/</link>{items}</channel></rss>"
+    ).encode()
+
+
+def test_a_feed_of_30000_entries_is_read_in_linear_time(tmp_path, web):
+    web.serve(
+        "/besar.xml", Response(body=big_feed(web, 30_000), content_type="application/rss+xml")
+    )
+    config = config_for(
+        tmp_path, allow_private_networks=True, feeds=[web.url("/besar.xml")], max_per_feed=5
+    )
+    started = time.monotonic()
+    report = ingest(config, feeds=True, run_reindex=False)
+    seconds = time.monotonic() - started
+    # Each link twice: five different ones are read, none twice (all 404 here).
+    assert [o.url.removeprefix(web.base) for o in report.outcomes] == [
+        f"/kabar/{i}" for i in range(5)
+    ]
+    assert seconds < 20  # about 5 s here, nearly all feedparser's; 36 s when it was quadratic
+
+
+def long_page(paragraphs: int) -> bytes:
+    body = "".join(
+        f"<p>Warga kampung nomor {i} melaporkan banjir setinggi {i % 97} sentimeter.</p>\n"
+        for i in range(paragraphs)
+    )
+    return (
+        "<html lang='id'><head><title>Banjir Besar</title></head><body><article>"
+        f"<h1>Banjir Besar di Kampung</h1>{body}</article></body></html>"
+    ).encode()
+
+
+def test_a_page_of_40000_paragraphs_is_cut_in_linear_time(tmp_path, web, monkeypatch):
+    import trafilatura
+
+    real, spent = trafilatura.bare_extraction, []
+
+    def timed(*args, **kwargs):  # trafilatura itself, timed apart: its time is the floor
+        started = time.monotonic()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            spent.append(time.monotonic() - started)
+
+    monkeypatch.setattr(trafilatura, "bare_extraction", timed)
+    web.serve("/panjang", long_page(40_000))
+    config = config_for(tmp_path, allow_private_networks=True, max_article_chars=50_000)
+    started = time.monotonic()
+    (outcome,) = ingest(config, [web.url("/panjang")], run_reindex=False).outcomes
+    ours = time.monotonic() - started - sum(spent)
+    assert outcome.status == "added"
+    assert (
+        outcome.note.startswith("too long: its first ") and "of 40,000 paragraphs" in outcome.note
+    )
+    text = Path(outcome.path).read_text("utf-8")
+    assert "nomor 0 melaporkan" in text and "nomor 39999 " not in text
+    assert len(text) < 60_000
+    assert ours < 5  # well under a second here; about 20 s when it was quadratic
+
+
+def test_an_article_of_more_paragraphs_than_kept_says_so(tmp_path, web, capsys):
+    from retrieval import ingest as ingest_module
+
+    web.serve("/panjang", long_page(1500))
+    config = config_for(tmp_path, allow_private_networks=True)
+    (outcome,) = ingest(config, [web.url("/panjang")], run_reindex=False).outcomes
+    assert outcome.note.startswith(f"too long: its first {ingest_module.MAX_PARAGRAPHS:,} of 1,500")
+    assert Path(outcome.path).read_text("utf-8").count("melaporkan banjir") == 1000
+
+
+def test_a_write_error_skips_that_article_and_the_rest_go_on(tmp_path, web, monkeypatch):
+    from retrieval import ingest as ingest_module
+
+    real = ingest_module.write_atomically
+
+    def full_disk_once(path, text):
+        if "kiaracondong" in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(ingest_module, "write_atomically", full_disk_once)
+    config = config_for(tmp_path, allow_private_networks=True)
+    report = ingest(config, [web.url(ARTICLE), web.url("/indeks")], run_reindex=False)
+    failed = report.outcomes[0]
+    assert failed.status == "skipped" and failed.kind == "write" and failed.transient
+    assert failed.reason == "could not be written (No space left on device)"
+    assert report.outcomes[1].status == "skipped" and report.outcomes[1].kind == "not_article"
+
+
+def test_a_host_name_of_253_characters_is_stored(tmp_path, web):
+    host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    assert len(host) == 253
+
+    class AnyName(FakeResolver):
+        def __call__(self, name: str) -> list[str]:
+            return [PUBLIC]
+
+    config = config_for(tmp_path)
+    fetcher, _ = public_fetcher(config, web, AnyName())
+    url = web.base.replace("127.0.0.1", host) + ARTICLE
+    with fetcher:
+        (outcome,) = ingest(config, [url], run_reindex=False, fetcher=fetcher).outcomes
+    assert outcome.status == "added", outcome
+    assert len(Path(outcome.path).parent.name) <= 100 + len("-65535")  # the site, its port

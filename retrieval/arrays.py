@@ -1,5 +1,5 @@
 """A build's files as they are opened: every .npy header checked against the dtype and shape
-the file must have, offsets against what they point into, small files copied, large mapped."""
+the file must have, offsets against what they point into; read into memory or mapped."""
 
 from __future__ import annotations
 
@@ -9,20 +9,18 @@ import numpy as np
 
 from .errors import IndexCorruptError
 
-# A mapped file truncated under a running process kills it (SIGBUS) when a page past its new
-# end is touched; a copy cannot be. Arrays up to this size are read into memory; larger ones
-# (an archive's vectors and postings) stay mapped, and a build is never changed in place.
-COPY_UP_TO = 16 * 1024 * 1024
-
 
 class Damaged(ValueError):
     """A file of a build does not hold what it must; the message says what it holds."""
 
 
-def open_array(path: Path, dtype: np.dtype | str, shape: tuple[int | None, ...]) -> np.ndarray:
+def open_array(
+    path: Path, dtype: np.dtype | str, shape: tuple[int | None, ...], copy: bool = True
+) -> np.ndarray:
     """The array in a .npy file once its header is as expected: `dtype` a numpy dtype or a
-    kind letter ("S"), `shape` the length of each axis (None: any). Nothing is allocated
-    before the header is checked, whatever size it claims."""
+    kind letter ("S"), `shape` the length of each axis (None: any); read into memory (read
+    only) when `copy`, else mapped. Nothing is allocated before the header is checked,
+    whatever size it claims."""
     with open(path, "rb") as file:
         try:
             version = np.lib.format.read_magic(file)
@@ -49,11 +47,11 @@ def open_array(path: Path, dtype: np.dtype | str, shape: tuple[int | None, ...])
         mapped = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:  # the file is shorter than its header says
         raise Damaged(f"is cut short ({exc})") from exc
-    if mapped.nbytes > COPY_UP_TO:
+    if not copy:
         return mapped
-    copy = np.array(mapped)
-    copy.flags.writeable = False  # as the mapped file would be: a build is never changed
-    return copy
+    copied = np.array(mapped)
+    copied.flags.writeable = False  # as the mapped file would be: a build is never changed
+    return copied
 
 
 def offsets_shape(count: int | None) -> tuple[int | None]:
@@ -61,15 +59,28 @@ def offsets_shape(count: int | None) -> tuple[int | None]:
     return (None if count is None else count + 1,)
 
 
+def check_ends(offsets: np.ndarray, end: int) -> None:
+    """Damaged unless the offsets start at 0 and end at `end` (all that opening an archive's
+    mapped offsets checks: each run is checked as it is read, see check_runs)."""
+    if len(offsets) == 0 or int(offsets[0]) != 0 or int(offsets[-1]) != end:
+        raise Damaged(f"holds offsets that do not run from 0 up to {end:,}")
+
+
 def check_offsets(offsets: np.ndarray, end: int) -> None:
     """Damaged unless the offsets start at 0, never go down, and end at `end`."""
-    if (
-        len(offsets) == 0
-        or int(offsets[0]) != 0
-        or int(offsets[-1]) != end
-        or (len(offsets) > 1 and bool((np.diff(offsets) < 0).any()))
-    ):
+    check_ends(offsets, end)
+    if len(offsets) > 1 and bool((np.diff(offsets) < 0).any()):
         raise Damaged(f"holds offsets that do not run from 0 up to {end:,}")
+
+
+def check_runs(starts: np.ndarray, ends: np.ndarray, bound: int, path: Path, rebuild: str) -> None:
+    """IndexCorruptError naming the offsets file unless every run read from it lies in
+    [0, bound) and does not end before it starts."""
+    starts, ends = np.asarray(starts), np.asarray(ends)
+    if len(starts) and (
+        int(starts.min()) < 0 or int(ends.max()) > bound or bool((ends < starts).any())
+    ):
+        raise damaged(path, f"holds offsets outside 0 to {bound:,}", rebuild)
 
 
 def check_ids(ids: np.ndarray, bound: int, path: Path, what: str, rebuild: str) -> None:

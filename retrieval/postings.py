@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import check_ids, check_offsets, open_array
+from .arrays import Damaged, check_ends, check_ids, check_offsets, check_runs, damaged, open_array
 from .keyword import tokenize
 
 K1, B = 1.5, 0.75
@@ -91,26 +91,38 @@ class Postings:
 
     @classmethod
     def load(
-        cls, folder: Path, count: int | None = None, rebuild: str = "tanya-reindex"
+        cls,
+        folder: Path,
+        count: int | None = None,
+        rebuild: str = "tanya-reindex",
+        copy: bool = True,
     ) -> Postings:
-        """Opened from disk, each file's header checked (`count` documents, when given) and
-        the offsets against the postings; copied when small, else mapped."""
+        """Opened from disk (read into memory when `copy`, else mapped), each file's header
+        checked (`count` documents, when given) and the offsets' ends against the postings."""
         name = FILES[0]
         try:
-            terms = open_array(folder / name, "S", (None,))
+            terms = open_array(folder / name, "S", (None,), copy)
             name = FILES[4]
-            lengths = open_array(folder / name, np.int32, (count,))
+            lengths = open_array(folder / name, np.int32, (count,), copy)
             name = FILES[2]
-            docs = open_array(folder / name, np.int32, (None,))
+            docs = open_array(folder / name, np.int32, (None,), copy)
             name = FILES[3]
-            tf = open_array(folder / name, np.uint16, (len(docs),))
+            tf = open_array(folder / name, np.uint16, (len(docs),), copy)
             name = FILES[1]
-            offsets = open_array(folder / name, np.int64, (len(terms) + 1,))
-            check_offsets(offsets, len(docs))
+            offsets = open_array(folder / name, np.int64, (len(terms) + 1,), copy)
+            check_ends(offsets, len(docs))
         except BaseException as exc:
             exc.add_note(name)
             raise
         return cls(terms, offsets, docs, tf, lengths, folder, rebuild)
+
+    def span(self, term: int) -> tuple[int, int]:
+        """Where the term's postings lie: [start, end); IndexCorruptError naming the file
+        when that is not inside the postings."""
+        start, end = int(self.offsets[term]), int(self.offsets[term + 1])
+        if self.folder is not None:
+            check_runs([start], [end], len(self.docs), self.folder / FILES[1], self.rebuild)
+        return start, end
 
     def documents(self, start: int, end: int) -> np.ndarray:
         """The document numbers of postings [start, end); IndexCorruptError naming the file
@@ -121,13 +133,25 @@ class Postings:
             check_ids(docs, len(self.lengths), where, "document numbers", self.rebuild)
         return docs
 
+    def check(self) -> None:
+        """Check every offset and document number (a health check's work: searching checks
+        those it reads)."""
+        if self.folder is None:
+            return
+        try:
+            check_offsets(self.offsets, len(self.docs))
+        except Damaged as exc:
+            raise damaged(self.folder / FILES[1], str(exc), self.rebuild) from exc
+        self.documents(0, len(self.docs))
+
     def find(self, key: bytes) -> int:
         """The term's number, or -1."""
         at = int(np.searchsorted(self.terms, key))
         return at if at < len(self.terms) and self.terms[at] == key else -1
 
     def doc_freq(self, term: int) -> int:
-        return int(self.offsets[term + 1] - self.offsets[term])
+        start, end = self.span(term)
+        return end - start
 
     def term_counts(self, token_lists: Sequence[Sequence[str]]) -> dict[int, int]:
         """For these documents' tokens: term number -> how many of the documents hold it."""
@@ -232,7 +256,7 @@ class KeywordIndex:
             for i, segment in enumerate(self._segments):
                 term = segment.find(key)
                 if term >= 0:
-                    found.append((i, int(segment.offsets[term]), int(segment.offsets[term + 1])))
+                    found.append((i, *segment.span(term)))
                     df += segment.doc_freq(term) - self._deleted.get(i, {}).get(term, 0)
             if df > 0:
                 idf = np.float32(np.log(1 + (self.live - df + 0.5) / (df + 0.5)))

@@ -351,15 +351,16 @@ def _holds(previous: IndexData | None, unchanged: dict[str, str]) -> bool:
 
 
 def _check_complete(built: IndexData, documents: dict, build: Path, config: Config) -> None:
-    """TanyaError, the new build removed, unless it holds every article the corpus does:
-    a build that lost articles must never go live."""
-    missing = len(documents.keys() - built.articles.keys())
-    if missing:
+    """TanyaError, the new build removed, unless it holds as many articles as the corpus
+    (counted per segment as written, so an archive's articles are not all read again): a
+    build that lost articles must never go live."""
+    held = sum(entry["articles"] for entry in built.manifest["segments"])
+    if held != len(documents):
         _discard(build, config.index_path)
         raise TanyaError(
-            f"the new index would hold {len(documents) - missing:,} of the corpus's "
-            f"{len(documents):,} articles, so it was not made live and the index was left as "
-            f"it was. Rebuild it with: {config.reindex_command(full=True)}"
+            f"the new index would hold {held:,} of the corpus's {len(documents):,} articles, "
+            "so it was not made live and the index was left as it was. "
+            f"Rebuild it with: {config.reindex_command(full=True)}"
         )
 
 

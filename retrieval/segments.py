@@ -25,7 +25,15 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .arrays import COPY_UP_TO, Damaged, check_offsets, damaged, offsets_shape, open_array
+from .arrays import (
+    Damaged,
+    check_ends,
+    check_offsets,
+    check_runs,
+    damaged,
+    offsets_shape,
+    open_array,
+)
 from .chunking import Chunk
 from .postings import Postings
 from .terms import TermTable
@@ -37,6 +45,10 @@ FAISS = "faiss.index"
 FAISS_HEADER = struct.Struct("<4siqqq?i")
 FAISS_KINDS = (b"IxFI", b"IHNf", b"IwFl")
 REBUILD = "tanya-reindex"
+# A mapped file truncated under a running process kills it (SIGBUS) when a page past its new
+# end is touched; a copy cannot be. A segment whose files come to at most this much is read
+# into memory; a larger one (an archive's) stays mapped, as a build is never changed in place.
+COPY_UP_TO = 64 * 1024 * 1024
 # What articles.json holds per article besides its rows: index.ArticleInfo's fields.
 ARTICLE_FIELDS = frozenset(
     ("doc_id", "title", "path", "url", "source", "published", "content_hash")
@@ -50,19 +62,21 @@ class ChunkStore:
     and is named as damaged, where touching a mapped page past its end would kill the process.
     """
 
-    def __init__(self, folder: Path, count: int | None = None, rebuild: str = REBUILD):
+    def __init__(
+        self, folder: Path, count: int | None = None, rebuild: str = REBUILD, copy: bool = True
+    ):
         self.path, self.rebuild = folder / CHUNKS, rebuild
+        reading = CHUNK_OFFSETS
         try:
-            self.offsets = open_array(folder / CHUNK_OFFSETS, np.int64, offsets_shape(count))
+            self.offsets = open_array(folder / reading, np.int64, offsets_shape(count), copy)
+            reading = CHUNKS
+            self._fd = os.open(self.path, os.O_RDONLY)
+            weakref.finalize(self, os.close, self._fd)
+            self._size = os.fstat(self._fd).st_size
+            reading = CHUNK_OFFSETS
+            check_ends(self.offsets, self._size)
         except BaseException as exc:
-            exc.add_note(CHUNK_OFFSETS)
-            raise
-        self._fd = os.open(self.path, os.O_RDONLY)
-        weakref.finalize(self, os.close, self._fd)
-        try:
-            check_offsets(self.offsets, os.fstat(self._fd).st_size)
-        except Damaged as exc:
-            exc.add_note(CHUNK_OFFSETS)
+            exc.add_note(reading)
             raise
 
     def __len__(self) -> int:
@@ -72,6 +86,8 @@ class ChunkStore:
         if not 0 <= i < len(self):
             raise IndexError(i)
         start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        offsets = self.path.with_name(CHUNK_OFFSETS)
+        check_runs([start], [end], self._size, offsets, self.rebuild)
         data = os.pread(self._fd, end - start, start)
         try:
             if len(data) != end - start:
@@ -138,6 +154,7 @@ class Segment:
     passage_terms: TermTable
     sentence_terms: TermTable
     rebuild: str = REBUILD
+    copied: bool = True  # its files read into memory (a small segment), else mapped
     _faiss: faiss.Index | None = None
 
     @property
@@ -150,10 +167,9 @@ class Segment:
         if self._faiss is None:
             path = self.folder / FAISS
             try:
-                # A large one is mapped, not read: its vectors stay in the page cache, shared
-                # and lazy. A small one is read, so truncating the file cannot kill the process.
-                large = path.stat().st_size > COPY_UP_TO
-                flags = faiss.IO_FLAG_MMAP_IFC if large else 0
+                # A large segment's is mapped, not read: its vectors stay in the page cache,
+                # shared and lazy. A small one's is read, as its other files are.
+                flags = 0 if self.copied else faiss.IO_FLAG_MMAP_IFC
                 self._faiss = faiss.read_index(str(path), flags)
             except BaseException as exc:
                 exc.add_note(f"segments/{self.id}/{FAISS}")
@@ -171,25 +187,27 @@ class Segment:
         n, sentences, dim = shape.count, shape.sentences, shape.dim
         reading = CHUNKS
         try:
-            opened["chunks"] = ChunkStore(folder, n, rebuild)
+            copy = _size(folder) <= COPY_UP_TO
+            opened["chunks"] = ChunkStore(folder, n, rebuild, copy)
             n = len(opened["chunks"])
             reading = "vectors.npy"
-            opened["vectors"] = open_array(folder / reading, np.float32, (n, dim))
+            opened["vectors"] = open_array(folder / reading, np.float32, (n, dim), copy)
             dim = opened["vectors"].shape[1]
             reading = "sentence_offsets.npy"
-            offsets = open_array(folder / reading, np.int64, (n + 1,))
+            offsets = open_array(folder / reading, np.int64, (n + 1,), copy)
             if sentences is None:
                 sentences = int(offsets[-1])
-            check_offsets(offsets, sentences)
+            check_offsets(offsets, sentences)  # all read at load anyway (IndexData)
             opened["sentence_offsets"] = offsets
             reading = "sentence_vectors.npy"
-            opened["sentence_vectors"] = open_array(folder / reading, np.float32, (sentences, dim))
+            vectors = open_array(folder / reading, np.float32, (sentences, dim), copy)
+            opened["sentence_vectors"] = vectors
             reading = "postings"
-            opened["postings"] = Postings.load(folder, n, rebuild)
+            opened["postings"] = Postings.load(folder, n, rebuild, copy)
             reading = "passage_terms"
-            opened["passage_terms"] = TermTable.load(folder / reading, n, rebuild)
+            opened["passage_terms"] = TermTable.load(folder / reading, n, rebuild, copy)
             reading = "sentence_terms"
-            opened["sentence_terms"] = TermTable.load(folder / reading, sentences, rebuild)
+            opened["sentence_terms"] = TermTable.load(folder / reading, sentences, rebuild, copy)
             reading = FAISS
             if not search:
                 _check_faiss_header(folder / FAISS, n, dim)
@@ -197,7 +215,7 @@ class Segment:
             inner = getattr(exc, "__notes__", None)  # the file a loader was reading
             exc.add_note(f"segments/{folder.name}/{inner[-1] if inner else reading}")
             raise
-        segment = cls(folder.name, folder, **opened, rebuild=rebuild)
+        segment = cls(folder.name, folder, **opened, rebuild=rebuild, copied=copy)
         if search:
             segment.faiss_index  # noqa: B018 - opened now, so a damaged file is named at load
         return segment
@@ -244,6 +262,14 @@ class Segment:
         except OSError as exc:
             raise damaged(path, f"cannot be read ({exc.strerror or exc})", self.rebuild) from exc
         return articles
+
+
+def _size(folder: Path) -> int:
+    """The bytes of every file under folder."""
+    return sum(
+        _size(Path(entry.path)) if entry.is_dir() else entry.stat().st_size
+        for entry in os.scandir(folder)
+    )
 
 
 def _check_faiss_header(path: Path, count: int, dim: int) -> None:

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import check_ids, check_offsets, offsets_shape, open_array
+from .arrays import (
+    Damaged,
+    check_ends,
+    check_ids,
+    check_offsets,
+    check_runs,
+    damaged,
+    offsets_shape,
+    open_array,
+)
 from .keyword import tokenize
 from .postings import TERM_BYTES, term_key
 
@@ -114,23 +123,28 @@ class TermTable:
 
     @classmethod
     def load(
-        cls, folder: Path, count: int | None = None, rebuild: str = "tanya-reindex"
+        cls,
+        folder: Path,
+        count: int | None = None,
+        rebuild: str = "tanya-reindex",
+        copy: bool = True,
     ) -> TermTable:
-        """A saved table, each file's header checked (`count` texts, when given) and the
-        offsets against the ids; copied when small, else mapped."""
+        """A saved table (read into memory when `copy`, else mapped), each file's header
+        checked (`count` texts, when given) and the offsets' ends against the ids."""
         name = "words"
         try:
-            words = open_array(folder / "words.npy", "S", (None,))
+            words = open_array(folder / "words.npy", "S", (None,), copy)
             name = "flags"
-            flags = open_array(folder / "flags.npy", np.uint8, (len(words),))
+            flags = open_array(folder / "flags.npy", np.uint8, (len(words),), copy)
             ids, offsets = {}, {}
             for kind in KINDS:
                 name = f"{kind}_ids"
-                ids[kind] = open_array(folder / f"{name}.npy", np.int32, (None,))
+                ids[kind] = open_array(folder / f"{name}.npy", np.int32, (None,), copy)
                 name = f"{kind}_offsets"
-                offsets[kind] = open_array(folder / f"{name}.npy", np.int64, offsets_shape(count))
+                shape = offsets_shape(count)
+                offsets[kind] = open_array(folder / f"{name}.npy", np.int64, shape, copy)
                 count = len(offsets[kind]) - 1  # every kind has one run per text
-                check_offsets(offsets[kind], len(ids[kind]))
+                check_ends(offsets[kind], len(ids[kind]))
         except BaseException as exc:
             exc.add_note(f"{folder.name}/{name}.npy")
             raise
@@ -147,11 +161,14 @@ class TermTable:
     def _gather(self, kind: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The ids of these texts, concatenated, and for each id the position of its text."""
         offsets = self.offsets[kind]
-        starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
-        positions, _ = ragged_positions(starts, lengths)
+        starts, ends = offsets[rows], offsets[rows + 1]
+        if self.folder is not None:
+            where = self.folder / f"{kind}_offsets.npy"
+            check_runs(starts, ends, len(self.ids[kind]), where, self.rebuild)
+        positions, _ = ragged_positions(starts, ends - starts)
         values = np.asarray(self.ids[kind][positions])
         self._check(kind, values)
-        return values, np.repeat(np.arange(len(rows)), lengths)
+        return values, np.repeat(np.arange(len(rows)), ends - starts)
 
     def _check(self, kind: str, values: np.ndarray) -> None:
         """IndexCorruptError naming the file when an id read from it is not a word's."""
@@ -160,8 +177,16 @@ class TermTable:
             check_ids(values, len(self.words), where, "word numbers", self.rebuild)
 
     def check(self) -> None:
-        """Check every id of the table (a health check's work: answering checks those it reads)."""
+        """Check every offset and id of the table (a health check's work: answering checks
+        those it reads)."""
+        if self.folder is None:
+            return
         for kind in KINDS:
+            try:
+                check_offsets(self.offsets[kind], len(self.ids[kind]))
+            except Damaged as exc:
+                where = self.folder / f"{kind}_offsets.npy"
+                raise damaged(where, str(exc), self.rebuild) from exc
             self._check(kind, np.asarray(self.ids[kind]))
 
     def features(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -126,6 +127,37 @@ class FakeWeb:
                 pass
 
         return Handler
+
+
+def big_feed(web: FakeWeb, entries: int) -> bytes:
+    """An RSS feed of many entries, each listed twice (the second time under another id)."""
+    items = "".join(
+        f"<item><title>Kabar {i}</title><link>{web.base}/kabar/{i // 2}</link>"
+        f"<guid>kabar-{i}</guid></item>\n"
+        for i in range(entries)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Warta</title>'
+        f"<link>{web.base}/</link>{items}</channel></rss>"
+    ).encode()
+
+
+def long_page(paragraphs: int) -> bytes:
+    """A page of one article in that many short, different paragraphs."""
+    body = "".join(
+        f"<p>Warga kampung nomor {i} melaporkan banjir setinggi {i % 97} sentimeter.</p>\n"
+        for i in range(paragraphs)
+    )
+    return (
+        "<html lang='id'><head><title>Banjir Besar</title></head><body><article>"
+        f"<h1>Banjir Besar di Kampung</h1>{body}</article></body></html>"
+    ).encode()
+
+
+def squeeze(chunks, coding: str) -> bytes:
+    """The chunks compressed as one gzip or deflate (zlib) stream."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31 if coding == "gzip" else 15)
+    return b"".join([*(packer.compress(c) for c in chunks), packer.flush()])
 
 
 def news_site(web: FakeWeb) -> FakeWeb:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval import arrays
+from retrieval import segments
 from retrieval.errors import (
     IndexCorruptError,
     IndexMismatchError,
@@ -172,7 +172,7 @@ def test_truncated_vectors_say_rebuild_and_loaded_ones_are_read_only(
     tiny_index, name, mapped, monkeypatch
 ):
     if mapped:  # as an archive's large files are
-        monkeypatch.setattr(arrays, "COPY_UP_TO", 0)
+        monkeypatch.setattr(segments, "COPY_UP_TO", 0)
     live = Path(os.path.realpath(tiny_index.index_path))
     loaded = load_index(tiny_index.index_path, tiny_index)
     (segment,) = loaded.segments
@@ -385,6 +385,9 @@ def test_a_reindex_adds_a_segment_and_hides_deleted_rows(tiny_corpus, tmp_path, 
     deleted = len(index.deleted[0].docs)
     assert deleted == index.size - index.count > 0
     assert index.manifest["segments"][0]["deleted"] == deleted
+    counts = [e["articles"] for e in index.manifest["segments"]]
+    assert counts[1] == 2 and sum(counts) == len(index.articles) == len(index.manifest["documents"])
+    index.check()  # every part reads, and each segment holds the articles its entry says
     # The same rankings as a fresh build of the same corpus, with no stale passage in them.
     fresh = _approximate(tiny_corpus, tmp_path / "f" / ".index", stale_share=0.9, kind=kind)
     reindex(fresh, embedder=FakeEmbedder())
@@ -424,6 +427,23 @@ def test_a_segment_with_too_many_deleted_rows_is_rewritten(tiny_corpus, tmp_path
     assert result.stats.embedded == sum(1 for c in index.chunks if c.doc_id == "sepakbola")
 
 
+def test_a_build_without_article_counts_is_counted(tiny_index, tiny_corpus):
+    live = Path(os.path.realpath(tiny_index.index_path))
+    manifest = json.loads((live / "manifest.json").read_text("utf-8"))
+    for entry in manifest["segments"]:
+        del entry["articles"]  # as a build was written before the counts were kept
+    (live / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+    (tiny_corpus / "pasar.txt").unlink()
+    (tiny_corpus / "baru.txt").write_text("Judul Baru\n\nKabar baru dari Bandung.", "utf-8")
+    keep = dataclasses.replace(tiny_index.index, rebuild_stale_share=0.9)  # not rewritten
+    config = dataclasses.replace(tiny_index, index=keep)
+    result = reindex(config, embedder=FakeEmbedder())
+    assert (result.stats.added, result.stats.removed) == (1, 1)
+    index = load_index(config.index_path, config)
+    assert [e["articles"] for e in index.manifest["segments"]] == [2, 1]
+    index.check()
+
+
 def test_small_segments_are_merged(tiny_corpus, tmp_path, monkeypatch):
     from retrieval import index as index_module
 
@@ -436,6 +456,7 @@ def test_small_segments_are_merged(tiny_corpus, tmp_path, monkeypatch):
         assert result.stats.embedded == 1
         index = load_index(config.index_path, config)
         assert len(index.segments) == min(i + 2, 3)
+        index.check()
     assert sorted(index.articles) == sorted(
         ["banjir", "pasar", "sepakbola"] + [f"kabar{i}" for i in range(5)]
     )

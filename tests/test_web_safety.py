@@ -24,6 +24,9 @@ from tests.fake_web import (
     ARTICLE,
     FakeWeb,
     Response,
+    big_feed,
+    long_page,
+    squeeze,
     web_fixture,  # noqa: F401 - the `web` fixture
 )
 
@@ -227,12 +230,6 @@ def test_which_addresses_count_as_public(address, public):
     assert is_public(address) is public
 
 
-def squeeze(chunks, coding: str) -> bytes:
-    """The chunks compressed as one gzip or deflate (zlib) stream."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, 31 if coding == "gzip" else 15)
-    return b"".join([*(packer.compress(c) for c in chunks), packer.flush()])
-
-
 @functools.lru_cache(maxsize=2)
 def double_bomb(coding: str, mib: int = 512) -> bytes:
     """A few kilobytes that inflate, compressed twice over, to `mib` MiB of zeros."""
@@ -319,19 +316,6 @@ def test_headers_sent_a_byte_at_a_time_give_up_at_the_timeout(tmp_path, web, slo
         assert outcome.reason == "robots.txt could not be read (no answer within 1 s)"
 
 
-def big_feed(web: FakeWeb, entries: int) -> bytes:
-    """An RSS feed of many entries, each listed twice (the second time under another id)."""
-    items = "".join(
-        f"<item><title>Kabar {i}</title><link>{web.base}/kabar/{i // 2}</link>"
-        f"<guid>kabar-{i}</guid></item>\n"
-        for i in range(entries)
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Warta</title>'
-        f"<link>{web.base}/</link>{items}</channel></rss>"
-    ).encode()
-
-
 def test_a_feed_of_30000_entries_is_read_in_linear_time(tmp_path, web):
     web.serve(
         "/besar.xml", Response(body=big_feed(web, 30_000), content_type="application/rss+xml")
@@ -347,17 +331,6 @@ def test_a_feed_of_30000_entries_is_read_in_linear_time(tmp_path, web):
         f"/kabar/{i}" for i in range(5)
     ]
     assert seconds < 20  # about 5 s here, nearly all feedparser's; 36 s when it was quadratic
-
-
-def long_page(paragraphs: int) -> bytes:
-    body = "".join(
-        f"<p>Warga kampung nomor {i} melaporkan banjir setinggi {i % 97} sentimeter.</p>\n"
-        for i in range(paragraphs)
-    )
-    return (
-        "<html lang='id'><head><title>Banjir Besar</title></head><body><article>"
-        f"<h1>Banjir Besar di Kampung</h1>{body}</article></body></html>"
-    ).encode()
 
 
 def test_a_page_of_40000_paragraphs_is_cut_in_linear_time(tmp_path, web, monkeypatch):

@@ -3,11 +3,28 @@ the file must have, offsets against what they point into; read into memory or ma
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import IndexCorruptError
+
+
+@dataclass(frozen=True)
+class Opening:
+    """How a segment's files are opened: read into memory (`copy`: a small segment) or
+    mapped, and the command that rebuilds the index when one of them is found damaged."""
+
+    copy: bool = True
+    rebuild: str = "tanya-reindex"
+
+    def array(self, path: Path, dtype: np.dtype | str, shape: tuple[int | None, ...]):
+        """open_array with this opening's copy."""
+        return open_array(path, dtype, shape, self.copy)
+
+
+READ_IN = Opening()  # read into memory, rebuilt with the plain command
 
 
 class Damaged(ValueError):

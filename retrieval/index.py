@@ -227,7 +227,7 @@ class IndexData:
                 raise IndexCorruptError(
                     f"the index at {self.path} is inconsistent: segment {segment.id} holds "
                     f"{live:,} articles, its manifest entry says {entry['articles']:,}. "
-                    f"Rebuild it with: {segment.rebuild}"
+                    f"Rebuild it with: {segment.opening.rebuild}"
                 )
             for row in range(segment.count):
                 segment.chunks[row]

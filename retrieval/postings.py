@@ -18,7 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import Damaged, check_ends, check_ids, check_offsets, check_runs, damaged, open_array
+from .arrays import (
+    READ_IN,
+    Damaged,
+    Opening,
+    check_ends,
+    check_ids,
+    check_offsets,
+    check_runs,
+    damaged,
+)
 from .keyword import tokenize
 
 K1, B = 1.5, 0.75
@@ -45,7 +54,7 @@ class Postings:
     tf: np.ndarray  # uint16
     lengths: np.ndarray  # int32, tokens per document
     folder: Path | None = None  # where it was loaded from, to name a damaged file
-    rebuild: str = "tanya-reindex"
+    opening: Opening = READ_IN
 
     @classmethod
     def build(cls, token_lists: Iterable[Sequence[str]]) -> Postings:
@@ -90,38 +99,33 @@ class Postings:
             np.save(folder / name, values)
 
     @classmethod
-    def load(
-        cls,
-        folder: Path,
-        count: int | None = None,
-        rebuild: str = "tanya-reindex",
-        copy: bool = True,
-    ) -> Postings:
-        """Opened from disk (read into memory when `copy`, else mapped), each file's header
-        checked (`count` documents, when given) and the offsets' ends against the postings."""
+    def load(cls, folder: Path, count: int | None = None, opening: Opening = READ_IN) -> Postings:
+        """Opened from disk (read into memory or mapped, as `opening` says), each file's
+        header checked (`count` documents, when given) and the offsets' ends against the
+        postings."""
         name = FILES[0]
         try:
-            terms = open_array(folder / name, "S", (None,), copy)
+            terms = opening.array(folder / name, "S", (None,))
             name = FILES[4]
-            lengths = open_array(folder / name, np.int32, (count,), copy)
+            lengths = opening.array(folder / name, np.int32, (count,))
             name = FILES[2]
-            docs = open_array(folder / name, np.int32, (None,), copy)
+            docs = opening.array(folder / name, np.int32, (None,))
             name = FILES[3]
-            tf = open_array(folder / name, np.uint16, (len(docs),), copy)
+            tf = opening.array(folder / name, np.uint16, (len(docs),))
             name = FILES[1]
-            offsets = open_array(folder / name, np.int64, (len(terms) + 1,), copy)
+            offsets = opening.array(folder / name, np.int64, (len(terms) + 1,))
             check_ends(offsets, len(docs))
         except BaseException as exc:
             exc.add_note(name)
             raise
-        return cls(terms, offsets, docs, tf, lengths, folder, rebuild)
+        return cls(terms, offsets, docs, tf, lengths, folder, opening)
 
     def span(self, term: int) -> tuple[int, int]:
         """Where the term's postings lie: [start, end); IndexCorruptError naming the file
         when that is not inside the postings."""
         start, end = int(self.offsets[term]), int(self.offsets[term + 1])
         if self.folder is not None:
-            check_runs([start], [end], len(self.docs), self.folder / FILES[1], self.rebuild)
+            check_runs([start], [end], len(self.docs), self.folder / FILES[1], self.opening.rebuild)
         return start, end
 
     def documents(self, start: int, end: int) -> np.ndarray:
@@ -130,7 +134,7 @@ class Postings:
         docs = np.asarray(self.docs[start:end])
         if self.folder is not None:
             where = self.folder / FILES[2]
-            check_ids(docs, len(self.lengths), where, "document numbers", self.rebuild)
+            check_ids(docs, len(self.lengths), where, "document numbers", self.opening.rebuild)
         return docs
 
     def check(self) -> None:
@@ -141,7 +145,7 @@ class Postings:
         try:
             check_offsets(self.offsets, len(self.docs))
         except Damaged as exc:
-            raise damaged(self.folder / FILES[1], str(exc), self.rebuild) from exc
+            raise damaged(self.folder / FILES[1], str(exc), self.opening.rebuild) from exc
         self.documents(0, len(self.docs))
 
     def find(self, key: bytes) -> int:

@@ -26,13 +26,14 @@ import faiss
 import numpy as np
 
 from .arrays import (
+    READ_IN,
     Damaged,
+    Opening,
     check_ends,
     check_offsets,
     check_runs,
     damaged,
     offsets_shape,
-    open_array,
 )
 from .chunking import Chunk
 from .postings import Postings
@@ -62,13 +63,11 @@ class ChunkStore:
     and is named as damaged, where touching a mapped page past its end would kill the process.
     """
 
-    def __init__(
-        self, folder: Path, count: int | None = None, rebuild: str = REBUILD, copy: bool = True
-    ):
-        self.path, self.rebuild = folder / CHUNKS, rebuild
+    def __init__(self, folder: Path, count: int | None = None, opening: Opening = READ_IN):
+        self.path, self.rebuild = folder / CHUNKS, opening.rebuild
         reading = CHUNK_OFFSETS
         try:
-            self.offsets = open_array(folder / reading, np.int64, offsets_shape(count), copy)
+            self.offsets = opening.array(folder / reading, np.int64, offsets_shape(count))
             reading = CHUNKS
             self._fd = os.open(self.path, os.O_RDONLY)
             weakref.finalize(self, os.close, self._fd)
@@ -153,8 +152,7 @@ class Segment:
     postings: Postings
     passage_terms: TermTable
     sentence_terms: TermTable
-    rebuild: str = REBUILD
-    copied: bool = True  # its files read into memory (a small segment), else mapped
+    opening: Opening = READ_IN  # read into memory (a small segment) or mapped
     _faiss: faiss.Index | None = None
 
     @property
@@ -169,7 +167,7 @@ class Segment:
             try:
                 # A large segment's is mapped, not read: its vectors stay in the page cache,
                 # shared and lazy. A small one's is read, as its other files are.
-                flags = 0 if self.copied else faiss.IO_FLAG_MMAP_IFC
+                flags = 0 if self.opening.copy else faiss.IO_FLAG_MMAP_IFC
                 self._faiss = faiss.read_index(str(path), flags)
             except BaseException as exc:
                 exc.add_note(f"segments/{self.id}/{FAISS}")
@@ -187,27 +185,27 @@ class Segment:
         n, sentences, dim = shape.count, shape.sentences, shape.dim
         reading = CHUNKS
         try:
-            copy = _size(folder) <= COPY_UP_TO
-            opened["chunks"] = ChunkStore(folder, n, rebuild, copy)
+            opening = Opening(_size(folder) <= COPY_UP_TO, rebuild)
+            opened["chunks"] = ChunkStore(folder, n, opening)
             n = len(opened["chunks"])
             reading = "vectors.npy"
-            opened["vectors"] = open_array(folder / reading, np.float32, (n, dim), copy)
+            opened["vectors"] = opening.array(folder / reading, np.float32, (n, dim))
             dim = opened["vectors"].shape[1]
             reading = "sentence_offsets.npy"
-            offsets = open_array(folder / reading, np.int64, (n + 1,), copy)
+            offsets = opening.array(folder / reading, np.int64, (n + 1,))
             if sentences is None:
                 sentences = int(offsets[-1])
             check_offsets(offsets, sentences)  # all read at load anyway (IndexData)
             opened["sentence_offsets"] = offsets
             reading = "sentence_vectors.npy"
-            vectors = open_array(folder / reading, np.float32, (sentences, dim), copy)
+            vectors = opening.array(folder / reading, np.float32, (sentences, dim))
             opened["sentence_vectors"] = vectors
             reading = "postings"
-            opened["postings"] = Postings.load(folder, n, rebuild, copy)
+            opened["postings"] = Postings.load(folder, n, opening)
             reading = "passage_terms"
-            opened["passage_terms"] = TermTable.load(folder / reading, n, rebuild, copy)
+            opened["passage_terms"] = TermTable.load(folder / reading, n, opening)
             reading = "sentence_terms"
-            opened["sentence_terms"] = TermTable.load(folder / reading, sentences, rebuild, copy)
+            opened["sentence_terms"] = TermTable.load(folder / reading, sentences, opening)
             reading = FAISS
             if not search:
                 _check_faiss_header(folder / FAISS, n, dim)
@@ -215,7 +213,7 @@ class Segment:
             inner = getattr(exc, "__notes__", None)  # the file a loader was reading
             exc.add_note(f"segments/{folder.name}/{inner[-1] if inner else reading}")
             raise
-        segment = cls(folder.name, folder, **opened, rebuild=rebuild, copied=copy)
+        segment = cls(folder.name, folder, **opened, opening=opening)
         if search:
             segment.faiss_index  # noqa: B018 - opened now, so a damaged file is named at load
         return segment
@@ -258,9 +256,10 @@ class Segment:
                     raise ValueError(f"rows {first} to {first + count} of {self.count}")
         except (ValueError, TypeError, KeyError) as exc:  # UnicodeDecodeError, JSONDecodeError
             detail = f"cannot be read as the segment's articles ({exc})"
-            raise damaged(path, detail, self.rebuild) from exc
+            raise damaged(path, detail, self.opening.rebuild) from exc
         except OSError as exc:
-            raise damaged(path, f"cannot be read ({exc.strerror or exc})", self.rebuild) from exc
+            detail = f"cannot be read ({exc.strerror or exc})"
+            raise damaged(path, detail, self.opening.rebuild) from exc
         return articles
 
 

@@ -13,7 +13,7 @@ from chat.formatting import marked_parts, source_line
 from chat.texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question, for_user
 from retrieval.answering.answer import Answer, Answerer, Quote
 from retrieval.corpus.articles import terminal_safe
-from retrieval.errors import QuestionError
+from retrieval.errors import QuestionError, TanyaError
 from retrieval.index.reindex import stale_documents
 
 BOLD, ITALIC, RESET = "\033[1m", "\033[3m", "\033[0m"
@@ -141,8 +141,14 @@ def run_console(answerer: Answerer, history_size: int = 5) -> int:
 
 
 def health_check(answerer: Answerer, question: str = "Apa isi artikel ini?") -> int:
-    """`bot.py --check`: the index loads and a question gets an answer; exit 0 or 1."""
+    """`bot.py --check`: the index loads, every part of it reads, and a question gets an
+    answer; exit 0 or 1."""
     index = answerer.index
+    try:
+        index.check()
+    except TanyaError as exc:
+        print(f"FAIL: {exc}")
+        return 1
     try:
         answer = answerer.ask(question)
     except Exception as exc:  # noqa: BLE001 - a health check reports any failure

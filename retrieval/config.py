@@ -132,6 +132,10 @@ class SourcesConfig:
     timeout_seconds: float = field(default=20.0, metadata=_range(0.1, 600))
     max_page_mb: float = field(default=5.0, metadata=_range(0.001, 100))
     max_per_feed: int = field(default=20, metadata=_range(1, 10_000))
+    # Loopback, private, link-local and other special addresses are refused unless this is
+    # true (an intranet news site; the tests' site on 127.0.0.1).
+    allow_private_networks: bool = False
+    max_article_chars: int = field(default=100_000, metadata=_range(1_000, 10_000_000))
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,8 @@ class ReindexResult:
 
 def _usable_manifest(index_path: Path, config: Config) -> dict | None:
     """The live build's manifest when it serves this config and its files look as written
-    (sizes and times; see verify_files); None otherwise."""
+    (sizes and times; see verify_files); None otherwise. Only then are corpus files the build
+    recorded left unread."""
     try:
         real = Path(os.path.realpath(index_path))
         manifest = read_manifest(real)
@@ -285,11 +286,13 @@ def reindex(
         live = None if full else _usable_manifest(index_path, config)
         # Files unchanged since the live build are not read again (not for --full).
         corpus = read_corpus(config, known_files(index_path) if live else None)
-        readable = not any(p.unreadable for p in corpus.problems)
-        if live and not verify and readable and _up_to_date(live, corpus.hashes, config):
-            # Nothing to do: decided from the manifest, without opening the index.
-            return _unchanged(index_path, corpus, live["chunks"], started)
+        # Opened whether or not anything changed: every file's header is checked, so a
+        # damaged build is rebuilt, not declared up to date (FAISS is opened only to search).
         previous = _previous(index_path, config, full, verify)
+        if corpus.unchanged and not _holds(previous, corpus.unchanged):
+            # Those files' articles were to come from the live build, which cannot give them.
+            log.warning("reading every corpus file again, as the index cannot be reused")
+            corpus = read_corpus(config)
         # An article whose file cannot be read this time keeps its last indexed version.
         kept = unreadable_articles(corpus, previous)
         documents = document_hashes(corpus.hashes, previous, kept)
@@ -306,7 +309,7 @@ def reindex(
 
         build = builds_dir(index_path) / new_build_id()
         try:
-            _, stats = build_index(
+            built, stats = build_index(
                 build,
                 corpus.articles,
                 embedder,
@@ -317,6 +320,7 @@ def reindex(
                 corpus.files,
             )
             read_manifest(build)  # the build must load before it goes live
+            _check_complete(built, documents, build, config)
             swap_in(index_path, build)
         except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
             if not build.exists():  # failed before writing anything
@@ -336,6 +340,28 @@ def reindex(
             stats = _full_build_stats(documents, previous_documents, stats)
         prune_builds(index_path)
         return ReindexResult(stats, corpus.problems, True, index_path, tuple(kept))
+
+
+def _holds(previous: IndexData | None, unchanged: dict[str, str]) -> bool:
+    """Whether the previous build holds these articles (of files not read again) as they are."""
+    if previous is None:
+        return False
+    documents = previous.manifest["documents"]
+    return all(documents.get(doc_id) == digest for doc_id, digest in unchanged.items())
+
+
+def _check_complete(built: IndexData, documents: dict, build: Path, config: Config) -> None:
+    """TanyaError, the new build removed, unless it holds as many articles as the corpus
+    (counted per segment as written, so an archive's articles are not all read again): a
+    build that lost articles must never go live."""
+    held = sum(entry["articles"] for entry in built.manifest["segments"])
+    if held != len(documents):
+        _discard(build, config.index_path)
+        raise TanyaError(
+            f"the new index would hold {held:,} of the corpus's {len(documents):,} articles, "
+            "so it was not made live and the index was left as it was. "
+            f"Rebuild it with: {config.reindex_command(full=True)}"
+        )
 
 
 def _discard(build: Path, index_path: Path) -> None:

@@ -89,6 +89,10 @@ class PassageStore(Protocol):
 
     def dense_search(self, query_vector: np.ndarray, k: int) -> np.ndarray: ...
 
+    def check(self) -> None:
+        """Read everything once; IndexCorruptError naming what is damaged."""
+        ...
+
 
 def open_store(config: Config) -> PassageStore:
     """The configured index for answering: today always the embedded one."""

@@ -827,7 +827,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.archive < 100:
         parser.error("--archive must be at least 100")
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, os.environ)
         inputs = Inputs(
             Path(args.seed_corpus) if args.seed_corpus else config.corpus_path,
             Path(args.seed_questions),

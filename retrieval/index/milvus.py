@@ -491,7 +491,8 @@ class MilvusStore:
     @property
     def sentence_offsets(self) -> np.ndarray:
         """Row i's sentences are sentence rows [off[i], off[i + 1]) (for the rows given out)."""
-        return self._offsets[: len(self._ids) + 1]
+        with self._lock:
+            return self._offsets[: len(self._ids) + 1]
 
     def live_rows(self) -> np.ndarray:
         """The rows of every visible passage (each given a row now if it had none)."""
@@ -549,13 +550,14 @@ class MilvusStore:
                 chunk = _chunk(entity)
                 row = self._rows.get(pid)
                 if row is None:
-                    row = self._rows[pid] = len(self._ids)
-                    self._ids.append(pid)
+                    row = len(self._ids)
                     if row + 2 > len(self._offsets):
                         self._offsets = np.concatenate(
                             [self._offsets, np.zeros_like(self._offsets)]
                         )
                     self._offsets[row + 1] = self._offsets[row] + len(chunk.sentences)
+                    self._ids.append(pid)
+                    self._rows[pid] = row
                 vector = entity.get("vector")
                 if vector is None and row in self._cache:
                     vector = self._cache[row][1]

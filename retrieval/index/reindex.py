@@ -277,7 +277,7 @@ def reindex(
     index_path = config.index_path
     with nullcontext() if locked else reindex_lock(index_path):
         if config.index.backend == "milvus":
-            return _reindex_milvus(config, full, embedder, progress_factory)
+            return _reindex_milvus(config, full, embedder, progress_factory, started)
         if index_path.exists() and not index_path.is_symlink():
             raise IndexCorruptError(
                 f"{index_path} is a plain folder, not a link to a build; "
@@ -346,7 +346,7 @@ def _check_readable(config: Config, corpus: Corpus) -> None:
 
 
 def _reindex_milvus(
-    config: Config, full: bool, embedder: Embedder | None, progress_factory
+    config: Config, full: bool, embedder: Embedder | None, progress_factory, started: float
 ) -> ReindexResult:
     """The reindex against a Milvus collection (milvus.py): the same corpus, content hashes and
     kept articles as the local index's, but a changed model is refused, not rebuilt."""
@@ -366,6 +366,7 @@ def _reindex_milvus(
         full,
         progress_factory,
     )
+    stats = dataclasses.replace(stats, seconds=time.perf_counter() - started)
     swapped = full or bool(stats.added or stats.changed or stats.removed)
     return ReindexResult(stats, corpus.problems, swapped, config.index_path, tuple(kept))
 

@@ -191,11 +191,17 @@ def _calls(config: Config, what: str):
 
 
 def _load(client, config: Config, names: Names) -> None:
-    """Load the collections into memory (after a restart they come back unloaded)."""
+    """Load the collections into memory (after a restart they come back unloaded); one that
+    is loaded already is left as it is, with the replicas its operator gave it."""
+    from pymilvus.client.types import LoadState
+
+    timeout = config.index.milvus.timeout_seconds
     for name in names:
-        if (_key(config), name) not in _loaded:
-            client.load_collection(name, timeout=config.index.milvus.timeout_seconds)
-            _loaded.add((_key(config), name))
+        if (_key(config), name) in _loaded:
+            continue
+        if client.get_load_state(name, timeout=timeout)["state"] != LoadState.Loaded:
+            client.load_collection(name, timeout=timeout)
+        _loaded.add((_key(config), name))
 
 
 # --- expressions ----------------------------------------------------------------------------

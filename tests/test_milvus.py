@@ -214,6 +214,24 @@ def test_a_mismatched_model_is_refused_with_the_fix(tmp_path, lite):
     assert sorted(open_store(config).articles) == ["banjir", "baru", "pasar", "sepakbola"]
 
 
+def test_another_index_type_rebuilds_the_dense_index_without_embedding(tmp_path, lite):
+    corpus = write_tiny(tmp_path / "corpus")
+    config = lite(corpus)
+    embedder = FakeEmbedder()
+    reindex(config, embedder=embedder)
+    flat = open_store(config)
+    vector = embedder.encode_queries(["harga cabai di pasar"])[0]
+    before = [flat.chunks[int(r)].chunk_id for r in flat.dense_search(vector, 5)]
+    auto = lite(corpus, milvus={"index_type": "AUTOINDEX"})
+    embedder = FakeEmbedder()
+    result = reindex(auto, embedder=embedder)
+    assert embedder.calls == [] and result.stats.unchanged == 3
+    store = open_store(auto)
+    assert store.manifest["dense_index"]["index_type"] == "AUTOINDEX"
+    assert store.version != flat.version  # a loaded store reloads onto the new index
+    assert [store.chunks[int(r)].chunk_id for r in store.dense_search(vector, 5)] == before
+
+
 def test_no_collection_says_how_to_build_it(tmp_path, lite):
     config = lite(write_tiny(tmp_path / "corpus"))
     with pytest.raises(IndexMissingError, match="there is no collection tanya in .*Build it with"):

@@ -185,7 +185,7 @@ def test_command_prints_the_json_keys_and_one_line_per_question(
     assert set(figures) == {
         "r1", "r5", "r10", "mrr10", "r1_any", "highlight1", "highlight1_any", "exact_match", "f1",
         "decline_rate_unanswerable", "false_decline_rate", "n", "n_answerable",
-        "n_unanswerable", "qps",
+        "n_unanswerable", "qps", "answer_p50_ms",
     }  # fmt: skip
     assert (figures["n"], figures["n_answerable"], figures["n_unanswerable"]) == (13, 10, 3)
     lines = [json.loads(line) for line in per_question.read_text("utf-8").splitlines()]

@@ -277,6 +277,8 @@ def reindex(
     started = time.perf_counter()
     index_path = config.index_path
     with nullcontext() if locked else reindex_lock(index_path):
+        if config.index.backend == "milvus":
+            return _reindex_milvus(config, full, embedder, progress_factory, started)
         if index_path.exists() and not index_path.is_symlink():
             raise IndexCorruptError(
                 f"{index_path} is a plain folder, not a link to a build; "
@@ -298,12 +300,7 @@ def reindex(
         documents = document_hashes(corpus.hashes, previous, kept)
         if previous is not None and _up_to_date(previous.manifest, documents, config):
             return _unchanged(index_path, corpus, previous.count, started, tuple(kept))
-        if not corpus.hashes:
-            reasons = "".join(f"\n  {p}" for p in corpus.problems[:10])
-            raise TanyaError(
-                f"no articles could be read from {config.corpus_path}; "
-                f"the index was left as it was{reasons}"
-            )
+        _check_readable(config, corpus)
         embedder = embedder or make_embedder(config.embedding)
         previous_documents = _replaced_documents(index_path) if full else None
 
@@ -362,6 +359,42 @@ def _check_complete(built: IndexData, documents: dict, build: Path, config: Conf
             "so it was not made live and the index was left as it was. "
             f"Rebuild it with: {config.reindex_command(full=True)}"
         )
+
+
+def _check_readable(config: Config, corpus: Corpus) -> None:
+    """Refuse to index nothing: an empty read is a problem to report, not a corpus to index."""
+    if not corpus.hashes:
+        reasons = "".join(f"\n  {p}" for p in corpus.problems[:10])
+        raise TanyaError(
+            f"no articles could be read from {config.corpus_path}; "
+            f"the index was left as it was{reasons}"
+        )
+
+
+def _reindex_milvus(
+    config: Config, full: bool, embedder: Embedder | None, progress_factory, started: float
+) -> ReindexResult:
+    """The reindex against a Milvus collection (milvus.py): the same corpus, content hashes and
+    kept articles as the local index's, but a changed model is refused, not rebuilt."""
+    from . import milvus
+
+    corpus = read_corpus(config)
+    previous = None if full else milvus.open_previous(config)
+    kept = unreadable_articles(corpus, previous)
+    documents = document_hashes(corpus.hashes, previous, kept)
+    if previous is None or previous.manifest["documents"] != documents:
+        _check_readable(config, corpus)
+    stats = milvus.sync(
+        config,
+        corpus.articles,
+        documents,
+        lambda: embedder or make_embedder(config.embedding),
+        full,
+        progress_factory,
+    )
+    stats = dataclasses.replace(stats, seconds=time.perf_counter() - started)
+    swapped = full or bool(stats.added or stats.changed or stats.removed)
+    return ReindexResult(stats, corpus.problems, swapped, config.index_path, tuple(kept))
 
 
 def _discard(build: Path, index_path: Path) -> None:
@@ -448,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, os.environ)
         result = reindex(
             config,
             full=args.full,

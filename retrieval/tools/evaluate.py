@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import re
 import string
 import sys
@@ -26,8 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..answering.answer import Answer, Answerer
-from ..config import Config, load_config
+from ..config import Config, is_server_uri, load_config
 from ..errors import TanyaError
 from ..index.folder import expected_settings
 from ..index.reindex import progress_factory, reindex
@@ -71,6 +74,7 @@ class Report:
     n_answerable: int
     n_unanswerable: int
     qps: float
+    answer_p50_ms: float | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -90,6 +94,7 @@ class Outcome:
     f1: float = 0.0
     answer: Answer | None = None
     highlighted_any: bool = False
+    seconds: float = 0.0  # how long the answer took
 
 
 def fold(text: str) -> str:
@@ -177,7 +182,7 @@ def is_found(text: str, doc_id: str, question: EvalQuestion, any_document: bool 
     return holds(text, question.answers)
 
 
-def judge(question: EvalQuestion, answer: Answer) -> Outcome:
+def judge(question: EvalQuestion, answer: Answer, seconds: float = 0.0) -> Outcome:
     """Where the answer's ranking first holds a gold passage, whether its highlight does, and
     how the first quote's answer span compares with the gold answers."""
 
@@ -209,6 +214,7 @@ def judge(question: EvalQuestion, answer: Answer) -> Outcome:
         f1,
         answer,
         highlighted(True),
+        seconds,
     )
 
 
@@ -237,6 +243,9 @@ def summarise(outcomes: Sequence[Outcome], seconds: float, spans: bool = True) -
         n_answerable=len(answerable),
         n_unanswerable=len(unanswerable),
         qps=round(len(outcomes) / seconds, 1) if seconds > 0 else 0.0,
+        answer_p50_ms=round(float(np.median([o.seconds for o in outcomes])) * 1000, 1)
+        if outcomes
+        else None,
     )
 
 
@@ -285,7 +294,7 @@ def run_questions(
     right result is to decline: this measures declining on questions about a covered topic.
     """
     if not hide_answers:
-        return [judge(q, answerer.ask(q.question, q.history)) for q in _progress(questions)]
+        return [judge(q, *_timed(answerer, q.question, q.history)) for q in _progress(questions)]
     without = sum(1 for q in questions if not q.answerable)
     if without:
         raise TanyaError(
@@ -303,8 +312,15 @@ def run_questions(
             if any(p.search(text) for p in patterns)
         ]
         unanswerable = dataclasses.replace(q, answers=(), doc_id=None)
-        outcomes.append(judge(unanswerable, answerer.ask(q.question, q.history, hidden)))
+        outcomes.append(judge(unanswerable, *_timed(answerer, q.question, q.history, hidden)))
     return outcomes
+
+
+def _timed(answerer: Answerer, *question) -> tuple[Answer, float]:
+    """The answer to a question, and the seconds it took."""
+    started = time.perf_counter()
+    answer = answerer.ask(*question)
+    return answer, time.perf_counter() - started
 
 
 def _progress(questions: Sequence[EvalQuestion]):
@@ -343,11 +359,20 @@ def eval_config(config: Config, corpus: str | Path | None, cache_root: Path) -> 
     corpus_path = Path(corpus).resolve() if corpus else config.corpus_path.resolve()
     key = json.dumps([str(corpus_path), expected_settings(config)], sort_keys=True)
     folder = cache_root / hashlib.sha256(key.encode()).hexdigest()[:16]
+    # absolute(), not resolve(): the index path is a link that must not be followed here.
+    index = dataclasses.replace(config.index, path=str((folder / "index").absolute()))
+    if config.index.backend == "milvus":
+        # A collection of its own: in a Milvus Lite file in the same folder, or on the server.
+        milvus = config.index.milvus
+        uri = milvus.uri if is_server_uri(milvus.uri) else str((folder / "milvus.db").absolute())
+        collection = f"tanya_eval_{folder.name}"
+        index = dataclasses.replace(
+            index, milvus=dataclasses.replace(milvus, uri=uri, collection=collection)
+        )
     return dataclasses.replace(
         config,
         corpus=dataclasses.replace(config.corpus, path=str(corpus_path)),
-        # absolute(), not resolve(): the index path is a link that must not be followed here.
-        index=dataclasses.replace(config.index, path=str((folder / "index").absolute())),
+        index=index,
         # Every question is asked once; a cache would only hide repeated ones.
         search=dataclasses.replace(config.search, cache_size=0),
     )
@@ -386,7 +411,8 @@ def format_report(report: Report) -> str:
             f"{f(report.exact_match)}  F1 {f(report.f1)}",
             f"declined when unanswerable: {f(report.decline_rate_unanswerable)}  "
             f"false declines: {f(report.false_decline_rate)}",
-            f"speed: {report.qps:.1f} questions per second",
+            f"speed: {report.qps:.1f} questions per second, answer p50 "
+            f"{'n/a' if report.answer_p50_ms is None else f'{report.answer_p50_ms:.1f} ms'}",
         ]
     )
 
@@ -412,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, os.environ)
         questions = load_questions(args.questions, args.split)
         answerer = prepare(config, args.corpus, progress=True)
         per_question = Path(args.per_question) if args.per_question else None

@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     bar = _Bar() if not args.quiet and sys.stderr.isatty() else None
     started = time.perf_counter()
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, os.environ)
         if args.feeds and not config.sources.feeds:
             print("tanya-add: no feeds are set up (sources.feeds in the config)", file=sys.stderr)
             return 1

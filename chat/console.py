@@ -169,8 +169,14 @@ def run_console(answerer: Answerer, history_size: int = 5) -> int:
 
 
 def health_check(answerer: Answerer, question: str = "Apa isi artikel ini?") -> int:
-    """`bot.py --check`: the index loads and a question gets an answer; exit 0 or 1."""
+    """`bot.py --check`: the index loads, every part of it reads, and a question gets an
+    answer; exit 0 or 1."""
     index = answerer.index
+    try:
+        index.check()
+    except TanyaError as exc:
+        print(f"FAIL: {exc}")
+        return 1
     try:
         answer = answerer.ask(question)
     except Exception as exc:  # noqa: BLE001 - a health check reports any failure

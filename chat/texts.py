@@ -230,6 +230,9 @@ INDONESIAN = Texts(
         ("not_article", "bukan artikel ({detail})"),
         ("no_text", "tidak ada teks yang bisa diambil ({detail})"),
         ("bad_url", "alamat tidak valid ({detail})"),
+        ("private", "alamat jaringan privat tidak diambil ({detail})"),
+        ("bad_encoding", "kompresi halaman tidak dapat dibaca ({detail})"),
+        ("write", "tidak dapat disimpan ({detail})"),
     ),
 )
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,30 @@ class ChunkingConfig:
     max_tokens: int = field(default=200, metadata=_range(16, 8192))
 
 
+# Milvus Lite's rules for its database file's name, and Milvus's for a collection's name (less
+# room for the suffixes of the store's other collections).
+LITE_FILE_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,36}")
+COLLECTION_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,199}")
+# The environment variable the command-line entry points read the Milvus token from.
+MILVUS_TOKEN_ENV = "MILVUS_TOKEN"
+# Keys someone may try to put a secret under, and where the secret goes instead.
+SECRETS = {"index.milvus.token": MILVUS_TOKEN_ENV}
+
+
+@dataclass(frozen=True)
+class MilvusConfig:
+    # A local file (Milvus Lite, one process at a time) or http(s)://host:port (a server).
+    uri: str = field(default="milvus.db", metadata=PATH)
+    collection: str = "tanya"
+    # FLAT (exact) or AUTOINDEX on Milvus Lite; HNSW (index.hnsw_* parameters) on a server.
+    index_type: str = field(default="FLAT", metadata=_choice("FLAT", "AUTOINDEX", "HNSW"))
+    batch_size: int = field(default=1000, metadata=_range(1, 100_000))
+    timeout_seconds: float = field(default=60.0, metadata=_range(1.0, 3600.0))
+
+
 @dataclass(frozen=True)
 class IndexConfig:
+    backend: str = field(default="local", metadata=_choice("local", "milvus"))
     path: str = field(default=".index", metadata=PATH)
     faiss: str = field(default="auto", metadata=_choice("auto", "flat", "hnsw", "ivf"))
     approximate_above: int = field(default=50_000, metadata=_range(1, 10**9))
@@ -73,6 +97,7 @@ class IndexConfig:
     ivf_nlist: int = field(default=0, metadata=_range(0, 1 << 20))
     ivf_nprobe: int = field(default=16, metadata=_range(1, 1 << 20))
     rebuild_stale_share: float = field(default=0.2, metadata=_range(0.0, 1.0))
+    milvus: MilvusConfig = MilvusConfig()
 
 
 @dataclass(frozen=True)
@@ -132,6 +157,10 @@ class SourcesConfig:
     timeout_seconds: float = field(default=20.0, metadata=_range(0.1, 600))
     max_page_mb: float = field(default=5.0, metadata=_range(0.001, 100))
     max_per_feed: int = field(default=20, metadata=_range(1, 10_000))
+    # Loopback, private, link-local and other special addresses are refused unless this is
+    # true (an intranet news site; the tests' site on 127.0.0.1).
+    allow_private_networks: bool = False
+    max_article_chars: int = field(default=100_000, metadata=_range(1_000, 10_000_000))
 
 
 @dataclass(frozen=True)
@@ -153,6 +182,8 @@ class Config:
     log_level: str = field(default="INFO", metadata=_choice("DEBUG", "INFO", "WARNING", "ERROR"))
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
     source: Path | None = field(default=None, metadata={"internal": True})
+    # From the environment (MILVUS_TOKEN), never from the file; kept out of reprs.
+    milvus_token: str = field(default="", metadata={"internal": True}, repr=False)
 
     def resolve(self, path: str) -> Path:
         """A path from the config, relative to the config file's folder."""
@@ -175,9 +206,43 @@ class Config:
         return self.resolve(self.index.path)
 
     @property
+    def milvus_uri(self) -> str:
+        """index.milvus.uri as the client takes it: a server's URL, or the local file's path."""
+        uri = self.index.milvus.uri
+        return uri if is_server_uri(uri) else str(self.resolve(uri))
+
+    @property
     def sources_path(self) -> Path:
         """The folder fetched articles are written to, inside the corpus folder."""
         return self.corpus_path / self.sources.folder
+
+
+def is_server_uri(uri: str) -> bool:
+    """Whether index.milvus.uri names a Milvus server rather than a Milvus Lite file."""
+    return uri.startswith(("http://", "https://"))
+
+
+def _check_milvus(config: MilvusConfig) -> None:
+    """The Milvus settings that depend on each other or on Milvus's naming rules."""
+    if is_server_uri(config.uri):
+        _check_string("index.milvus.uri", config.uri, dict(_url()))
+    else:
+        name = Path(config.uri).name
+        if not LITE_FILE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"index.milvus.uri: Milvus Lite needs a file name of at most 36 letters, digits, "
+                f"'.', '-' or '_', got {_shown(name)}; or give a server as http://host:port"
+            )
+        if config.index_type == "HNSW":
+            raise ConfigError(
+                "index.milvus.index_type: HNSW needs a Milvus server (index.milvus.uri: "
+                "http://host:port); Milvus Lite, a local file, offers FLAT and AUTOINDEX"
+            )
+    if not COLLECTION_NAME.fullmatch(config.collection):
+        raise ConfigError(
+            f"index.milvus.collection: {_shown(config.collection)} is not a Milvus collection "
+            "name; use letters, digits and '_' (at most 200), starting with a letter or '_'"
+        )
 
 
 def _type_name(tp: Any) -> str:
@@ -283,6 +348,11 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     unknown = sorted(_shown(k) if not isinstance(k, str) else k for k in data if k not in fields)
     if unknown:
         where = f"{prefix}." if prefix else ""
+        if f"{where}{unknown[0]}" in SECRETS:
+            raise ConfigError(
+                f"{where}{unknown[0]}: secrets never go in the config file; "
+                f"set {SECRETS[f'{where}{unknown[0]}']} in the environment"
+            )
         raise ConfigError(
             f"unknown setting {where}{unknown[0]}; known settings here: {', '.join(fields)}"
         )
@@ -299,6 +369,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 def parse_config(data: Any, base_dir: Path = Path("."), source: Path | None = None) -> Config:
     """Validate a parsed YAML document into a Config; raise ConfigError naming the bad key."""
     config = _build(Config, data, "")
+    _check_milvus(config.index.milvus)
     model = Path(config.embedding.model).expanduser()
     if not model.is_absolute() and _is_dir(base_dir / model):
         # A model folder given relative to the config file, like every other path.
@@ -314,8 +385,18 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Read and validate a config file; without a path, config.yaml here or the defaults."""
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; without a path, config.yaml here or the defaults.
+
+    `environ` is the environment a command-line entry point hands in: the secrets come from it
+    (the Milvus token), never from the file.
+    """
+    config = _load_file(path)
+    token = (environ or {}).get(MILVUS_TOKEN_ENV, "").strip()
+    return dataclasses.replace(config, milvus_token=token) if token else config
+
+
+def _load_file(path: str | Path | None) -> Config:
     if path is None:
         path = Path("config.yaml")
         if not path.exists():

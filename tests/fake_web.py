@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +27,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     length: bool = True  # send Content-Length (else the body ends when the connection does)
+    trickle: float = 0.0  # seconds between the bytes of the status line and headers
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class FakeWeb:
                 try:
                     if response.delay:
                         time.sleep(response.delay)
+                    if response.trickle:
+                        return self._trickle(response)
                     self.send_response(response.status)
                     self.send_header("Content-Type", response.content_type)
                     if response.length:
@@ -109,10 +113,51 @@ class FakeWeb:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout, a page too large)
 
+            def _trickle(self, response: Response) -> None:
+                """The status line and headers one byte at a time, then the body."""
+                head = f"HTTP/1.0 {response.status} OK\r\nContent-Type: {response.content_type}\r\n"
+                head += "".join(f"X-Lambat-{i}: {'.' * 20}\r\n" for i in range(20))
+                head += f"Content-Length: {len(response.body)}\r\n\r\n"
+                for byte in head.encode():
+                    self.wfile.write(bytes([byte]))
+                    time.sleep(response.trickle)
+                self.wfile.write(response.body)
+
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
 
         return Handler
+
+
+def big_feed(web: FakeWeb, entries: int) -> bytes:
+    """An RSS feed of many entries, each listed twice (the second time under another id)."""
+    items = "".join(
+        f"<item><title>Kabar {i}</title><link>{web.base}/kabar/{i // 2}</link>"
+        f"<guid>kabar-{i}</guid></item>\n"
+        for i in range(entries)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Warta</title>'
+        f"<link>{web.base}/</link>{items}</channel></rss>"
+    ).encode()
+
+
+def long_page(paragraphs: int) -> bytes:
+    """A page of one article in that many short, different paragraphs."""
+    body = "".join(
+        f"<p>Warga kampung nomor {i} melaporkan banjir setinggi {i % 97} sentimeter.</p>\n"
+        for i in range(paragraphs)
+    )
+    return (
+        "<html lang='id'><head><title>Banjir Besar</title></head><body><article>"
+        f"<h1>Banjir Besar di Kampung</h1>{body}</article></body></html>"
+    ).encode()
+
+
+def squeeze(chunks, coding: str) -> bytes:
+    """The chunks compressed as one gzip or deflate (zlib) stream."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31 if coding == "gzip" else 15)
+    return b"".join([*(packer.compress(c) for c in chunks), packer.flush()])
 
 
 def news_site(web: FakeWeb) -> FakeWeb:

@@ -211,3 +211,30 @@ def test_table_targets_come_from_targets(monkeypatch):
     monkeypatch.setitem(bench.TARGETS, "answer_over_encode_seed", 1.2)
     table = bench.format_report(report)
     assert "| 1.50 s | ≤ 3.0 s |" in table and "| 1.10 | ≤ 1.2 |" in table
+
+
+@pytest.mark.slow
+def test_the_milvus_section_indexes_into_milvus_lite_and_times_it(tmp_path, capsys):
+    vectors = np.random.default_rng(0).standard_normal((80, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.save(tmp_path / "ref.npy", vectors)
+    args = ["--only", "milvus", "--milvus", "300", "--questions", "5", "--cold-runs", "1"]
+    args += ["--json", "--reference", str(tmp_path / "ref.npy"), *_inputs(tmp_path)]
+    assert bench.main(args) == 0
+    report = json.loads(capsys.readouterr().out)["milvus"]
+    assert report["n"] == 300 + 10  # one article added after the build
+    build = report["build"]
+    assert build["summary"]["embedded"] == 300 and build["passages_per_s"] > 0
+    assert build["insert_rows"] >= 300 + 30 and build["insert_rows_per_s"] > 0
+    for key in ("dense", "keyword", "search"):
+        assert report[key]["p50_ms"] > 0
+    assert report["rss"]["milvus_lite_serving"]["now_mb"] > 10
+    assert report["cold_start"]["seconds_p50"] > 0
+    table = bench.format_report({"machine": {}, "backend": "x", "milvus": report} | _machine())
+    assert "milvus lite 300: inserts (" in table and "rows/s" in table
+    assert "milvus lite 300: a question's whole search" in table
+
+
+def _machine() -> dict:
+    keys = ("cpu", "cores", "memory_gb", "load_average_at_start", "python", "faiss")
+    return {"machine": dict.fromkeys(keys, "x")}

@@ -39,6 +39,7 @@ def fake():
 
 def admin_config(tiny_corpus, tmp_path, web: FakeWeb, **sources) -> Config:
     values = {"delay_seconds": 0, "timeout_seconds": 1, "feeds": [web.url("/feed.xml")]}
+    values["allow_private_networks"] = True  # the site is on 127.0.0.1
     values.update(sources)
     return make_config(
         tiny_corpus,
@@ -79,7 +80,7 @@ def test_everyone_else_is_refused_and_logged(site_qa, fake, web, caplog):
     caplog.set_level(logging.INFO, logger="tanya")
     with running(site_qa, fake):
         add = one_reply(fake, fake.message(88, f"/add {web.url(ARTICLE)}"))
-        refresh = one_reply(fake, fake.message(88, "/refresh", language_code="en"))
+        refresh = one_reply(fake, fake.message(87, "/refresh", language_code="en"))
         group = one_reply(
             fake, fake.message(-5, f"/add {web.url(ARTICLE)}", user_id=89, chat_type="group")
         )
@@ -88,8 +89,25 @@ def test_everyone_else_is_refused_and_logged(site_qa, fake, web, caplog):
     assert group["text"] == html.escape(INDONESIAN.admin_only)
     assert web.hits == [] and stored(site_qa.config) == []
     assert "refused /add from user 88 in chat 88: not in telegram.admin_ids" in caplog.text
-    assert "refused /refresh from user 88" in caplog.text
+    assert "refused /refresh from user 87" in caplog.text
     assert "refused /add from user 89 in chat -5" in caplog.text
+
+
+def test_a_flood_of_refused_commands_is_rate_limited_and_logged_once(site_qa, fake, web, caplog):
+    caplog.set_level(logging.INFO, logger="tanya")
+    with running(site_qa, fake, rate_limit_per_minute=3):
+        for i in range(40):
+            fake.message(88, f"/add {web.url(ARTICLE)}?{i}" if i % 2 else "/refresh")
+        settle(fake)
+        other = one_reply(fake, fake.message(86, "/refresh"))
+    assert len(fake.sent(chat_id=88)) == 3  # as many as the questions a minute allows
+    assert other["text"] == html.escape(INDONESIAN.admin_only)  # another user is not held up
+    refusals = [r for r in caplog.records if r.getMessage().startswith("refused ")]
+    assert [r.getMessage().split(" in chat")[0] for r in refusals] == [
+        "refused /refresh from user 88",
+        "refused /refresh from user 86",
+    ]
+    assert web.hits == []
 
 
 def test_add_says_how_to_use_it_and_why_a_page_failed(site_qa, fake, web):
@@ -103,6 +121,21 @@ def test_add_says_how_to_use_it_and_why_a_page_failed(site_qa, fake, web):
         f"Tidak dapat menambahkan {web.url('/hilang')}: server menjawab HTTP 404."
     )
     assert not_article["text"].startswith(f"Could not add {web.url('/indeks')}: only 0 words")
+
+
+def test_add_of_a_private_address_says_so_not_robots(tiny_corpus, tmp_path, web, fake):
+    config = admin_config(tiny_corpus, tmp_path, web, allow_private_networks=False)
+    reindex(config, embedder=FakeEmbedder())
+    with running(Answerer(config, embedder=FakeEmbedder()), fake):
+        closed = one_reply(fake, fake.message(ADMIN, "/add http://127.0.0.1:1/"), timeout=30)
+        english = fake.message(ADMIN, f"/add {web.url(ARTICLE)}", language_code="en")
+        site = one_reply(fake, english, timeout=30)
+    assert closed["text"] == (
+        "Tidak dapat menambahkan http://127.0.0.1:1/: alamat jaringan privat tidak diambil "
+        "(private address (127.0.0.1); fetched only with sources.allow_private_networks)."
+    )
+    assert site["text"].startswith(f"Could not add {web.url(ARTICLE)}: private address (")
+    assert "robots" not in closed["text"] + site["text"] and web.hits == []
 
 
 def test_refresh_reads_the_feeds_now(site_qa, fake, web, caplog):

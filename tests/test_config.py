@@ -88,6 +88,32 @@ def test_no_config_file_means_defaults(tmp_path, monkeypatch):
         ({"sources": {"folder": "web/.cache/x"}}, "sources.folder: 'web/.cache/x' has a hidden"),
         ({"ui": {"language": "fr"}}, "ui.language: 'fr' is not allowed; use one of: auto, id, en"),
         ({"telegram": {"admin_ids": ["me"]}}, "telegram.admin_ids[0]: expected an integer"),
+        (
+            {"index": {"backend": "opensearch"}},
+            "index.backend: 'opensearch' is not allowed; use one of: local, milvus",
+        ),
+        (
+            {"index": {"milvus": {"token": "root:Milvus"}}},
+            "index.milvus.token: secrets never go in the config file; set MILVUS_TOKEN",
+        ),
+        (
+            {"index": {"milvus": {"index_type": "HNSW"}}},
+            "index.milvus.index_type: HNSW needs a Milvus server",
+        ),
+        (
+            {"index": {"milvus": {"index_type": "IVF_PQ"}}},
+            "index.milvus.index_type: 'IVF_PQ' is not allowed; use one of: FLAT, AUTOINDEX, HNSW",
+        ),
+        (
+            {"index": {"milvus": {"uri": "data/my milvus.db"}}},
+            "index.milvus.uri: Milvus Lite needs a file name of at most 36 letters",
+        ),
+        ({"index": {"milvus": {"uri": "http://"}}}, "index.milvus.uri: 'http://' is not a URL"),
+        (
+            {"index": {"milvus": {"collection": "news-2024"}}},
+            "index.milvus.collection: 'news-2024' is not a Milvus collection name",
+        ),
+        ({"index": {"milvus": {"batch_size": 0}}}, "index.milvus.batch_size: 0 is out of range"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(data, message):
@@ -162,3 +188,26 @@ def test_reindex_command_names_a_non_default_config(tmp_path):
     path.write_text("{}\n", "utf-8")
     assert load_config(path).reindex_command(full=True) == f"tanya-reindex --config {path} --full"
     assert Config().reindex_command() == "tanya-reindex"
+
+
+def test_a_milvus_server_takes_hnsw_and_the_token_comes_from_the_environment(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "index:\n  backend: milvus\n  milvus:\n    uri: https://milvus.example.org:19530\n"
+        "    index_type: HNSW\n",
+        "utf-8",
+    )
+    config = load_config(path, {"MILVUS_TOKEN": " root:secret \n"})
+    assert config.index.milvus.index_type == "HNSW"
+    assert config.milvus_uri == "https://milvus.example.org:19530"
+    assert config.milvus_token == "root:secret"
+    assert "secret" not in repr(config)
+    assert load_config(path).milvus_token == ""
+
+
+def test_a_milvus_lite_file_is_relative_to_the_config_file(tmp_path):
+    path = tmp_path / "conf" / "config.yaml"
+    path.parent.mkdir()
+    path.write_text("index: {backend: milvus, milvus: {uri: data/news.db}}\n", "utf-8")
+    assert load_config(path).milvus_uri == str(tmp_path / "conf" / "data" / "news.db")
+    assert Config().index.backend == "local"

@@ -223,7 +223,7 @@ def test_command_prints_the_json_keys_and_one_line_per_question(
         "r1", "r5", "r10", "mrr10", "r1_any", "highlight1", "highlight1_any", "exact_match", "f1",
         "decline_rate_unanswerable", "false_decline_rate", "n", "n_answerable",
         "n_unanswerable", "qps", "right", "answer_rate", "bold_precision", "bold_exact",
-        "declined_strict_unanswerable", "replies", "groups",
+        "declined_strict_unanswerable", "replies", "groups", "answer_p50_ms",
     }  # fmt: skip
     assert sum(figures["replies"].values()) == 13
     assert (figures["n"], figures["n_answerable"], figures["n_unanswerable"]) == (13, 10, 3)

@@ -44,6 +44,7 @@ def site_config(tmp_path: Path, web: FakeWeb, **sources) -> Config:
     corpus = tmp_path / "corpus"
     corpus.mkdir(exist_ok=True)
     values = {"delay_seconds": 0, "timeout_seconds": 1, "feeds": [web.url("/feed.xml")]}
+    values["allow_private_networks"] = True  # the site is on 127.0.0.1
     values.update(sources)
     return make_config(corpus, tmp_path / "index" / ".index", sources=values)
 
@@ -378,7 +379,9 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_tanya_add_then_the_question_is_answered(tmp_path, web):
     (tmp_path / "corpus").mkdir()
     (tmp_path / "config.yaml").write_text(
-        f"sources: {{delay_seconds: 0, feeds: ['{web.url('/feed.xml')}']}}\n", "utf-8"
+        "sources: {delay_seconds: 0, allow_private_networks: true, "
+        f"feeds: ['{web.url('/feed.xml')}']}}\n",
+        "utf-8",
     )
     result = run_cli(web.url(ARTICLE), web.url("/hilang"), cwd=tmp_path)
     assert result.returncode == 1  # one of the pages asked for could not be added

@@ -22,6 +22,7 @@ from retrieval.errors import (
     IndexMissingError,
     ReindexLockedError,
 )
+from retrieval.index import segments
 from retrieval.index.folder import file_checksums, load_index
 from retrieval.index.reindex import builds_dir, main, reindex, reindex_lock
 
@@ -165,14 +166,19 @@ def test_corrupt_build_says_rebuild(tiny_index):
     assert chunk_docs(tiny_index) == ["banjir", "pasar", "sepakbola"]
 
 
+@pytest.mark.parametrize("mapped", [False, True], ids=["copied", "mapped"])
 @pytest.mark.parametrize("name", ["vectors.npy", "sentence_vectors.npy"])
-def test_truncated_vectors_say_rebuild_and_loaded_ones_are_mapped_read_only(tiny_index, name):
+def test_truncated_vectors_say_rebuild_and_loaded_ones_are_read_only(
+    tiny_index, name, mapped, monkeypatch
+):
+    if mapped:  # as an archive's large files are
+        monkeypatch.setattr(segments, "COPY_UP_TO", 0)
     live = Path(os.path.realpath(tiny_index.index_path))
     loaded = load_index(tiny_index.index_path, tiny_index)
     (segment,) = loaded.segments
-    assert isinstance(segment.vectors, np.memmap) and not segment.vectors.flags.writeable
-    assert isinstance(segment.sentence_vectors, np.memmap)
-    del loaded, segment  # a mapped file must not shrink under a reader; segments never change
+    for vectors in (segment.vectors, segment.sentence_vectors):
+        assert isinstance(vectors, np.memmap) == mapped and not vectors.flags.writeable
+    del loaded, segment, vectors  # a mapped file must not shrink under a reader
     path = segment_file(live, name)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 100])  # the header survives, rows are missing
@@ -379,6 +385,9 @@ def test_a_reindex_adds_a_segment_and_hides_deleted_rows(tiny_corpus, tmp_path, 
     deleted = len(index.deleted[0].docs)
     assert deleted == index.size - index.count > 0
     assert index.manifest["segments"][0]["deleted"] == deleted
+    counts = [e["articles"] for e in index.manifest["segments"]]
+    assert counts[1] == 2 and sum(counts) == len(index.articles) == len(index.manifest["documents"])
+    index.check()  # every part reads, and each segment holds the articles its entry says
     # The same rankings as a fresh build of the same corpus, with no stale passage in them.
     fresh = _approximate(tiny_corpus, tmp_path / "f" / ".index", stale_share=0.9, kind=kind)
     reindex(fresh, embedder=FakeEmbedder())
@@ -418,6 +427,23 @@ def test_a_segment_with_too_many_deleted_rows_is_rewritten(tiny_corpus, tmp_path
     assert result.stats.embedded == sum(1 for c in index.chunks if c.doc_id == "sepakbola")
 
 
+def test_a_build_without_article_counts_is_counted(tiny_index, tiny_corpus):
+    live = Path(os.path.realpath(tiny_index.index_path))
+    manifest = json.loads((live / "manifest.json").read_text("utf-8"))
+    for entry in manifest["segments"]:
+        del entry["articles"]  # as a build was written before the counts were kept
+    (live / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+    (tiny_corpus / "pasar.txt").unlink()
+    (tiny_corpus / "baru.txt").write_text("Judul Baru\n\nKabar baru dari Bandung.", "utf-8")
+    keep = dataclasses.replace(tiny_index.index, rebuild_stale_share=0.9)  # not rewritten
+    config = dataclasses.replace(tiny_index, index=keep)
+    result = reindex(config, embedder=FakeEmbedder())
+    assert (result.stats.added, result.stats.removed) == (1, 1)
+    index = load_index(config.index_path, config)
+    assert [e["articles"] for e in index.manifest["segments"]] == [2, 1]
+    index.check()
+
+
 def test_small_segments_are_merged(tiny_corpus, tmp_path, monkeypatch):
     from retrieval.index import folder as index_module
 
@@ -430,6 +456,7 @@ def test_small_segments_are_merged(tiny_corpus, tmp_path, monkeypatch):
         assert result.stats.embedded == 1
         index = load_index(config.index_path, config)
         assert len(index.segments) == min(i + 2, 3)
+        index.check()
     assert sorted(index.articles) == sorted(
         ["banjir", "pasar", "sepakbola"] + [f"kabar{i}" for i in range(5)]
     )
@@ -490,7 +517,8 @@ def test_word_sets_of_other_texts_say_rebuild(tiny_index):
     live = Path(os.path.realpath(tiny_index.index_path))
     TermTable.build(["satu teks saja"]).save(segment_file(live, "passage_terms"))
     reseal(live)
-    with pytest.raises(IndexCorruptError, match="inconsistent"):
+    wrong = r"passage_terms/tokens_offsets\.npy is damaged \(has shape \(2,\) where \(6,\)"
+    with pytest.raises(IndexCorruptError, match=wrong):
         load_index(tiny_index.index_path, tiny_index)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -70,16 +71,22 @@ class AdminCommands:
         return user is not None and user.id in self.admins
 
     async def refuse_admin_action(self, update: Update, action: str) -> None:
-        """The refusal for anyone but an admin, logged with who asked."""
+        """The refusal for anyone but an admin, logged with who asked (once a minute per
+        user), and sent within the rate limit."""
         user = update.effective_user
-        log.warning(
-            "refused %s from user %s in chat %s: not in telegram.admin_ids",
-            action,
-            user.id if user else None,
-            update.effective_chat.id,
-        )
-        texts = self.command_texts(update)
-        await reply(update.effective_message, html.escape(texts.admin_only))
+        user_id = user.id if user else update.effective_chat.id
+        now = time.monotonic()
+        if self.refusals_logged.allow(user_id, now):
+            log.warning(
+                "refused %s from user %s in chat %s: not in telegram.admin_ids "
+                "(further refusals of this user in the next minute are not logged)",
+                action,
+                user_id,
+                update.effective_chat.id,
+            )
+        if self.refusals.allow(user_id, now):
+            texts = self.command_texts(update)
+            await reply(update.effective_message, html.escape(texts.admin_only))
 
     async def admin_allowed(self, update: Update, command: str) -> bool:
         """Whether this admin command may run here; if not, the refusal is sent."""
@@ -135,11 +142,12 @@ class AdminCommands:
             return
         (outcome,) = report.outcomes
         log.info(
-            "admin %s: /add %s: %s%s",
+            "admin %s: /add %s: %s%s%s",
             update.effective_user.id,
             url,
             outcome.status,
             f" ({outcome.reason})" if outcome.reason else f": {outcome.title}",
+            f"; {outcome.note}" if outcome.note else "",
         )
         await reply(message, html.escape(_outcome_text(texts, outcome)))
 

@@ -74,6 +74,10 @@ class TanyaBot(AdminCommands):
         self.answerer = answerer
         self.histories = ChatHistories(config.telegram.history_size)
         self.rate_limit = RateLimit(config.telegram.rate_limit_per_minute)
+        # Refused admin commands are answered within the same limit as questions, and logged
+        # once per user a minute: a flood of /add costs neither replies nor log lines.
+        self.refusals = RateLimit(config.telegram.rate_limit_per_minute)
+        self.refusals_logged = RateLimit(1)
         self.allowed = frozenset(config.telegram.allowed_chat_ids)
         self.refused: set[int] = set()
         self._watcher: asyncio.Task | None = None
@@ -300,6 +304,9 @@ class TanyaBot(AdminCommands):
             result = await work
         except QuestionError as exc:
             return await reply(message, html.escape(_sentence(texts.cannot_ask(exc))))
+        except TanyaError as exc:  # a damaged index file, named with its fix: no traceback
+            log.error("cannot answer in chat %s: %s", message.chat.id, exc)
+            return await reply(message, html.escape(texts.apology))
         self.histories.record(message.chat.id, result.turn())
         # Splitting a long answer into valid HTML parts is CPU work too.
         parts = await asyncio.to_thread(

@@ -17,8 +17,8 @@ import numpy as np
 from ..config import Config, ReaderConfig, SearchConfig
 from ..corpus.chunking import Chunk
 from ..errors import IndexMismatchError, QuestionError
-from ..index.folder import ArticleInfo, read_manifest
-from ..index.store import PassageStore, open_store
+from ..index.folder import ArticleInfo
+from ..index.store import PassageStore, live_version, open_store
 from ..models.artefacts import read_artefact
 from ..models.embedding import Embedder, make_embedder
 from ..models.reader import WEIGHTS, Reader, Reading, Span
@@ -422,8 +422,7 @@ class Answerer:
 
     def live_version(self) -> str:
         """The build id of the index the config points at now (may be newer than the loaded one)."""
-        path = Path(self.config.index_path)
-        return read_manifest(Path(path.resolve())).get("build_id", "")
+        return live_version(self.config)
 
     def reload_if_changed(self) -> bool:
         """Load a newer index if one was swapped in; the old one serves until it is complete."""

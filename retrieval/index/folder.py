@@ -21,9 +21,10 @@ from ..corpus.articles import Article
 from ..corpus.chunking import Chunk, chunk_article
 from ..errors import ConfigError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from ..models.embedding import Embedder, model_key
+from .arrays import Damaged
 from .keyword import tokenize
 from .postings import Deleted, KeywordIndex, Postings
-from .segments import ARTICLES, Chunks, ChunkStore, Rows, Segment, Terms, link_folder
+from .segments import ARTICLES, Chunks, ChunkStore, Rows, Segment, Shape, Terms, link_folder
 from .terms import TermTable
 
 FORMAT_VERSION = 2
@@ -212,6 +213,28 @@ class IndexData:
             self._articles = articles
         return self._articles
 
+    def check(self) -> None:
+        """Read every passage, article, posting and word set once (what `bot.py --check`
+        does, as one question reads only some); IndexCorruptError naming a damaged file."""
+        self.articles  # noqa: B018 - parsed and checked
+        for segment, gone, entry in zip(
+            self.segments, self.deleted, self.manifest["segments"], strict=True
+        ):
+            live = sum(
+                1 for f in segment.articles().values() if not _contains(gone.docs, f["first"])
+            )
+            if entry.get("articles", live) != live:
+                raise IndexCorruptError(
+                    f"the index at {self.path} is inconsistent: segment {segment.id} holds "
+                    f"{live:,} articles, its manifest entry says {entry['articles']:,}. "
+                    f"Rebuild it with: {segment.opening.rebuild}"
+                )
+            for row in range(segment.count):
+                segment.chunks[row]
+            segment.postings.check()
+            segment.passage_terms.check()
+            segment.sentence_terms.check()
+
     def dense_search(self, query_vector: np.ndarray, k: int) -> np.ndarray:
         """Rows of the k nearest live passages, best first."""
         query = np.ascontiguousarray(query_vector.reshape(1, -1), dtype=np.float32)
@@ -397,7 +420,8 @@ def load_index(
         segments, deleted = [], []
         for entry in manifest["segments"]:
             folder = real / "segments" / entry["id"]
-            segments.append(Segment.open(folder, search))
+            shape = Shape.of(entry, manifest.get("dimension"))
+            segments.append(Segment.open(folder, search, shape, full))
             reading = f"deleted/{entry['id']}.npz"
             gone = Deleted.none()
             if entry.get("deleted"):
@@ -413,9 +437,10 @@ def load_index(
                 f"the index at {path} cannot be read: {reading} cannot be read "
                 f"({exc.strerror or exc}). Rebuild it with: {full}"
             ) from exc
+        detail = str(exc) if isinstance(exc, Damaged) else f"{exc.__class__.__name__}: {exc}"
         raise IndexCorruptError(
-            f"the index at {path} cannot be read: {reading} is damaged "
-            f"({exc.__class__.__name__}: {exc}). Rebuild it with: {full}"
+            f"the index at {path} cannot be read: {reading} is damaged ({detail}). "
+            f"Rebuild it with: {full}"
         ) from exc
     consistent = all(s.consistent() for s in segments) and all(
         len(d.docs) == entry.get("deleted", 0)
@@ -427,6 +452,8 @@ def load_index(
             f"the index at {path} is inconsistent (chunk and vector counts differ). "
             f"Rebuild it with: {full}"
         )
+    if search:
+        data.articles  # noqa: B018 - read now, so a damaged articles.json is named at load
     return data
 
 
@@ -508,7 +535,7 @@ def build_index(
     for article in fresh_articles:
         fresh.extend(chunk_article(article, config.chunking.max_tokens, embedder.count_tokens))
     gone_docs = {d for d, h in old_hashes.items() if documents.get(d) != h}
-    keep, deleted, rewrite = _plan(previous, gone_docs, config, len(fresh) > 0)
+    keep, deleted, rewrite, removed = _plan(previous, gone_docs, config, len(fresh) > 0)
     carried = sum(previous.segments[i].count - len(deleted[i].docs) for i in keep + rewrite)
     check_faiss_settings(config.index, carried + len(fresh))  # before the embedding
 
@@ -533,7 +560,11 @@ def build_index(
     for i in keep:
         segment, gone = previous.segments[i], deleted[i]
         link_folder(segment.folder, folder / "segments" / segment.id)
-        entry = dict(previous.manifest["segments"][i], deleted=len(gone.docs))
+        entry = dict(
+            previous.manifest["segments"][i],
+            deleted=len(gone.docs),
+            articles=_live_articles(previous, i, gone, removed[i]),
+        )
         entries.append(entry)
         prefix = f"segments/{segment.id}/"
         files.update({k: v for k, v in previous.manifest["files"].items() if k.startswith(prefix)})
@@ -573,7 +604,10 @@ def build_index(
     }
     _write_json(folder / MANIFEST, manifest)
     # Opened without FAISS: a reindex does not search the build it made (a caller may).
-    segments = [Segment.open(folder / "segments" / e["id"], search=False) for e in entries]
+    segments = [
+        Segment.open(folder / "segments" / e["id"], False, Shape.of(e, embedder.dim))
+        for e in entries
+    ]
     gone_list = [deleted[i] for i in keep] + ([Deleted.none()] if part.chunks else [])
     data = IndexData(manifest, segments, gone_list, config, folder, search=False)
     added = sum(1 for d in documents if d not in old_hashes)
@@ -597,12 +631,13 @@ def _files_under(folder: Path) -> list[Path]:
 
 def _plan(
     previous: IndexData | None, gone_docs: set[str], config: Config, adding: bool
-) -> tuple[list[int], list[Deleted], list[int]]:
+) -> tuple[list[int], list[Deleted], list[int], list[int]]:
     """Which previous segments are kept as they are, what each has deleted after this build,
-    and which are rewritten into the new segment."""
+    which are rewritten into the new segment, and how many articles each loses now."""
     if previous is None:
-        return [], [], []
+        return [], [], [], []
     deleted = list(previous.deleted)
+    removed = [0] * len(previous.segments)
     if gone_docs:
         for i, segment in enumerate(previous.segments):
             rows = []
@@ -610,6 +645,7 @@ def _plan(
                 first = fields["first"]
                 if doc_id in gone_docs and not _contains(deleted[i].docs, first):
                     rows.extend(range(first, first + fields["count"]))
+                    removed[i] += 1
             if rows:
                 tokens = [tokenize(segment.chunks[r].text, config.search.stemming) for r in rows]
                 deleted[i] = deleted[i].plus(segment.postings, np.asarray(rows), tokens)
@@ -634,7 +670,20 @@ def _plan(
         smallest = min(keep, key=lambda i: previous.segments[i].count)
         keep.remove(smallest)
         rewrite.append(smallest)
-    return keep, deleted, sorted(rewrite)
+    return keep, deleted, sorted(rewrite), removed
+
+
+def _live_articles(previous: IndexData, i: int, gone: Deleted, removed: int) -> int:
+    """The articles a kept segment still holds after this build: its manifest entry's count
+    less those removed now (counted from its articles for a build written without counts)."""
+    entry = previous.manifest["segments"][i]
+    if isinstance(entry.get("articles"), int):
+        return entry["articles"] - removed
+    return sum(
+        1
+        for fields in previous.segments[i].articles().values()
+        if not _contains(gone.docs, fields["first"])
+    )
 
 
 def _carry(part: _Part, segment: Segment, gone: Deleted) -> None:
@@ -697,6 +746,7 @@ def write_segment(folder: Path, part: _Part, config: Config, dim: int) -> dict:
         "count": len(chunks),
         "sentences": int(offsets[-1]),
         "deleted": 0,
+        "articles": len(articles),
         "faiss": faiss_settings(config.index, len(chunks)),
     }
 

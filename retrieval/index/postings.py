@@ -18,6 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import (
+    READ_IN,
+    Damaged,
+    Opening,
+    check_ends,
+    check_ids,
+    check_offsets,
+    check_runs,
+    damaged,
+)
 from .keyword import tokenize
 
 K1, B = 1.5, 0.75
@@ -43,6 +53,8 @@ class Postings:
     docs: np.ndarray  # int32, local document numbers, ascending within a term
     tf: np.ndarray  # uint16
     lengths: np.ndarray  # int32, tokens per document
+    folder: Path | None = None  # where it was loaded from, to name a damaged file
+    opening: Opening = READ_IN
 
     @classmethod
     def build(cls, token_lists: Iterable[Sequence[str]]) -> Postings:
@@ -87,16 +99,54 @@ class Postings:
             np.save(folder / name, values)
 
     @classmethod
-    def load(cls, folder: Path) -> Postings:
-        """Mapped from disk: opening costs nothing whatever the size."""
-        arrays = []
-        for name in FILES:
-            try:
-                arrays.append(np.load(folder / name, mmap_mode="r", allow_pickle=False))
-            except BaseException as exc:
-                exc.add_note(name)
-                raise
-        return cls(*arrays)
+    def load(cls, folder: Path, count: int | None = None, opening: Opening = READ_IN) -> Postings:
+        """Opened from disk (read into memory or mapped, as `opening` says), each file's
+        header checked (`count` documents, when given) and the offsets' ends against the
+        postings."""
+        name = FILES[0]
+        try:
+            terms = opening.array(folder / name, "S", (None,))
+            name = FILES[4]
+            lengths = opening.array(folder / name, np.int32, (count,))
+            name = FILES[2]
+            docs = opening.array(folder / name, np.int32, (None,))
+            name = FILES[3]
+            tf = opening.array(folder / name, np.uint16, (len(docs),))
+            name = FILES[1]
+            offsets = opening.array(folder / name, np.int64, (len(terms) + 1,))
+            check_ends(offsets, len(docs))
+        except BaseException as exc:
+            exc.add_note(name)
+            raise
+        return cls(terms, offsets, docs, tf, lengths, folder, opening)
+
+    def span(self, term: int) -> tuple[int, int]:
+        """Where the term's postings lie: [start, end); IndexCorruptError naming the file
+        when that is not inside the postings."""
+        start, end = int(self.offsets[term]), int(self.offsets[term + 1])
+        if self.folder is not None:
+            check_runs([start], [end], len(self.docs), self.folder / FILES[1], self.opening.rebuild)
+        return start, end
+
+    def documents(self, start: int, end: int) -> np.ndarray:
+        """The document numbers of postings [start, end); IndexCorruptError naming the file
+        when one is not a document of this segment."""
+        docs = np.asarray(self.docs[start:end])
+        if self.folder is not None:
+            where = self.folder / FILES[2]
+            check_ids(docs, len(self.lengths), where, "document numbers", self.opening.rebuild)
+        return docs
+
+    def check(self) -> None:
+        """Check every offset and document number (a health check's work: searching checks
+        those it reads)."""
+        if self.folder is None:
+            return
+        try:
+            check_offsets(self.offsets, len(self.docs))
+        except Damaged as exc:
+            raise damaged(self.folder / FILES[1], str(exc), self.opening.rebuild) from exc
+        self.documents(0, len(self.docs))
 
     def find(self, key: bytes) -> int:
         """The term's number, or -1."""
@@ -104,7 +154,8 @@ class Postings:
         return at if at < len(self.terms) and self.terms[at] == key else -1
 
     def doc_freq(self, term: int) -> int:
-        return int(self.offsets[term + 1] - self.offsets[term])
+        start, end = self.span(term)
+        return end - start
 
     def term_counts(self, token_lists: Sequence[Sequence[str]]) -> dict[int, int]:
         """For these documents' tokens: term number -> how many of the documents hold it."""
@@ -209,7 +260,7 @@ class KeywordIndex:
             for i, segment in enumerate(self._segments):
                 term = segment.find(key)
                 if term >= 0:
-                    found.append((i, int(segment.offsets[term]), int(segment.offsets[term + 1])))
+                    found.append((i, *segment.span(term)))
                     df += segment.doc_freq(term) - self._deleted.get(i, {}).get(term, 0)
             if df > 0:
                 idf = np.float32(np.log(1 + (self.live - df + 0.5) / (df + 0.5)))
@@ -226,7 +277,7 @@ class KeywordIndex:
         touched = []
         for i, a, b in term.found:
             segment = self._segments[i]
-            docs = segment.docs[a:b]
+            docs = segment.documents(a, b)
             tf = segment.tf[a:b].astype(np.float32)
             part = tf / (self._norms[i][docs] + tf)
             part *= term.idf * np.float32(term.repeat)

@@ -202,7 +202,8 @@ class ReindexResult:
 
 def _usable_manifest(index_path: Path, config: Config) -> dict | None:
     """The live build's manifest when it serves this config and its files look as written
-    (sizes and times; see verify_files); None otherwise."""
+    (sizes and times; see verify_files); None otherwise. Only then are corpus files the build
+    recorded left unread."""
     try:
         real = Path(os.path.realpath(index_path))
         manifest = read_manifest(real)
@@ -276,6 +277,8 @@ def reindex(
     started = time.perf_counter()
     index_path = config.index_path
     with nullcontext() if locked else reindex_lock(index_path):
+        if config.index.backend == "milvus":
+            return _reindex_milvus(config, full, embedder, progress_factory, started)
         if index_path.exists() and not index_path.is_symlink():
             raise IndexCorruptError(
                 f"{index_path} is a plain folder, not a link to a build; "
@@ -285,28 +288,25 @@ def reindex(
         live = None if full else _usable_manifest(index_path, config)
         # Files unchanged since the live build are not read again (not for --full).
         corpus = read_corpus(config, known_files(index_path) if live else None)
-        readable = not any(p.unreadable for p in corpus.problems)
-        if live and not verify and readable and _up_to_date(live, corpus.hashes, config):
-            # Nothing to do: decided from the manifest, without opening the index.
-            return _unchanged(index_path, corpus, live["chunks"], started)
+        # Opened whether or not anything changed: every file's header is checked, so a
+        # damaged build is rebuilt, not declared up to date (FAISS is opened only to search).
         previous = _previous(index_path, config, full, verify)
+        if corpus.unchanged and not _holds(previous, corpus.unchanged):
+            # Those files' articles were to come from the live build, which cannot give them.
+            log.warning("reading every corpus file again, as the index cannot be reused")
+            corpus = read_corpus(config)
         # An article whose file cannot be read this time keeps its last indexed version.
         kept = unreadable_articles(corpus, previous)
         documents = document_hashes(corpus.hashes, previous, kept)
         if previous is not None and _up_to_date(previous.manifest, documents, config):
             return _unchanged(index_path, corpus, previous.count, started, tuple(kept))
-        if not corpus.hashes:
-            reasons = "".join(f"\n  {p}" for p in corpus.problems[:10])
-            raise TanyaError(
-                f"no articles could be read from {config.corpus_path}; "
-                f"the index was left as it was{reasons}"
-            )
+        _check_readable(config, corpus)
         embedder = embedder or make_embedder(config.embedding)
         previous_documents = _replaced_documents(index_path) if full else None
 
         build = builds_dir(index_path) / new_build_id()
         try:
-            _, stats = build_index(
+            built, stats = build_index(
                 build,
                 corpus.articles,
                 embedder,
@@ -317,6 +317,7 @@ def reindex(
                 corpus.files,
             )
             read_manifest(build)  # the build must load before it goes live
+            _check_complete(built, documents, build, config)
             swap_in(index_path, build)
         except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
             if not build.exists():  # failed before writing anything
@@ -336,6 +337,64 @@ def reindex(
             stats = _full_build_stats(documents, previous_documents, stats)
         prune_builds(index_path)
         return ReindexResult(stats, corpus.problems, True, index_path, tuple(kept))
+
+
+def _holds(previous: IndexData | None, unchanged: dict[str, str]) -> bool:
+    """Whether the previous build holds these articles (of files not read again) as they are."""
+    if previous is None:
+        return False
+    documents = previous.manifest["documents"]
+    return all(documents.get(doc_id) == digest for doc_id, digest in unchanged.items())
+
+
+def _check_complete(built: IndexData, documents: dict, build: Path, config: Config) -> None:
+    """TanyaError, the new build removed, unless it holds as many articles as the corpus
+    (counted per segment as written, so an archive's articles are not all read again): a
+    build that lost articles must never go live."""
+    held = sum(entry["articles"] for entry in built.manifest["segments"])
+    if held != len(documents):
+        _discard(build, config.index_path)
+        raise TanyaError(
+            f"the new index would hold {held:,} of the corpus's {len(documents):,} articles, "
+            "so it was not made live and the index was left as it was. "
+            f"Rebuild it with: {config.reindex_command(full=True)}"
+        )
+
+
+def _check_readable(config: Config, corpus: Corpus) -> None:
+    """Refuse to index nothing: an empty read is a problem to report, not a corpus to index."""
+    if not corpus.hashes:
+        reasons = "".join(f"\n  {p}" for p in corpus.problems[:10])
+        raise TanyaError(
+            f"no articles could be read from {config.corpus_path}; "
+            f"the index was left as it was{reasons}"
+        )
+
+
+def _reindex_milvus(
+    config: Config, full: bool, embedder: Embedder | None, progress_factory, started: float
+) -> ReindexResult:
+    """The reindex against a Milvus collection (milvus.py): the same corpus, content hashes and
+    kept articles as the local index's, but a changed model is refused, not rebuilt."""
+    from . import milvus
+
+    corpus = read_corpus(config)
+    previous = None if full else milvus.open_previous(config)
+    kept = unreadable_articles(corpus, previous)
+    documents = document_hashes(corpus.hashes, previous, kept)
+    if previous is None or previous.manifest["documents"] != documents:
+        _check_readable(config, corpus)
+    stats = milvus.sync(
+        config,
+        corpus.articles,
+        documents,
+        lambda: embedder or make_embedder(config.embedding),
+        full,
+        progress_factory,
+    )
+    stats = dataclasses.replace(stats, seconds=time.perf_counter() - started)
+    swapped = full or bool(stats.added or stats.changed or stats.removed)
+    return ReindexResult(stats, corpus.problems, swapped, config.index_path, tuple(kept))
 
 
 def _discard(build: Path, index_path: Path) -> None:
@@ -422,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, os.environ)
         result = reindex(
             config,
             full=args.full,

@@ -12,10 +12,12 @@ answering see the index.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import mmap
 import os
 import shutil
+import struct
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,20 +26,57 @@ import faiss
 import numpy as np
 
 from ..corpus.chunking import Chunk
+from .arrays import (
+    READ_IN,
+    Damaged,
+    Opening,
+    check_ends,
+    check_offsets,
+    check_runs,
+    damaged,
+    offsets_shape,
+)
 from .postings import Postings
 from .terms import TermTable
 
 CHUNKS, CHUNK_OFFSETS, ARTICLES = "chunks.jsonl", "chunk_offsets.npy", "articles.json"
+FAISS = "faiss.index"
+# FAISS's own header: the index kind, dimension, vector count, two unused fields, whether it
+# is trained, the metric. The kinds index.make_faiss writes: flat, HNSW, IVF (inner product).
+FAISS_HEADER = struct.Struct("<4siqqq?i")
+FAISS_KINDS = (b"IxFI", b"IHNf", b"IwFl")
+REBUILD = "tanya-reindex"
+# A mapped file truncated under a running process kills it (SIGBUS) when a page past its new
+# end is touched; a copy cannot be. A segment whose files come to at most this much is read
+# into memory; a larger one (an archive's) stays mapped, as a build is never changed in place.
+COPY_UP_TO = 64 * 1024 * 1024
+# What articles.json holds per article besides its rows: index.ArticleInfo's fields.
+ARTICLE_FIELDS = frozenset(
+    ("doc_id", "title", "path", "url", "source", "published", "content_hash")
+)
 
 
 class ChunkStore:
-    """The passages of one segment, parsed one at a time when asked for."""
+    """The passages of one segment, read and parsed one at a time when asked for.
 
-    def __init__(self, folder: Path):
-        self.offsets = np.load(folder / CHUNK_OFFSETS, mmap_mode="r")
-        with open(folder / CHUNKS, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            self._data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    Read with pread, not mapped: a file truncated under a running process then reads short
+    and is named as damaged, where touching a mapped page past its end would kill the process.
+    """
+
+    def __init__(self, folder: Path, count: int | None = None, opening: Opening = READ_IN):
+        self.path, self.rebuild = folder / CHUNKS, opening.rebuild
+        reading = CHUNK_OFFSETS
+        try:
+            self.offsets = opening.array(folder / reading, np.int64, offsets_shape(count))
+            reading = CHUNKS
+            self._fd = os.open(self.path, os.O_RDONLY)
+            weakref.finalize(self, os.close, self._fd)
+            self._size = os.fstat(self._fd).st_size
+            reading = CHUNK_OFFSETS
+            check_ends(self.offsets, self._size)
+        except BaseException as exc:
+            exc.add_note(reading)
+            raise
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -45,9 +84,17 @@ class ChunkStore:
     def __getitem__(self, i: int) -> Chunk:
         if not 0 <= i < len(self):
             raise IndexError(i)
-        record = json.loads(self._data[int(self.offsets[i]) : int(self.offsets[i + 1])])
-        record["sentences"] = tuple(tuple(s) for s in record["sentences"])
-        return Chunk(**record)
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        offsets = self.path.with_name(CHUNK_OFFSETS)
+        check_runs([start], [end], self._size, offsets, self.rebuild)
+        data = os.pread(self._fd, end - start, start)
+        try:
+            if len(data) != end - start:
+                raise ValueError("the file is shorter than its offsets say")
+            return _chunk(json.loads(data))
+        except (ValueError, TypeError, KeyError) as exc:  # UnicodeDecodeError, JSONDecodeError
+            detail = f"holds a damaged passage (row {i}: {exc})"
+            raise damaged(self.path, detail, self.rebuild) from exc
 
     @staticmethod
     def write(folder: Path, chunks: Sequence[Chunk]) -> None:
@@ -60,6 +107,38 @@ class ChunkStore:
         np.save(folder / CHUNK_OFFSETS, np.asarray(offsets, dtype=np.int64))
 
 
+def _chunk(record: object) -> Chunk:
+    """A passage from its stored record; ValueError when the record cannot be one."""
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    chunk = Chunk(**record)
+    sentences = tuple((int(a), int(b)) for a, b in chunk.sentences)
+    numbers = (chunk.paragraph, chunk.start, chunk.end)
+    if (
+        not all(type(n) is int for n in numbers)
+        or not isinstance(chunk.text, str)
+        or chunk.end - chunk.start != len(chunk.text)
+        or not sentences
+        or any(not chunk.start <= a <= b <= chunk.end for a, b in sentences)
+    ):
+        raise ValueError("its offsets do not fit its text")
+    return dataclasses.replace(chunk, sentences=sentences)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a segment's manifest entry says it holds, which its files must match (None: not
+    known, for a build written before the manifest said it)."""
+
+    count: int | None = None
+    sentences: int | None = None
+    dim: int | None = None
+
+    @classmethod
+    def of(cls, entry: dict, dim: int | None) -> Shape:
+        return cls(entry.get("count"), entry.get("sentences"), dim)
+
+
 @dataclass
 class Segment:
     """One opened segment folder."""
@@ -67,12 +146,13 @@ class Segment:
     id: str
     folder: Path
     chunks: ChunkStore
-    vectors: np.ndarray  # mapped
-    sentence_vectors: np.ndarray  # mapped
+    vectors: np.ndarray  # copied, or mapped when large
+    sentence_vectors: np.ndarray  # copied, or mapped when large
     sentence_offsets: np.ndarray  # local, count + 1
     postings: Postings
     passage_terms: TermTable
     sentence_terms: TermTable
+    opening: Opening = READ_IN  # read into memory (a small segment) or mapped
     _faiss: faiss.Index | None = None
 
     @property
@@ -83,41 +163,57 @@ class Segment:
     def faiss_index(self) -> faiss.Index:
         """The segment's FAISS index, opened when first needed (a reindex never searches)."""
         if self._faiss is None:
+            path = self.folder / FAISS
             try:
-                # Mapped, not read: the flat vectors stay in the page cache, shared and lazy.
-                self._faiss = faiss.read_index(
-                    str(self.folder / "faiss.index"), faiss.IO_FLAG_MMAP_IFC
-                )
+                # A large segment's is mapped, not read: its vectors stay in the page cache,
+                # shared and lazy. A small one's is read, as its other files are.
+                flags = 0 if self.opening.copy else faiss.IO_FLAG_MMAP_IFC
+                self._faiss = faiss.read_index(str(path), flags)
             except BaseException as exc:
-                exc.add_note(f"segments/{self.id}/faiss.index")
+                exc.add_note(f"segments/{self.id}/{FAISS}")
                 raise
         return self._faiss
 
     @classmethod
-    def open(cls, folder: Path, search: bool = True) -> Segment:
-        """Open the segment at folder (its FAISS index too when `search`); an error raised
-        carries a note naming the file read."""
+    def open(
+        cls, folder: Path, search: bool = True, shape: Shape = Shape(), rebuild: str = REBUILD
+    ) -> Segment:
+        """Open the segment at folder, each file checked against `shape` (its FAISS index too
+        when `search`, else only that index's header); an error raised carries a note naming
+        the file read."""
         opened: dict = {}
+        n, sentences, dim = shape.count, shape.sentences, shape.dim
         reading = CHUNKS
         try:
-            opened["chunks"] = ChunkStore(folder)
+            opening = Opening(_size(folder) <= COPY_UP_TO, rebuild)
+            opened["chunks"] = ChunkStore(folder, n, opening)
+            n = len(opened["chunks"])
             reading = "vectors.npy"
-            opened["vectors"] = np.load(folder / reading, mmap_mode="r")
-            reading = "sentence_vectors.npy"
-            opened["sentence_vectors"] = np.load(folder / reading, mmap_mode="r")
+            opened["vectors"] = opening.array(folder / reading, np.float32, (n, dim))
+            dim = opened["vectors"].shape[1]
             reading = "sentence_offsets.npy"
-            opened["sentence_offsets"] = np.load(folder / reading)
+            offsets = opening.array(folder / reading, np.int64, (n + 1,))
+            if sentences is None:
+                sentences = int(offsets[-1])
+            check_offsets(offsets, sentences)  # all read at load anyway (IndexData)
+            opened["sentence_offsets"] = offsets
+            reading = "sentence_vectors.npy"
+            vectors = opening.array(folder / reading, np.float32, (sentences, dim))
+            opened["sentence_vectors"] = vectors
             reading = "postings"
-            opened["postings"] = Postings.load(folder)
+            opened["postings"] = Postings.load(folder, n, opening)
             reading = "passage_terms"
-            opened["passage_terms"] = TermTable.load(folder / reading)
+            opened["passage_terms"] = TermTable.load(folder / reading, n, opening)
             reading = "sentence_terms"
-            opened["sentence_terms"] = TermTable.load(folder / reading)
+            opened["sentence_terms"] = TermTable.load(folder / reading, sentences, opening)
+            reading = FAISS
+            if not search:
+                _check_faiss_header(folder / FAISS, n, dim)
         except BaseException as exc:
             inner = getattr(exc, "__notes__", None)  # the file a loader was reading
             exc.add_note(f"segments/{folder.name}/{inner[-1] if inner else reading}")
             raise
-        segment = cls(folder.name, folder, **opened)
+        segment = cls(folder.name, folder, **opened, opening=opening)
         if search:
             segment.faiss_index  # noqa: B018 - opened now, so a damaged file is named at load
         return segment
@@ -137,8 +233,56 @@ class Segment:
         )
 
     def articles(self) -> dict[str, dict]:
-        """doc_id -> its ArticleInfo fields and its passages' rows `first`, `count`."""
-        return json.loads((self.folder / ARTICLES).read_text("utf-8"))
+        """doc_id -> its ArticleInfo fields and its passages' rows `first`, `count`;
+        IndexCorruptError naming the file when it cannot be those."""
+        path = self.folder / ARTICLES
+        try:
+            articles = json.loads(path.read_bytes())
+            if not isinstance(articles, dict):
+                raise ValueError("not a JSON object")
+            for fields in articles.values():
+                first, count = fields["first"], fields["count"]
+                texts = {k: v for k, v in fields.items() if k not in ("first", "count")}
+                if (
+                    not texts.keys() <= ARTICLE_FIELDS
+                    or not all(isinstance(v, str) or v is None for v in texts.values())
+                    or not isinstance(texts.get("title"), str)
+                    or not isinstance(texts.get("path"), str)
+                ):
+                    raise ValueError("an article's fields are not what they should be")
+                if type(first) is not int or type(count) is not int:
+                    raise ValueError("rows that are not numbers")
+                if not (0 <= first and 0 < count and first + count <= self.count):
+                    raise ValueError(f"rows {first} to {first + count} of {self.count}")
+        except (ValueError, TypeError, KeyError) as exc:  # UnicodeDecodeError, JSONDecodeError
+            detail = f"cannot be read as the segment's articles ({exc})"
+            raise damaged(path, detail, self.opening.rebuild) from exc
+        except OSError as exc:
+            detail = f"cannot be read ({exc.strerror or exc})"
+            raise damaged(path, detail, self.opening.rebuild) from exc
+        return articles
+
+
+def _size(folder: Path) -> int:
+    """The bytes of every file under folder."""
+    return sum(
+        _size(Path(entry.path)) if entry.is_dir() else entry.stat().st_size
+        for entry in os.scandir(folder)
+    )
+
+
+def _check_faiss_header(path: Path, count: int, dim: int) -> None:
+    """Damaged unless the FAISS file starts as one of ours with this many vectors of this
+    dimension (what a reindex, which opens no FAISS index, can check cheaply)."""
+    with open(path, "rb") as file:
+        head = file.read(FAISS_HEADER.size)
+    if len(head) < FAISS_HEADER.size:
+        raise Damaged("is cut short")
+    kind, found_dim, total, _, _, _, metric = FAISS_HEADER.unpack(head)
+    if kind not in FAISS_KINDS or metric != faiss.METRIC_INNER_PRODUCT:
+        raise Damaged("has a damaged header (not an inner-product FAISS index of ours)")
+    if (found_dim, total) != (dim, count):
+        raise Damaged(f"holds {total:,} vectors of {found_dim} where {count:,} of {dim} belong")
 
 
 def link_folder(source: Path, target: Path) -> None:

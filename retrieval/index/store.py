@@ -1,11 +1,12 @@
 """The storage seam: what answering needs from an index, whatever holds it.
 
 Searching and answering (search.py, answer.py) use an index only through `PassageStore`.
-The embedded default is `index.IndexData`: segments of FAISS, BM25 postings and word sets on
-this machine's disk, loaded by `index.load_index`. A distributed engine (OpenSearch, Qdrant,
-Milvus; see docs/scaling.md) would come in as another implementation: dense and keyword
-candidates from the engine, and the few rows each question re-ranks and quotes fetched by
-row. `open_store` is where the configured store is made.
+The embedded default (`index.backend: local`) is `folder.IndexData`: segments of FAISS, BM25
+postings and word sets on this machine's disk, loaded by `folder.load_index`. With
+`index.backend: milvus` it is `milvus.MilvusStore`: dense and keyword candidates from Milvus,
+and the few rows each question re-ranks and quotes fetched with them (see docs/scaling.md).
+`open_store` is where the configured store is made, `live_version` what the bot compares with
+the loaded store's `version` to pick up a reindex.
 """
 
 from __future__ import annotations
@@ -89,9 +90,29 @@ class PassageStore(Protocol):
 
     def dense_search(self, query_vector: np.ndarray, k: int) -> np.ndarray: ...
 
+    def check(self) -> None:
+        """Read everything once; IndexCorruptError naming what is damaged."""
+        ...
+
 
 def open_store(config: Config) -> PassageStore:
-    """The configured index for answering: today always the embedded one."""
+    """The configured index for answering."""
+    if config.index.backend == "milvus":
+        from .milvus import MilvusStore
+
+        return MilvusStore.open(config)
     from .folder import load_index
 
     return load_index(config.index_path, config)
+
+
+def live_version(config: Config) -> str:
+    """The version of the configured index as it is now (newer than a loaded one after a
+    reindex): the live build's id, or the Milvus collection's."""
+    if config.index.backend == "milvus":
+        from .milvus import live_version as collection_version
+
+        return collection_version(config)
+    from .folder import read_manifest
+
+    return read_manifest(Path(config.index_path.resolve())).get("build_id", "")

@@ -9,6 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import (
+    READ_IN,
+    Damaged,
+    Opening,
+    check_ends,
+    check_ids,
+    check_offsets,
+    check_runs,
+    damaged,
+    offsets_shape,
+)
 from .keyword import tokenize
 from .postings import TERM_BYTES, term_key
 
@@ -49,11 +60,14 @@ class TermTable:
         flags: np.ndarray,
         ids: dict[str, np.ndarray],
         offsets: dict[str, np.ndarray],
+        folder: Path | None = None,
+        opening: Opening = READ_IN,
     ):
         self.words = words  # sorted term keys
         self.ids = ids
         self.offsets = offsets  # text i's ids of a kind are ids[kind][offsets[kind][i]:...[i + 1]]
         self.flags = flags  # per word: DIGIT | DATE | NUMBER_WORD bits
+        self.folder, self.opening = folder, opening  # where it was loaded from, to name damage
 
     @property
     def count(self) -> int:
@@ -109,20 +123,27 @@ class TermTable:
             np.save(folder / f"{name}.npy", values)
 
     @classmethod
-    def load(cls, folder: Path) -> TermTable:
-        def mapped(name: str) -> np.ndarray:
-            try:
-                return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-            except BaseException as exc:
-                exc.add_note(f"{folder.name}/{name}.npy")
-                raise
-
-        return cls(
-            mapped("words"),
-            mapped("flags"),
-            {kind: mapped(f"{kind}_ids") for kind in KINDS},
-            {kind: mapped(f"{kind}_offsets") for kind in KINDS},
-        )
+    def load(cls, folder: Path, count: int | None = None, opening: Opening = READ_IN) -> TermTable:
+        """A saved table (read into memory or mapped, as `opening` says), each file's header
+        checked (`count` texts, when given) and the offsets' ends against the ids."""
+        name = "words"
+        try:
+            words = opening.array(folder / "words.npy", "S", (None,))
+            name = "flags"
+            flags = opening.array(folder / "flags.npy", np.uint8, (len(words),))
+            ids, offsets = {}, {}
+            for kind in KINDS:
+                name = f"{kind}_ids"
+                ids[kind] = opening.array(folder / f"{name}.npy", np.int32, (None,))
+                name = f"{kind}_offsets"
+                shape = offsets_shape(count)
+                offsets[kind] = opening.array(folder / f"{name}.npy", np.int64, shape)
+                count = len(offsets[kind]) - 1  # every kind has one run per text
+                check_ends(offsets[kind], len(ids[kind]))
+        except BaseException as exc:
+            exc.add_note(f"{folder.name}/{name}.npy")
+            raise
+        return cls(words, flags, ids, offsets, folder, opening)
 
     def lookup(self, words: frozenset[str]) -> np.ndarray:
         """The sorted ids of those of these words that the table knows."""
@@ -135,9 +156,33 @@ class TermTable:
     def _gather(self, kind: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The ids of these texts, concatenated, and for each id the position of its text."""
         offsets = self.offsets[kind]
-        starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
-        positions, _ = ragged_positions(starts, lengths)
-        return self.ids[kind][positions], np.repeat(np.arange(len(rows)), lengths)
+        starts, ends = offsets[rows], offsets[rows + 1]
+        if self.folder is not None:
+            where = self.folder / f"{kind}_offsets.npy"
+            check_runs(starts, ends, len(self.ids[kind]), where, self.opening.rebuild)
+        positions, _ = ragged_positions(starts, ends - starts)
+        values = np.asarray(self.ids[kind][positions])
+        self._check(kind, values)
+        return values, np.repeat(np.arange(len(rows)), ends - starts)
+
+    def _check(self, kind: str, values: np.ndarray) -> None:
+        """IndexCorruptError naming the file when an id read from it is not a word's."""
+        if self.folder is not None:
+            where = self.folder / f"{kind}_ids.npy"
+            check_ids(values, len(self.words), where, "word numbers", self.opening.rebuild)
+
+    def check(self) -> None:
+        """Check every offset and id of the table (a health check's work: answering checks
+        those it reads)."""
+        if self.folder is None:
+            return
+        for kind in KINDS:
+            try:
+                check_offsets(self.offsets[kind], len(self.ids[kind]))
+            except Damaged as exc:
+                where = self.folder / f"{kind}_offsets.npy"
+                raise damaged(where, str(exc), self.opening.rebuild) from exc
+            self._check(kind, np.asarray(self.ids[kind]))
 
     def features(
         self, rows: np.ndarray, question_tokens: frozenset[str]

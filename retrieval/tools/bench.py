@@ -1,8 +1,9 @@
-"""Measure speed: cold start, warm answers by stage, indexing, no-change reindex, scale, and
-a synthetic archive through the real reindex path (bench_archive.py).
+"""Measure speed: cold start, warm answers by stage, indexing, no-change reindex, scale, a
+synthetic archive through the real reindex path (bench_archive.py), and the same into Milvus
+Lite (bench_milvus.py).
 
     python -m retrieval.tools.bench [--config PATH] [--json] [--scale N] [--archive N]
-                                    [--only SECTIONS]
+                                    [--milvus N] [--only SECTIONS]
 
 Every index is built in a throwaway folder; the live index is never touched. Latencies are
 medians (p50) and 95th percentiles over the questions of the evaluation files, asked with the
@@ -37,13 +38,15 @@ from ..index.postings import Deleted, KeywordIndex, Postings
 from ..index.reindex import reindex
 from ..models.embedding import Embedder, make_embedder
 from .bench_archive import measure_archive
+from .bench_milvus import measure_milvus
 from .evaluate import EvalQuestion, load_questions
 from .measuring import ROOT, measure_cold_start, percentiles, pseudo_words, write_config
 
 EVAL = ROOT.parent / "shared" / "eval"
-SECTIONS = ("cold", "latency", "indexing", "scale", "archive")
-# The archive section builds a million-passage index (about half an hour here): asked for.
-DEFAULT_SECTIONS = SECTIONS[:-1]
+SECTIONS = ("cold", "latency", "indexing", "scale", "archive", "milvus")
+# The archive section builds a million-passage index (about half an hour here), the Milvus
+# section needs the milvus-lite extra: both are asked for.
+DEFAULT_SECTIONS = SECTIONS[:-2]
 
 
 def rss_mb() -> float:
@@ -521,6 +524,7 @@ def run_bench(
     cold_runs: int = 3,
     synthetic: str = "mixture",
     archive: int = 1_000_000,
+    milvus: int = 100_000,
 ) -> dict:
     """Every figure of the benchmark, measured in one run, as one dict."""
     embedder = embedder or make_embedder(config.embedding)
@@ -541,7 +545,7 @@ def run_bench(
         }
     if "indexing" in only:
         report["indexing"] = measure_indexing(facqa, embedder)
-    needs_reference = "scale" in only or "archive" in only
+    needs_reference = "scale" in only or "archive" in only or "milvus" in only
     if "latency" in only or (needs_reference and reference is None):
         reindex(facqa, embedder=embedder)  # nothing to do when the indexing section built it
     if "latency" in only:
@@ -551,15 +555,16 @@ def run_bench(
         reference = np.asarray(Answerer(facqa, embedder=embedder).index.vectors)
     if "scale" in only:
         report["scale"] = measure_scale(scale, config.index, reference, model=synthetic)
-    if "archive" in only:
-        report["archive"] = measure_archive(
-            archive,
-            config,
-            fit_vector_model(reference, synthetic),
-            reference.shape[1],
-            workdir,
-            cold_runs=cold_runs,
-        )
+    # Synthetic archives through the real reindex path: into the local index, into Milvus Lite.
+    for name, measure, n in (
+        ("archive", measure_archive, archive),
+        ("milvus", measure_milvus, milvus),
+    ):
+        if name in only:
+            model = fit_vector_model(reference, synthetic)
+            report[name] = measure(
+                n, config, model, reference.shape[1], workdir, cold_runs=cold_runs
+            )
     return report
 
 
@@ -720,6 +725,8 @@ def format_report(report: dict) -> str:
         )
     if "archive" in report:
         _archive_rows(report["archive"], row, t)
+    if "milvus" in report:
+        _milvus_rows(report["milvus"], row)
     return "\n".join(lines)
 
 
@@ -770,6 +777,47 @@ def _archive_rows(ar: dict, row, t: dict) -> None:
     )
 
 
+def _milvus_rows(mi: dict, row) -> None:
+    """The Milvus section's rows of the report."""
+    b, c, r = mi["build"], mi["cold_start"], mi["rss"]
+    n = f"{b['summary']['chunks']:,}"
+    row(
+        f"milvus lite {n} passages ({b['summary']['added']:,} articles): tanya-reindex from "
+        "scratch (synthetic encoder)",
+        f"{b['seconds']:.0f} s, {b['passages_per_s']:,.0f} passages/s",
+    )
+    row(
+        f"milvus lite {n}: inserts ({b['insert_rows']:,} passage, sentence and article rows)",
+        f"{b['insert_rows_per_s']:,.0f} rows/s ({b['insert_seconds']:.0f} s of the reindex)",
+    )
+    row(
+        f"milvus lite {n}: tanya-reindex in the same process, no change / one article added",
+        f"{mi['no_change_seconds']:.2f} / {mi['add_one_seconds']:.2f} s",
+    )
+    row(
+        f"milvus lite {n}: cold start to first answer (bot.py --ask); opening the store",
+        f"{c['seconds_p50']:.2f} s; {mi['open_seconds']:.2f} s",
+    )
+    for key, label in (
+        ("dense", "dense search, the top 50"),
+        ("keyword", "BM25 search, the top 50 of four words of an article"),
+        ("search", "a question's whole search (both sides, scores, re-ranking)"),
+    ):
+        p = mi[key]
+        row(f"milvus lite {n}: {label}, p50 / p95", f"{p['p50_ms']:.2f} / {p['p95_ms']:.2f} ms")
+    built, serving = r["milvus_lite_after_build"], r["milvus_lite_serving"]
+    row(
+        f"milvus lite {n}: RSS of Milvus Lite after the build (its peak) / serving (its peak, "
+        "loading the collections)",
+        f"{built.get('now_mb', 0):,.0f} ({built.get('peak_mb', 0):,.0f}) / "
+        f"{serving.get('now_mb', 0):,.0f} ({serving.get('peak_mb', 0):,.0f}) MB",
+    )
+    row(
+        f"milvus lite {n}: RSS of the bench process (the reindex's peak)",
+        f"{r['bench']['peak_mb']:,.0f} MB",
+    )
+
+
 def _load_reference(path: str) -> np.ndarray:
     try:
         vectors = np.load(path)
@@ -794,12 +842,18 @@ def main(argv: list[str] | None = None) -> int:
         default=1_000_000,
         help="archive: synthetic passages indexed through reindex (1000000)",
     )
+    parser.add_argument(
+        "--milvus",
+        type=int,
+        default=100_000,
+        help="milvus: synthetic passages indexed into Milvus Lite through reindex (100000)",
+    )
     parser.add_argument("--questions", type=int, default=100, help="questions per corpus (100)")
     parser.add_argument("--cold-runs", type=int, default=3, help="cold starts timed (3)")
     parser.add_argument(
         "--only",
         default=",".join(DEFAULT_SECTIONS),
-        help=f"comma-separated sections: {','.join(SECTIONS)} (default: all but archive)",
+        help=f"comma-separated sections: {','.join(SECTIONS)} (default: all but archive, milvus)",
     )
     parser.add_argument(
         "--reference",
@@ -826,8 +880,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--scale must be at least 100")
     if args.archive < 100:
         parser.error("--archive must be at least 100")
+    if args.milvus < 100:
+        parser.error("--milvus must be at least 100")
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, os.environ)
         inputs = Inputs(
             Path(args.seed_corpus) if args.seed_corpus else config.corpus_path,
             Path(args.seed_questions),
@@ -850,6 +906,7 @@ def main(argv: list[str] | None = None) -> int:
                 cold_runs=max(1, args.cold_runs),
                 synthetic=args.synthetic,
                 archive=args.archive,
+                milvus=args.milvus,
             )
     except TanyaError as exc:
         print(f"bench: {exc}", file=sys.stderr)

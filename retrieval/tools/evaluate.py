@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import re
 import string
 import sys
@@ -26,9 +27,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..answering.answer import KINDS, Answer, Answerer
 from ..answering.query import question_language
-from ..config import Config, load_config
+from ..config import Config, is_server_uri, load_config
 from ..errors import TanyaError
 from ..index.folder import expected_settings
 from ..index.reindex import progress_factory, reindex
@@ -88,6 +91,7 @@ class Report:
     # The same figures by question language (id, en) and for follow-ups (questions with a
     # history) apart from stand-alone questions.
     groups: dict = dataclasses.field(default_factory=dict)
+    answer_p50_ms: float | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -108,6 +112,7 @@ class Outcome:
     answer: Answer | None = None
     highlighted_any: bool = False
     marked: bool = False  # an answer span is marked in bold
+    seconds: float = 0.0  # how long the answer took
 
     @property
     def declined(self) -> bool:
@@ -207,7 +212,7 @@ def is_found(text: str, doc_id: str, question: EvalQuestion, any_document: bool 
     return holds(text, question.answers)
 
 
-def judge(question: EvalQuestion, answer: Answer) -> Outcome:
+def judge(question: EvalQuestion, answer: Answer, seconds: float = 0.0) -> Outcome:
     """Where the answer's ranking first holds a gold passage, whether its highlight does, and
     how the first quote's answer span compares with the gold answers."""
 
@@ -241,6 +246,7 @@ def judge(question: EvalQuestion, answer: Answer) -> Outcome:
         answer,
         highlighted(True),
         marked,
+        seconds,
     )
 
 
@@ -308,6 +314,9 @@ def summarise(outcomes: Sequence[Outcome], seconds: float, spans: bool = True) -
         qps=round(len(outcomes) / seconds, 1) if seconds > 0 else 0.0,
         replies={kind: sum(o.kind == kind for o in outcomes) for kind in KINDS},
         groups=groups,
+        answer_p50_ms=round(float(np.median([o.seconds for o in outcomes])) * 1000, 1)
+        if outcomes
+        else None,
     )
 
 
@@ -360,7 +369,7 @@ def run_questions(
     right result is to decline: this measures declining on questions about a covered topic.
     """
     if not hide_answers:
-        return [judge(q, answerer.ask(q.question, q.history)) for q in _progress(questions)]
+        return [judge(q, *_timed(answerer, q.question, q.history)) for q in _progress(questions)]
     without = sum(1 for q in questions if not q.answerable)
     if without:
         raise TanyaError(
@@ -378,8 +387,15 @@ def run_questions(
             if any(p.search(text) for p in patterns)
         ]
         unanswerable = dataclasses.replace(q, answers=(), doc_id=None)
-        outcomes.append(judge(unanswerable, answerer.ask(q.question, q.history, hidden)))
+        outcomes.append(judge(unanswerable, *_timed(answerer, q.question, q.history, hidden)))
     return outcomes
+
+
+def _timed(answerer: Answerer, *question) -> tuple[Answer, float]:
+    """The answer to a question, and the seconds it took."""
+    started = time.perf_counter()
+    answer = answerer.ask(*question)
+    return answer, time.perf_counter() - started
 
 
 def _progress(questions: Sequence[EvalQuestion]):
@@ -418,11 +434,20 @@ def eval_config(config: Config, corpus: str | Path | None, cache_root: Path) -> 
     corpus_path = Path(corpus).resolve() if corpus else config.corpus_path.resolve()
     key = json.dumps([str(corpus_path), expected_settings(config)], sort_keys=True)
     folder = cache_root / hashlib.sha256(key.encode()).hexdigest()[:16]
+    # absolute(), not resolve(): the index path is a link that must not be followed here.
+    index = dataclasses.replace(config.index, path=str((folder / "index").absolute()))
+    if config.index.backend == "milvus":
+        # A collection of its own: in a Milvus Lite file in the same folder, or on the server.
+        milvus = config.index.milvus
+        uri = milvus.uri if is_server_uri(milvus.uri) else str((folder / "milvus.db").absolute())
+        collection = f"tanya_eval_{folder.name}"
+        index = dataclasses.replace(
+            index, milvus=dataclasses.replace(milvus, uri=uri, collection=collection)
+        )
     return dataclasses.replace(
         config,
         corpus=dataclasses.replace(config.corpus, path=str(corpus_path)),
-        # absolute(), not resolve(): the index path is a link that must not be followed here.
-        index=dataclasses.replace(config.index, path=str((folder / "index").absolute())),
+        index=index,
         # Every question is asked once; a cache would only hide repeated ones.
         search=dataclasses.replace(config.search, cache_size=0),
     )
@@ -473,7 +498,8 @@ def format_report(report: Report) -> str:
                 f"{f(g['false_decline_rate'])}"
                 for name, g in report.groups.items()
             ),
-            f"speed: {report.qps:.1f} questions per second",
+            f"speed: {report.qps:.1f} questions per second, answer p50 "
+            f"{'n/a' if report.answer_p50_ms is None else f'{report.answer_p50_ms:.1f} ms'}",
         ]
     )
 
@@ -499,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, os.environ)
         questions = load_questions(args.questions, args.split)
         answerer = prepare(config, args.corpus, progress=True)
         per_question = Path(args.per_question) if args.per_question else None

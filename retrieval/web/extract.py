@@ -135,6 +135,7 @@ def extract(html: bytes, url: str, first: bool = True) -> Extracted:
     title = " ".join((document.title or "").split())
     captions = _captions(tree, url)
     paragraphs: list[str] = []
+    seen: set[str] = set()  # a set: a page of 40,000 paragraphs is checked in linear time
     running = 0
     for element in document.body:
         if element.tag == "graphic":
@@ -148,12 +149,13 @@ def extract(html: bytes, url: str, first: bool = True) -> Extracted:
         for text in texts:
             if (
                 not text
-                or text in paragraphs
+                or text in seen
                 or READ_ALSO.match(text)
                 or PAGINATION.match(text)
                 or (element.tag == "head" and text.casefold() == title.casefold())
             ):
                 continue
+            seen.add(text)
             paragraphs.append(text)
             if element.tag in ("p", "quote"):
                 running += len(text.split())

@@ -43,6 +43,11 @@ log = logging.getLogger("tanya.ingest")
 
 # An article in several parts is read up to this many pages.
 MAX_PARTS = 10
+# An article keeps at most this many paragraphs (and sources.max_article_chars characters):
+# a page of 40,000 paragraphs is not 40,000 passages to embed.
+MAX_PARAGRAPHS = 1000
+# A site's folder name is cut to this length (a host name may have 253 characters).
+MAX_SITE_CHARS = 100
 STATE_FILE = ".feeds.json"
 TEMP_SUFFIX = ".part"
 SLUG = re.compile(r"[^a-z0-9]+")
@@ -59,6 +64,7 @@ class Outcome:
     reason: str = ""
     kind: str = ""  # skipped: the kind of reason (fetch.Skip.kind)
     transient: bool = False  # skipped for now: a later run tries again
+    note: str = ""  # added or updated: what was left out of a page too long to keep whole
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,7 @@ def article_path(folder: Path, url: str) -> Path:
     """Where the article with this canonical URL is stored: <site>/<slug>-<hash>.md."""
     parts = urlsplit(url)
     site = SLUG.sub("-", (parts.hostname or "site").removeprefix("www.").lower()).strip("-")
+    site = site[:MAX_SITE_CHARS].strip("-")
     if parts.port:
         site += f"-{parts.port}"
     segments = [s for s in parts.path.split("/") if s]
@@ -226,12 +233,14 @@ def _unique(items: Iterable[str]) -> list[str]:
     return [u for u in dict.fromkeys(items) if u]
 
 
-def fetch_article(fetcher: Fetcher, url: str) -> tuple[Extracted, list[str]]:
-    """The article at url, all its parts joined, and the addresses that led to it."""
+def fetch_article(fetcher: Fetcher, url: str, max_chars: int) -> tuple[Extracted, list[str], str]:
+    """The article at url, all its parts joined (within MAX_PARAGRAPHS and max_chars), the
+    addresses that led to it, and what was cut from it ("" when nothing was)."""
     page = fetcher.get(url)
     article = extract(page.body, page.final_url)
     urls = _unique([page.url, page.final_url])
     paragraphs = list(article.paragraphs)
+    known = set(paragraphs)
     seen = {page.final_url}
     following = article.next_page
     while following and following not in seen and len(seen) < MAX_PARTS:
@@ -243,18 +252,47 @@ def fetch_article(fetcher: Fetcher, url: str) -> tuple[Extracted, list[str]]:
             raise Skip(
                 skip.kind, f"part {len(seen)} ({following}): {skip.detail}", skip.transient
             ) from skip
-        paragraphs += [p for p in part.paragraphs if p not in paragraphs]
+        fresh = [p for p in dict.fromkeys(part.paragraphs) if p not in known]
+        known.update(fresh)
+        paragraphs += fresh
         seen.add(part_page.final_url)
         following = part.next_page
-    return replace(article, paragraphs=tuple(paragraphs), next_page=None), urls
+    paragraphs, cut = _capped(paragraphs, max_chars)
+    return replace(article, paragraphs=tuple(paragraphs), next_page=None), urls, cut
 
 
-def _add_one(fetcher: Fetcher, store: Store, url: str) -> Outcome:
+def _capped(paragraphs: list[str], max_chars: int) -> tuple[list[str], str]:
+    """The first whole paragraphs within MAX_PARAGRAPHS and max_chars characters (a first
+    paragraph longer than that is cut between words), and what was left out ("": nothing)."""
+    kept, total = [], 0
+    for paragraph in paragraphs[:MAX_PARAGRAPHS]:
+        if total + len(paragraph) > max_chars:
+            if not kept:
+                cut = paragraph.rfind(" ", 0, max_chars)
+                kept.append(paragraph[: cut if cut > 0 else max_chars].rstrip())
+                total = len(kept[0])
+            break
+        kept.append(paragraph)
+        total += len(paragraph)
+    whole = sum(map(len, paragraphs))
+    if total == whole:
+        return kept, ""
+    return kept, (
+        f"too long: its first {len(kept):,} of {len(paragraphs):,} paragraphs were kept, "
+        f"{total:,} of {whole:,} characters (at most {MAX_PARAGRAPHS:,} paragraphs and "
+        "sources.max_article_chars characters)"
+    )
+
+
+def _add_one(fetcher: Fetcher, store: Store, url: str, max_chars: int) -> Outcome:
     try:
-        article, urls = fetch_article(fetcher, url)
-        return replace(store.store(article, urls), url=url)
+        article, urls, cut = fetch_article(fetcher, url, max_chars)
+        return replace(store.store(article, urls), url=url, note=cut)
     except Skip as skip:
         return Outcome(url, "skipped", reason=skip.detail, kind=skip.kind, transient=skip.transient)
+    except OSError as exc:  # a full disk, a permission: this article is not stored, the rest go on
+        reason = f"could not be written ({exc.strerror or exc})"
+        return Outcome(url, "skipped", reason=reason, kind="write", transient=True)
 
 
 # Feeds
@@ -325,18 +363,20 @@ def _read_feeds(
             problems.append(Outcome(feed, "skipped", reason=skip.detail, kind=skip.kind))
             continue
         seen = state.feeds.setdefault(feed, {})
-        todo, links = [], set()
+        todo, links, keys = [], set(), set()  # sets: a feed of 30,000 entries is linear work
         for entry in entries:
+            if len(todo) == config.sources.max_per_feed:
+                break
             if seen.get(entry.key) == entry.updated:
                 continue
-            if entry.link in links or any(e.key == entry.key for e in todo):
+            if entry.link in links or entry.key in keys:
                 continue  # the same entry twice in one feed
             links.add(entry.link)
+            keys.add(entry.key)
             todo.append(entry)
-        todo = todo[: config.sources.max_per_feed]
         progress.add_total(len(todo))
         for entry in todo:
-            outcome = _add_one(fetcher, store, entry.link)
+            outcome = _add_one(fetcher, store, entry.link, config.sources.max_article_chars)
             if not outcome.transient:
                 seen[entry.key] = entry.updated
                 state.save()  # after each entry: a crash goes on from the next one
@@ -389,7 +429,7 @@ def ingest(
             progress.add_total(len(urls))
             outcomes = []
             for url in urls:
-                outcome = _add_one(fetcher, store, url)
+                outcome = _add_one(fetcher, store, url, config.sources.max_article_chars)
                 outcomes.append(outcome)
                 progress.step(outcome)
             problems: list[Outcome] = []
@@ -440,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     bar = _Bar() if not args.quiet and sys.stderr.isatty() else None
     started = time.perf_counter()
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, os.environ)
         if args.feeds and not config.sources.feeds:
             print("tanya-add: no feeds are set up (sources.feeds in the config)", file=sys.stderr)
             return 1
@@ -474,6 +514,8 @@ def _print_report(report: IngestReport, urls: Sequence[str], seconds: float) -> 
             print(terminal_safe(line), file=sys.stderr)
         else:
             print(terminal_safe(f"{outcome.status}: {outcome.title} ({outcome.path})"))
+            if outcome.note:
+                print(terminal_safe(f"  {outcome.note}"))
     for problem in report.feed_problems:
         print(terminal_safe(f"feed {problem.url} not read: {problem.reason}"), file=sys.stderr)
     print(f"{report.summary}; {seconds:.1f} s")

@@ -545,3 +545,12 @@ def test_a_reindex_in_another_process_reaches_the_running_bot_through_a_server(
     answer = answerer.ask(question)
     assert answer.quotes[0].doc_id == "gempa" and "5,6" in answer.quotes[0].text
     milvus.disconnect(config)
+
+
+def test_check_reads_every_passage_of_the_collection(tmp_path, lite):
+    config = lite(write_tiny(tmp_path / "corpus"), reader={"enabled": False})
+    embedder = FakeEmbedder()
+    reindex(config, embedder=embedder)
+    store = Answerer(config, embedder=embedder).index
+    store.check()  # the collection holds what its manifest says
+    assert len(store.live_rows()) == store.count

@@ -41,7 +41,7 @@ import numpy as np
 from ..config import Config, is_server_uri
 from ..corpus.articles import Article
 from ..corpus.chunking import Chunk, chunk_article
-from ..errors import IndexMismatchError, IndexMissingError, TanyaError
+from ..errors import IndexCorruptError, IndexMismatchError, IndexMissingError, TanyaError
 from ..models.embedding import Embedder
 from .folder import (
     ArticleInfo,
@@ -516,6 +516,17 @@ class MilvusStore:
                 rows.append(self._admit(part))
             self._all = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
         return self._all
+
+    def check(self) -> None:
+        """Read every visible passage once (what `bot.py --check` does); IndexCorruptError
+        when the collection holds another number of them than its manifest says."""
+        found = len(self.live_rows())
+        if found != self.count:
+            raise IndexCorruptError(
+                f"the Milvus collection {self._names.passages} holds {found:,} visible "
+                f"passages but its manifest says {self.count:,}. "
+                f"Rebuild it with: {self._config.reindex_command(full=True)}"
+            )
 
     def dense_search(self, query_vector: np.ndarray, k: int) -> np.ndarray:
         """Rows of the k nearest visible passages, best first."""

@@ -1,11 +1,11 @@
-# tanya: `make console` to ask questions, `make test` to run the test suite.
+# tanya: `make console` to ask questions, `make test` to run the test suite (README: Quick start).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # The CPU build of PyTorch (on this machine's disk); an unpinned torch pulls a CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: console test reindex bot check lint install install-test train-reader clean
+.PHONY: console ask add test reindex bot check lint install install-test train-reader clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +29,23 @@ reindex: install
 	$(BIN)/tanya-reindex
 
 console: reindex
-	$(BIN)/python bot.py --console
+	$(BIN)/tanya --console
+
+# make ask Q="Siapa …?": one answer, then exit.
+ask: reindex
+	@test -n "$(Q)" || { echo 'usage: make ask Q="your question"' >&2; exit 2; }
+	$(BIN)/tanya --ask "$(Q)"
+
+# make add URL=https://…: fetch a news page into corpus/ and reindex.
+add: install
+	@test -n "$(URL)" || { echo 'usage: make add URL=https://…' >&2; exit 2; }
+	$(BIN)/tanya-add "$(URL)"
 
 bot: reindex
-	$(BIN)/python bot.py
+	$(BIN)/tanya
 
 check: install
-	$(BIN)/python bot.py --check
+	$(BIN)/tanya --check
 
 test: install-test
 	$(BIN)/python -m pytest

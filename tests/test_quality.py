@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EVAL_DIR = ROOT.parent / "shared" / "eval"
 FACQA = EVAL_DIR / "facqa"
 
-# Floors from measured figures (README: Quality), a little below them so noise does not trip.
+# Floors from measured figures (docs/quality.md), a little below them so noise does not trip.
 # Measured with the reader: R@1 1.0, R@5 1.0, highlight@1 1.0, all 3 out-of-scope questions
 # declined (retrieval alone: R@1 0.9, highlight@1 0.9).
 SEED_FLOORS = {"r1": 1.0, "highlight1": 1.0, "decline_rate_unanswerable": 1.0}
@@ -35,7 +35,7 @@ FACQA_SLICE_FLOORS = {"r1": 0.93, "r5": 0.95, "mrr10": 0.95, "highlight1": 0.9, 
 FACQA_SLICE_QUESTIONS = 60
 # The slice's questions with every passage holding their answer hidden, all to be declined:
 # measured 0.683 with the reader (retrieval alone: 0.750 here; on all of FacQA test the
-# reader declines more, README: Quality).
+# reader declines more, docs/quality.md).
 HIDDEN_ANSWER_FLOOR = 0.65
 
 

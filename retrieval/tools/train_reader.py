@@ -56,7 +56,7 @@ TRAIN_SETS = (
     ("facqa", "train"),
 )
 # IDK-MRC's human-written unanswerable questions are the best teachers of "no answer", and
-# FacQA is the news the bot reads: both count more (README: the reader, what was tried).
+# FacQA is the news the bot reads: both count more (docs/quality.md: the reader, what was tried).
 UPSAMPLE = ("mrc/idkmrc:train=3", "facqa:train=2")
 VALID_SETS = (("mrc/idkmrc", "valid"), ("mrc/tydiqa_id", "valid"), ("facqa", "valid"))
 # TyDi QA's training questions are IDK-MRC's answerable ones, over the same passages.

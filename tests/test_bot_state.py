@@ -323,3 +323,34 @@ def test_state_path_defaults_beside_the_config(tmp_path):
     assert config.state_path == tmp_path / ".state" / "tanya.sqlite3"
     assert config.telegram.history_minutes == 0 and config.telegram.inline_cache_seconds == 10
     assert make_config(tmp_path, tmp_path / ".index").state.path == ".state/tanya.sqlite3"
+
+
+def test_telegram_source_lines_carry_the_front_matter_outlet_and_date(fake, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "gempa.md").write_text(
+        "---\nsource: VOA Indonesia\npublished: 2023-08-22\nurl: https://example.org/g\n---\n"
+        "# Gempa Guncang Cianjur\n\nGempa bermagnitudo 5,6 mengguncang Cianjur pada Senin.\n",
+        encoding="utf-8",
+    )
+    (corpus / "hujan.txt").write_text(
+        "Hujan Deras di Bogor\n\nHujan deras mengguyur Bogor sepanjang Selasa sore.\n",
+        encoding="utf-8",
+    )
+    config = make_config(corpus, tmp_path / "index" / ".index", search={"decline_threshold": 0.2})
+    from retrieval.index.reindex import reindex
+
+    embedder = FakeEmbedder()
+    reindex(config, embedder=embedder)
+    answerer = Answerer(with_evidence_floor(config, 0.2), embedder=embedder)
+    with running(answerer, fake):
+        gempa = one_reply(fake, fake.message(1201, "Berapa magnitudo gempa di Cianjur?"))
+        english = one_reply(fake, fake.message(1202, "What magnitudo did the gempa in Cianjur have?"))
+        hujan = one_reply(fake, fake.message(1203, "Kapan hujan deras di Bogor?"))
+    assert (
+        '— <a href="https://example.org/g">Gempa Guncang Cianjur, paragraf 1</a>'
+        " · VOA Indonesia, 22 Agu 2023"
+    ) in gempa["text"]
+    assert "paragraph 1</a> · VOA Indonesia, 22 Aug 2023" in english["text"]
+    assert "— Hujan Deras di Bogor, paragraf 1\n" in hujan["text"] + "\n"
+    assert "·" not in hujan["text"]

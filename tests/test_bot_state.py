@@ -322,7 +322,7 @@ def test_state_path_defaults_beside_the_config(tmp_path):
     config = load_config(path)
     assert config.state_path == tmp_path / ".state" / "tanya.sqlite3"
     assert config.telegram.history_minutes == 0 and config.telegram.inline_cache_seconds == 10
-    assert make_config(tmp_path, tmp_path / ".index").state.path == ".state/tanya.sqlite3"
+    assert Config().state.path == ".state/tanya.sqlite3"
 
 
 def test_telegram_source_lines_carry_the_front_matter_outlet_and_date(fake, tmp_path):
@@ -345,7 +345,8 @@ def test_telegram_source_lines_carry_the_front_matter_outlet_and_date(fake, tmp_
     answerer = Answerer(with_evidence_floor(config, 0.2), embedder=embedder)
     with running(answerer, fake):
         gempa = one_reply(fake, fake.message(1201, "Berapa magnitudo gempa di Cianjur?"))
-        english = one_reply(fake, fake.message(1202, "What magnitudo did the gempa in Cianjur have?"))
+        asked = "What magnitudo did the gempa in Cianjur have?"
+        english = one_reply(fake, fake.message(1202, asked))
         hujan = one_reply(fake, fake.message(1203, "Kapan hujan deras di Bogor?"))
     assert (
         '— <a href="https://example.org/g">Gempa Guncang Cianjur, paragraf 1</a>'

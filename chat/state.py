@@ -24,6 +24,9 @@ log = logging.getLogger("tanya")
 
 # How long a write waits for another process's lock before giving up (an answer waits on it).
 BUSY_SECONDS = 1.0
+# After a write fails (a lock held elsewhere, a full disk), writes are skipped this long rather
+# than each answer waiting BUSY_SECONDS again, one chat after another.
+PAUSE_SECONDS = 30.0
 # Answers nobody voted on are kept this long, so their buttons still work for a while.
 UNVOTED_ANSWER_DAYS = 30
 # Different troubles logged at most; then the store stays quiet.
@@ -111,6 +114,7 @@ class StateStore:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._logged: set[str] = set()
+        self._paused_until = 0.0
 
     # Life cycle
 
@@ -164,7 +168,7 @@ class StateStore:
         after logging the trouble."""
         with self._lock:
             db = self._db
-            if db is None:
+            if db is None or time.monotonic() < self._paused_until:
                 return False, None
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -176,6 +180,12 @@ class StateStore:
                 db.execute("COMMIT")
                 return True, result
             except sqlite3.Error as exc:
+                if db.in_transaction:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # nothing left to undo
+                self._paused_until = time.monotonic() + PAUSE_SECONDS
                 self._trouble(exc)
                 return False, None
 

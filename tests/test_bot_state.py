@@ -355,3 +355,28 @@ def test_telegram_source_lines_carry_the_front_matter_outlet_and_date(fake, tmp_
     assert "paragraph 1</a> · VOA Indonesia, 22 Aug 2023" in english["text"]
     assert "— Hujan Deras di Bogor, paragraf 1\n" in hujan["text"] + "\n"
     assert "·" not in hujan["text"]
+
+
+def test_after_a_failed_write_the_next_ones_do_not_wait_on_the_lock(seed_answerer, tmp_path):
+    store = StateStore(tmp_path / "s.sqlite3", 3)
+    assert store.open()
+    answer = seed_answerer.ask(FOLLOW_FIRST)
+    turn = answer.turn()
+    store.record(1, turn)
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        store.record(1, turn)  # waits for the lock, then gives up
+        waited = time.monotonic() - started
+        started = time.monotonic()
+        store.record(1, turn)
+        assert store.record_answer(1, 1, answer) is None
+        skipped = time.monotonic() - started
+        assert store.earlier(1) == (turn,)  # reading still works beside the writer
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert waited >= 0.9
+    assert skipped < waited / 2
+    store.close()

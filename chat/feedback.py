@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         "that the evaluation command reads",
     )
     exporting.add_argument("file", type=Path, help="the question file to write")
+    # Also after the command; SUPPRESS keeps one given before it.
+    exporting.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)

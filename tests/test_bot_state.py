@@ -163,7 +163,7 @@ def test_feedback_export_writes_a_question_file_the_evaluation_reads(qa, fake, t
     assert "Rizky Ridho" in record["review"]["answered"]
     # No state file yet: a clear message, no traceback.
     config.write_text(f"state:\n  path: {tmp_path / 'none.sqlite3'}\n", encoding="utf-8")
-    assert feedback_main(["--config", str(config), "export", str(target)]) == 1
+    assert feedback_main(["export", str(target), "--config", str(config)]) == 1
     assert "no state database" in capsys.readouterr().err
 
 

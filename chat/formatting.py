@@ -2,15 +2,50 @@
 
 from __future__ import annotations
 
+import datetime
+import re
+
 from chat.texts import DEFAULT_LANGUAGE, TEXTS, Texts
 from retrieval.answering.answer import Quote
 
+# A front matter date: 2023-09-22, or a timestamp that starts with one.
+ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?![\d])")
+# A date that is not one is shown as it is, cut to this length.
+MAX_SHOWN_DATE = 40
 
-def source_line(quote: Quote, texts: Texts | None = None) -> str:
-    """'— Title, paragraph N' (a photo caption is labelled as such), in texts' language."""
+
+def source_label(quote: Quote, texts: Texts | None = None) -> str:
+    """'Title, paragraph N' (a photo caption is labelled as such), in texts' language."""
     texts = texts or TEXTS[DEFAULT_LANGUAGE]
     caption = f" ({texts.photo_caption})" if quote.kind == "caption" else ""
-    return f"— {quote.title or quote.doc_id}, {texts.paragraph} {quote.paragraph}{caption}"
+    return f"{quote.title or quote.doc_id}, {texts.paragraph} {quote.paragraph}{caption}"
+
+
+def shown_date(published: str | None, texts: Texts | None = None) -> str:
+    """A publication date as '22 Sep 2023' in texts' language; other text as it is."""
+    texts = texts or TEXTS[DEFAULT_LANGUAGE]
+    text = " ".join((published or "").split())
+    found = ISO_DATE.match(text)
+    if found:
+        try:
+            day = datetime.date(*(int(part) for part in found.groups()))
+        except ValueError:
+            day = None
+        if day is not None:
+            return f"{day.day} {texts.months[day.month - 1]} {day.year}"
+    return text if len(text) <= MAX_SHOWN_DATE else text[: MAX_SHOWN_DATE - 1] + "…"
+
+
+def source_detail(quote: Quote, texts: Texts | None = None) -> str:
+    """'Outlet, 22 Sep 2023', or whichever of the two the article has ('' for neither)."""
+    outlet = " ".join((quote.source or "").split())
+    return ", ".join(part for part in (outlet, shown_date(quote.published, texts)) if part)
+
+
+def source_line(quote: Quote, texts: Texts | None = None) -> str:
+    """'— Title, paragraph N · Outlet, 22 Sep 2023', as much of it as the article has."""
+    detail = source_detail(quote, texts)
+    return f"— {source_label(quote, texts)}" + (f" · {detail}" if detail else "")
 
 
 def marked_parts(quote: Quote, sure: bool = True) -> list[tuple[str, str]]:

@@ -31,3 +31,7 @@ class ChatHistories:
         self._chats[chat_id] = history
         while len(self._chats) > self.max_chats:
             self._chats.popitem(last=False)
+
+    def forget(self, chat_id: int) -> None:
+        """Drop the chat's turns."""
+        self._chats.pop(chat_id, None)

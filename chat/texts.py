@@ -33,6 +33,8 @@ class Texts:
     read_as: str
     paragraph: str
     photo_caption: str
+    # Month names in source lines' dates ("22 Sep 2023"), January first.
+    months: tuple[str, ...]
     # Lists of articles ({n}: how many).
     articles_one: str
     articles_many: str
@@ -64,6 +66,14 @@ class Texts:
     refreshed: str
     refresh_failed: str
     skip_reasons: tuple[tuple[str, str], ...]
+    # Telegram: /forget, the feedback buttons, inline mode.
+    forgotten: str
+    vote_saved: str
+    vote_changed: str
+    vote_unavailable: str
+    inline_answer: str
+    inline_passage: str
+    inline_declined: str
 
     def articles(self, n: int) -> str:
         """'1 article indexed', '3 articles indexed'."""
@@ -95,6 +105,7 @@ ENGLISH = Texts(
     ),
     paragraph="paragraph",
     photo_caption="photo caption",
+    months=tuple("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()),
     articles_one="{n} article indexed",
     articles_many="{n} articles indexed",
     no_articles="No articles are indexed yet.",
@@ -108,6 +119,7 @@ ENGLISH = Texts(
         ("help", "How to ask questions"),
         ("sources", "The indexed articles"),
         ("ask", "Ask a question (in groups): /ask your question"),
+        ("forget", "Forget this chat's earlier questions"),
     ),
     start=(
         "Hello! Ask me a question about the news articles I know, and I answer with the "
@@ -120,7 +132,8 @@ ENGLISH = Texts(
         "In a group, use <code>/ask your question</code>, mention me, or reply to one of my "
         "messages.\n"
         "A follow-up such as <i>When did that happen?</i> is read together with your chat's "
-        "last questions.\n\n"
+        "last questions; /forget starts afresh.\n"
+        "Under each answer, 👍 or 👎 tells the bot's keeper whether it was right.\n\n"
         "/sources lists the articles I know."
     ),
     ask_usage=("Put your question after the command, for example: <code>/ask Who met whom?</code>"),
@@ -143,6 +156,13 @@ ENGLISH = Texts(
     ),
     refresh_failed="Could not read the feeds: {reason}.",
     skip_reasons=(),  # the reasons are written in English
+    forgotten="Done: I forgot this chat's earlier questions. The next one starts afresh.",
+    vote_saved="Thanks for the feedback.",
+    vote_changed="Thanks: your vote is changed.",
+    vote_unavailable="Sorry, feedback cannot be saved right now.",
+    inline_answer="Answer",
+    inline_passage="A passage about it (no exact answer)",
+    inline_declined="Not covered by the articles",
 )
 
 INDONESIAN = Texts(
@@ -161,6 +181,7 @@ INDONESIAN = Texts(
     ),
     paragraph="paragraf",
     photo_caption="keterangan foto",
+    months=tuple("Jan Feb Mar Apr Mei Jun Jul Agu Sep Okt Nov Des".split()),
     articles_one="{n} artikel terindeks",
     articles_many="{n} artikel terindeks",
     no_articles="Belum ada artikel yang terindeks.",
@@ -179,6 +200,7 @@ INDONESIAN = Texts(
         ("help", "Cara bertanya"),
         ("sources", "Artikel yang terindeks"),
         ("ask", "Bertanya (di grup): /ask pertanyaan Anda"),
+        ("forget", "Lupakan pertanyaan sebelumnya di obrolan ini"),
     ),
     start=(
         "Halo! Tanyakan apa saja tentang artikel berita yang saya ketahui, dan saya menjawab "
@@ -191,7 +213,9 @@ INDONESIAN = Texts(
         "Di grup, gunakan <code>/ask pertanyaan Anda</code>, sebut nama saya, atau balas "
         "salah satu pesan saya.\n"
         "Pertanyaan lanjutan seperti <i>Kapan itu terjadi?</i> dibaca bersama pertanyaan "
-        "terakhir di obrolan ini.\n\n"
+        "terakhir di obrolan ini; /forget memulai dari awal.\n"
+        "Di bawah setiap jawaban, 👍 atau 👎 memberi tahu pengelola bot apakah jawabannya "
+        "benar.\n\n"
         "/sources menampilkan artikel yang saya ketahui."
     ),
     ask_usage=(
@@ -234,6 +258,13 @@ INDONESIAN = Texts(
         ("bad_encoding", "kompresi halaman tidak dapat dibaca ({detail})"),
         ("write", "tidak dapat disimpan ({detail})"),
     ),
+    forgotten="Selesai: pertanyaan sebelumnya di obrolan ini saya lupakan. Berikutnya mulai baru.",
+    vote_saved="Terima kasih atas masukannya.",
+    vote_changed="Terima kasih: pilihan Anda sudah diubah.",
+    vote_unavailable="Maaf, masukan tidak dapat disimpan saat ini.",
+    inline_answer="Jawaban",
+    inline_passage="Bagian yang membahasnya (tanpa jawaban persis)",
+    inline_declined="Tidak dibahas dalam artikel",
 )
 
 TEXTS: dict[str, Texts] = {t.language: t for t in (INDONESIAN, ENGLISH)}

@@ -144,6 +144,11 @@ class TelegramConfig:
     admin_ids: tuple[int, ...] = field(default=(), metadata={"item": _range(-(2**52), 2**52)})
     rate_limit_per_minute: int = field(default=10, metadata=_range(0, 10_000))
     history_size: int = field(default=5, metadata=_range(0, 100))
+    # Turns older than this are no longer read as context (0 = kept until history_size pushes
+    # them out); a week at most.
+    history_minutes: float = field(default=60.0, metadata=_range(0.0, 10_080))
+    # How long Telegram may show an inline answer again without asking the bot.
+    inline_cache_seconds: int = field(default=10, metadata=_range(0, 3600))
     reload_check_seconds: float = field(default=5.0, metadata=_range(0.1, 86_400))
     max_messages_per_answer: int = field(default=3, metadata=_range(1, 50))
 
@@ -164,6 +169,12 @@ class SourcesConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    # The bot's own state: chat histories and answer feedback (an SQLite file).
+    path: str = field(default=".state/tanya.sqlite3", metadata=PATH)
+
+
+@dataclass(frozen=True)
 class UiConfig:
     language: str = field(default="auto", metadata=_choice("auto", "id", "en"))
 
@@ -178,6 +189,7 @@ class Config:
     reader: ReaderConfig = ReaderConfig()
     telegram: TelegramConfig = TelegramConfig()
     sources: SourcesConfig = SourcesConfig()
+    state: StateConfig = StateConfig()
     ui: UiConfig = UiConfig()
     log_level: str = field(default="INFO", metadata=_choice("DEBUG", "INFO", "WARNING", "ERROR"))
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
@@ -210,6 +222,10 @@ class Config:
         """index.milvus.uri as the client takes it: a server's URL, or the local file's path."""
         uri = self.index.milvus.uri
         return uri if is_server_uri(uri) else str(self.resolve(uri))
+
+    @property
+    def state_path(self) -> Path:
+        return self.resolve(self.state.path)
 
     @property
     def sources_path(self) -> Path:

@@ -103,8 +103,13 @@ def seed_corpus(tmp_path: Path) -> Path:
 
 
 def make_config(corpus: Path, index: Path, **sections) -> Config:
-    """A Config for a test: corpus and index paths, plus section overrides as dicts."""
-    data = {"corpus": {"path": str(corpus)}, "index": {"path": str(index)}}
+    """A Config for a test: corpus and index paths, plus section overrides as dicts; the
+    bot's state file lies beside the index (never in the working folder)."""
+    data = {
+        "corpus": {"path": str(corpus)},
+        "index": {"path": str(index)},
+        "state": {"path": str(index.parent / "state.sqlite3")},
+    }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return parse_config(data)

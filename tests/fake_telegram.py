@@ -25,7 +25,16 @@ BOT_USER = {
     "supports_inline_queries": False,
 }
 # Parameters that PTB sends as JSON text inside the form.
-JSON_PARAMS = {"reply_parameters", "commands", "allowed_updates", "link_preview_options", "scope"}
+JSON_PARAMS = {
+    "reply_parameters",
+    "commands",
+    "allowed_updates",
+    "link_preview_options",
+    "scope",
+    "reply_markup",
+    "results",
+    "button",
+}
 
 
 # The tags Telegram's HTML parse mode knows; anything else is "can't parse entities".
@@ -239,6 +248,47 @@ class FakeTelegram:
         self.inject({"message": message})
         return message
 
+    def press(
+        self, sent: dict, data: str, *, user_id: int, language_code: str | None = None
+    ) -> str:
+        """Inject a tap on an inline keyboard button with callback data under a message the
+        bot sent (sendMessage's parameters); returns the callback query's id."""
+        with self._cond:
+            query_id = str(self._new_message_id())
+        sender = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+        if language_code is not None:
+            sender["language_code"] = language_code
+        query = {
+            "id": query_id,
+            "from": sender,
+            "message": self.sent_message(sent),
+            "chat_instance": "1",
+            "data": data,
+        }
+        self.inject({"callback_query": query})
+        return query_id
+
+    def inline_query(self, user_id: int, text: str, *, language_code: str | None = None) -> str:
+        """Inject an inline query (@bot text typed in any chat); returns its id."""
+        with self._cond:
+            query_id = str(self._new_message_id())
+        sender = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+        if language_code is not None:
+            sender["language_code"] = language_code
+        query = {"id": query_id, "from": sender, "query": text, "offset": ""}
+        self.inject({"inline_query": query})
+        return query_id
+
+    def answered(self, method: str, query_id: str) -> list[dict]:
+        """The successful answer<method> calls for one query (answerCallbackQuery,
+        answerInlineQuery)."""
+        key = "callback_query_id" if method == "answerCallbackQuery" else "inline_query_id"
+        return [
+            r.params
+            for r in self.calls(method)
+            if r.status == 200 and str(r.params.get(key)) == query_id
+        ]
+
     def fail_next(self, method: str, status: int, retry_after: int | None = None) -> None:
         """Make the next call of method fail with this HTTP status (429 with retry_after)."""
         with self._cond:
@@ -356,6 +406,23 @@ class FakeTelegram:
         return True
 
     def _api_sendChatAction(self, params: dict) -> bool:
+        return True
+
+    def _api_answerCallbackQuery(self, params: dict) -> bool:
+        if len(params.get("text") or "") > 200:
+            raise _BadRequest("Bad Request: MESSAGE_TOO_LONG")
+        return True
+
+    def _api_answerInlineQuery(self, params: dict) -> bool:
+        results = params.get("results") or []
+        if len(results) > 50:
+            raise _BadRequest("Bad Request: RESULTS_TOO_MUCH")
+        for result in results:
+            content = result.get("input_message_content") or {}
+            text = content.get("message_text", "")
+            errors = html_errors(text) if content.get("parse_mode") == "HTML" else []
+            if errors or not 1 <= len(result.get("id", "")) <= 64:
+                raise _BadRequest(f"Bad Request: RESULT_INVALID ({'; '.join(errors)})")
         return True
 
     def _api_sendMessage(self, params: dict) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from chat.telegram.logs import protect_token_in_logs
 from chat.telegram.messages import MESSAGE_LIMIT
 from chat.texts import INDONESIAN
 from retrieval.answering.answer import Answerer
-from retrieval.config import Config
+from retrieval.config import Config, StateConfig
 from retrieval.errors import TanyaError
 from retrieval.index.reindex import reindex
 from tests.conftest import FakeEmbedder, make_config, with_evidence_floor
@@ -35,14 +36,18 @@ def telegram_settings(config: Config, fake: FakeTelegram, **values) -> Config:
 
 
 @contextmanager
-def running(answerer: Answerer, fake: FakeTelegram, **telegram):
-    """The bot built by bot.py, long-polling the fake server until the block ends."""
+def running(answerer: Answerer, fake: FakeTelegram, state: Path | None = None, **telegram):
+    """The bot built by bot.py, long-polling the fake server until the block ends; its state
+    file is `state`, or a new one of its own."""
     config = telegram_settings(answerer.config, fake, **telegram)
-    app = build_application(config, answerer, fake.token, flood_limits=False)
-    with AppThread(app, lambda: poll(app, timeout=1, stop_signals=None)) as thread:
-        fake.wait_for(lambda: app.running and fake.calls("getUpdates"))
-        yield app
-        thread.stop()
+    with tempfile.TemporaryDirectory() as folder:
+        path = state or Path(folder) / "state.sqlite3"
+        config = dataclasses.replace(config, state=StateConfig(path=str(path)))
+        app = build_application(config, answerer, fake.token, flood_limits=False)
+        with AppThread(app, lambda: poll(app, timeout=1, stop_signals=None)) as thread:
+            fake.wait_for(lambda: app.running and fake.calls("getUpdates"))
+            yield app
+            thread.stop()
 
 
 @pytest.fixture
@@ -87,7 +92,7 @@ def test_private_question_gets_quoted_html_reply(qa, fake):
     }
     assert set(menus) == {None, "id", "en"}
     for commands in menus.values():
-        assert [c["command"] for c in commands] == ["start", "help", "sources", "ask"]
+        assert [c["command"] for c in commands] == ["start", "help", "sources", "ask", "forget"]
     assert menus[None] == menus["id"] != menus["en"]
     assert menus["en"][1]["description"] == "How to ask questions"
     assert menus["id"][1]["description"] == "Cara bertanya"

@@ -241,3 +241,60 @@ def _error(exc_type, cause=None):
 )
 def test_network_retries_never_send_twice(exc, endpoint, retry):
     assert _safe_to_retry(exc, endpoint) is retry
+
+
+@pytest.mark.parametrize(
+    "source, published, texts, line",
+    [
+        (
+            "VOA Indonesia",
+            "2023-09-22",
+            INDONESIAN,
+            "— Judul, paragraf 2 · VOA Indonesia, 22 Sep 2023",
+        ),
+        (
+            "VOA Indonesia",
+            "2023-08-05",
+            INDONESIAN,
+            "— Judul, paragraf 2 · VOA Indonesia, 5 Agu 2023",
+        ),
+        (
+            "VOA Indonesia",
+            "2023-08-05",
+            ENGLISH,
+            "— Judul, paragraph 2 · VOA Indonesia, 5 Aug 2023",
+        ),
+        ("VOA", "2023-10-01T08:30:00+07:00", INDONESIAN, "— Judul, paragraf 2 · VOA, 1 Okt 2023"),
+        (None, "2024-12-24", ENGLISH, "— Judul, paragraph 2 · 24 Dec 2024"),
+        ("  Kompas\n ", None, INDONESIAN, "— Judul, paragraf 2 · Kompas"),
+        (None, "Senin pagi", INDONESIAN, "— Judul, paragraf 2 · Senin pagi"),
+        (None, "2023-02-30", INDONESIAN, "— Judul, paragraf 2 · 2023-02-30"),
+        (None, None, INDONESIAN, "— Judul, paragraf 2"),
+        ("", "", ENGLISH, "— Judul, paragraph 2"),
+    ],
+)
+def test_source_line_names_the_outlet_and_date_in_the_reply_language(
+    source, published, texts, line
+):
+    from chat.console import format_quote
+    from chat.formatting import source_line
+
+    quote = make_quote("Satu dua.", (0, 9), title="Judul", source=source, published=published)
+    assert source_line(quote, texts) == line
+    # The console and Telegram say the same; Telegram links only the title part.
+    assert format_quote(quote, color=False, texts=texts).endswith(line)
+    linked = make_quote("Satu.", (0, 5), title="J", url="https://x.org/a", source="VOA",
+                        published="2023-09-22")  # fmt: skip
+    assert quote_html(linked, INDONESIAN).endswith(
+        '— <a href="https://x.org/a">J, paragraf 2</a> · VOA, 22 Sep 2023'
+    )
+
+
+def test_a_very_long_odd_date_is_cut():
+    from chat.formatting import MAX_SHOWN_DATE, source_line
+
+    quote = make_quote("Satu.", (0, 5), title="J", published="x" * 500, source="<b>&")
+    line = source_line(quote, ENGLISH)
+    assert line.endswith("x…") and len(line.split(", ")[-1]) == MAX_SHOWN_DATE
+    html = quote_html(quote, ENGLISH)
+    assert "· &lt;b&gt;&amp;, x" in html and html_errors(html) == []

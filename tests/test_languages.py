@@ -69,7 +69,7 @@ def test_every_table_has_every_text_with_the_same_placeholders():
             assert value or f.name == "skip_reasons", (texts.language, f.name)
             if isinstance(value, str):
                 assert _placeholders(value) == _placeholders(english), (texts.language, f.name)
-        assert [name for name, _ in texts.commands] == ["start", "help", "sources", "ask"]
+        assert [name for name, _ in texts.commands] == ["start", "help", "sources", "ask", "forget"]
     assert INDONESIAN != ENGLISH
     assert INDONESIAN.articles(1) == "1 artikel terindeks" and ENGLISH.articles(2).endswith(
         "les indexed"

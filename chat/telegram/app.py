@@ -11,7 +11,15 @@ from urllib.parse import urlparse
 
 from telegram import Update
 from telegram.error import NetworkError, TelegramError
-from telegram.ext import Application, ApplicationBuilder, CommandHandler, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    InlineQueryHandler,
+    MessageHandler,
+    filters,
+)
 
 from chat.telegram.handlers import TanyaBot
 from chat.telegram.logs import protect_token_in_logs, redact
@@ -32,6 +40,8 @@ TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
 # Start-up calls (getMe, deleteWebhook or setWebhook) are retried this many times.
 BOOTSTRAP_RETRIES = 5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGABRT)
+# Messages, taps on the feedback buttons, and inline queries (@bot question).
+UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY]
 
 
 def build_application(
@@ -65,6 +75,9 @@ def build_application(
     app.add_handler(CommandHandler("ask", tanya.ask_command, filters=messages))
     app.add_handler(CommandHandler("add", tanya.add, filters=messages))
     app.add_handler(CommandHandler("refresh", tanya.refresh, filters=messages))
+    app.add_handler(CommandHandler("forget", tanya.forget, filters=messages))
+    app.add_handler(CallbackQueryHandler(tanya.vote, pattern=r"^vote:"))
+    app.add_handler(InlineQueryHandler(tanya.inline))
     app.add_handler(MessageHandler(messages & filters.TEXT & ~filters.COMMAND, tanya.text))
     app.add_error_handler(tanya.on_error)
     app.bot_data["tanya"] = tanya
@@ -79,7 +92,7 @@ def poll(
     app.run_polling(
         timeout=timeout,
         bootstrap_retries=BOOTSTRAP_RETRIES,
-        allowed_updates=[Update.MESSAGE],
+        allowed_updates=UPDATES,
         stop_signals=stop_signals,
     )
 
@@ -97,7 +110,7 @@ def serve_webhook(
         # Telegram sends this back on every update; PTB drops requests without it.
         secret_token=secrets.token_urlsafe(32),
         bootstrap_retries=BOOTSTRAP_RETRIES,
-        allowed_updates=[Update.MESSAGE],
+        allowed_updates=UPDATES,
         stop_signals=stop_signals,
     )
 

@@ -4,23 +4,37 @@ answers sent as Telegram HTML."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import logging
+import re
 import time
 from collections import OrderedDict, deque
 
-from telegram import BotCommand, Message, MessageEntity, Update
-from telegram.constants import ChatAction, ChatType
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InlineQueryResultArticle,
+    InputTextMessageContent,
+    LinkPreviewOptions,
+    Message,
+    MessageEntity,
+    Update,
+)
+from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import Application, ContextTypes
 
-from chat.history import MAX_CHATS, ChatHistories
+from chat.formatting import source_line
+from chat.history import MAX_CHATS
+from chat.state import StateStore
 from chat.telegram.admin import AdminCommands
 from chat.telegram.logs import error_summary
 from chat.telegram.messages import answer_messages, sources_html
 from chat.telegram.transport import auth_error_in, reply, reply_parts
 from chat.texts import TEXTS, Texts, for_question, for_user
-from retrieval.answering.answer import Answerer, clean_question
+from retrieval.answering.answer import Answer, Answerer, clean_question
 from retrieval.config import Config
 from retrieval.errors import QuestionError, TanyaError
 
@@ -29,6 +43,12 @@ log = logging.getLogger("tanya")
 # How long an answer may take before the chat is shown "typing…" (each action is a request
 # that counts against Telegram's flood limit, so quick answers go without one).
 TYPING_AFTER_SECONDS = 1.0
+# Telegram sends an inline query as the user types: one is answered once no newer one from
+# the same user came within this time (the rate limit counts only those).
+INLINE_SETTLE_SECONDS = 0.4
+INLINE_DESCRIPTION_CHARS = 200
+# The feedback buttons' data: "vote:<answer id>:up" or "…:down".
+VOTE_DATA = re.compile(r"vote:(\d{1,18}):(up|down)")
 
 
 class RateLimit:
@@ -72,7 +92,11 @@ class TanyaBot(AdminCommands):
     def __init__(self, config: Config, answerer: Answerer):
         self.config = config
         self.answerer = answerer
-        self.histories = ChatHistories(config.telegram.history_size)
+        self.state = StateStore(
+            config.state_path, config.telegram.history_size, config.telegram.history_minutes
+        )
+        # The latest inline query of each user (older ones are left unanswered).
+        self._inline_latest: OrderedDict[int, str] = OrderedDict()
         self.rate_limit = RateLimit(config.telegram.rate_limit_per_minute)
         # Refused admin commands are answered within the same limit as questions, and logged
         # once per user a minute: a flood of /add costs neither replies nor log lines.
@@ -110,7 +134,8 @@ class TanyaBot(AdminCommands):
             app.stop_running()
 
     async def post_init(self, app: Application) -> None:
-        """Register the command menu and start watching for a rebuilt index."""
+        """Open the state file, register the command menu, start watching for a rebuilt index."""
+        await asyncio.to_thread(self.state.open)
         await self.set_commands(app)
         self._watcher = asyncio.create_task(self.watch_index())
         if self.config.sources.refresh_minutes > 0 and self.config.sources.feeds:
@@ -135,7 +160,7 @@ class TanyaBot(AdminCommands):
             await app.bot.set_my_commands(commands, language_code=code)
 
     async def post_shutdown(self, app: Application) -> None:
-        """Stop watching the index and reading the feeds."""
+        """Stop watching the index and reading the feeds; close the state file."""
         for task in (self._watcher, self._refresher):
             if task is not None:
                 task.cancel()
@@ -143,6 +168,7 @@ class TanyaBot(AdminCommands):
                     await task
                 except asyncio.CancelledError:
                     pass
+        await asyncio.to_thread(self.state.close)
 
     async def watch_index(self) -> None:
         """Swap in a rebuilt index when the reindex script publishes one."""
@@ -294,20 +320,22 @@ class TanyaBot(AdminCommands):
             question = clean_question(question)
         except QuestionError as exc:
             return await reply(message, html.escape(_sentence(texts.cannot_ask(exc))))
-        history = self.histories.earlier(message.chat.id)
-        # Encoding and search are CPU work: a thread keeps other chats' updates flowing.
-        work = asyncio.ensure_future(asyncio.to_thread(self.answerer.ask, question, history))
+        chat_id = message.chat.id
+        # Encoding and search are CPU work, and the state file may wait on a lock: a thread
+        # keeps other chats' updates flowing.
+        work = asyncio.ensure_future(
+            asyncio.to_thread(self._answer_and_record, chat_id, user_id, question)
+        )
         done, _ = await asyncio.wait({work}, timeout=TYPING_AFTER_SECONDS)
         if not done:
             await self._working(message)
         try:
-            result = await work
+            result, answer_id = await work
         except QuestionError as exc:
             return await reply(message, html.escape(_sentence(texts.cannot_ask(exc))))
         except TanyaError as exc:  # a damaged index file, named with its fix: no traceback
-            log.error("cannot answer in chat %s: %s", message.chat.id, exc)
+            log.error("cannot answer in chat %s: %s", chat_id, exc)
             return await reply(message, html.escape(texts.apology))
-        self.histories.record(message.chat.id, result.turn())
         # Splitting a long answer into valid HTML parts is CPU work too.
         parts = await asyncio.to_thread(
             answer_messages,
@@ -315,7 +343,76 @@ class TanyaBot(AdminCommands):
             max_messages=self.config.telegram.max_messages_per_answer,
             texts=texts,
         )
-        await reply_parts(message, parts)
+        buttons = vote_buttons(answer_id) if answer_id is not None else None
+        await reply_parts(message, parts, buttons)
+
+    def _answer_and_record(
+        self, chat_id: int, user_id: int, question: str
+    ) -> tuple[Answer, int | None]:
+        """The answer in the chat's context, kept as the chat's latest turn and for votes."""
+        history = self.state.earlier(chat_id)
+        result = self.answerer.ask(question, history)
+        self.state.record(chat_id, result.turn())
+        return result, self.state.record_answer(chat_id, user_id, result, history)
+
+    async def forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/forget: clear the chat's history, so the next question starts afresh."""
+        if not self.chat_allowed(update):
+            return await self.refuse(update)
+        await asyncio.to_thread(self.state.forget, update.effective_chat.id)
+        await reply(update.effective_message, html.escape(self.command_texts(update).forgotten))
+
+    async def vote(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A 👍 or 👎 under an answer: one vote per user and answer, a new tap replaces it."""
+        query = update.callback_query
+        found = VOTE_DATA.fullmatch(query.data or "")
+        if found is None or not self.chat_allowed(update):
+            return await query.answer()
+        texts = self.command_texts(update)
+        outcome = await asyncio.to_thread(
+            self.state.vote, int(found.group(1)), query.from_user.id, found.group(2)
+        )
+        if outcome is None:
+            return await query.answer(texts.vote_unavailable)
+        await query.answer(texts.vote_changed if outcome == "changed" else texts.vote_saved)
+
+    async def inline(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """@bot question in any chat: the answer as one inline result, to send there."""
+        query = update.inline_query
+        user_id = query.from_user.id
+        # Cached answers go to every user unless marked personal: with an allowlist they must.
+        personal = bool(self.allowed)
+        if self.allowed and user_id not in self.allowed:
+            if self.refusals_logged.allow(user_id, time.monotonic()):
+                log.info("refused inline query from user %s: not in allowed_chat_ids", user_id)
+            return await query.answer([], cache_time=0, is_personal=True)
+        if not query.query.strip():
+            return await query.answer([], cache_time=0, is_personal=personal)
+        self._inline_latest.pop(user_id, None)
+        self._inline_latest[user_id] = query.id
+        while len(self._inline_latest) > MAX_CHATS:
+            self._inline_latest.popitem(last=False)
+        await asyncio.sleep(INLINE_SETTLE_SECONDS)
+        if self._inline_latest.get(user_id) != query.id:
+            return  # the user typed on; the newer query is answered instead
+        if not self.rate_limit.allow(user_id, time.monotonic()):
+            log.info("rate limit: user %s, inline", user_id)
+            return await query.answer([], cache_time=0, is_personal=True)
+        try:
+            question = clean_question(query.query)
+            result = await asyncio.to_thread(self.answerer.ask, question)
+        except QuestionError:
+            return await query.answer([], cache_time=0, is_personal=personal)
+        except TanyaError as exc:
+            log.error("cannot answer an inline query: %s", exc)
+            return await query.answer([], cache_time=0, is_personal=True)
+        texts = for_question(self.config.ui.language, question)
+        (body, *_) = await asyncio.to_thread(answer_messages, result, max_messages=1, texts=texts)
+        await query.answer(
+            [inline_result(result, body, texts)],
+            cache_time=self.config.telegram.inline_cache_seconds,
+            is_personal=personal,
+        )
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log the failure with its update id, tell the user, keep running."""
@@ -337,6 +434,46 @@ class TanyaBot(AdminCommands):
                 await reply(update.effective_message, html.escape(texts.apology))
             except TelegramError as exc:
                 log.warning("could not send the apology for update %s: %s", update.update_id, exc)
+
+
+def vote_buttons(answer_id: int) -> InlineKeyboardMarkup:
+    """👍 and 👎 under an answer."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton("👍", callback_data=f"vote:{answer_id}:up"),
+                InlineKeyboardButton("👎", callback_data=f"vote:{answer_id}:down"),
+            ]
+        ]
+    )
+
+
+def inline_result(answer: Answer, body: str, texts: Texts) -> InlineQueryResultArticle:
+    """The answer as an inline result: titled with the answer span (or what kind of reply it
+    is), described by the quoted sentence and its source; sends the answer's HTML."""
+    first = answer.quotes[0] if answer.quotes else None
+    if answer.kind == "answer" and first is not None and first.answer:
+        title = f"{texts.inline_answer}: {first.answer}"
+    elif answer.kind == "declined":
+        title = texts.inline_declined
+    else:
+        title = texts.inline_passage
+    description = ""
+    if first is not None:
+        description = f"{first.highlight.strip()} {source_line(first, texts)}"
+        if len(description) > INLINE_DESCRIPTION_CHARS:
+            description = description[: INLINE_DESCRIPTION_CHARS - 1] + "…"
+    key = f"{answer.version}\n{answer.reading}".encode()
+    return InlineQueryResultArticle(
+        id=hashlib.sha256(key).hexdigest()[:32],
+        title=title[:INLINE_DESCRIPTION_CHARS],
+        description=description or None,
+        input_message_content=InputTextMessageContent(
+            body,
+            parse_mode=ParseMode.HTML,
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+        ),
+    )
 
 
 def _sentence(text: str) -> str:

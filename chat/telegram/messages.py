@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from html import escape
 from urllib.parse import urlparse
 
-from chat.formatting import marked_parts, source_line
+from chat.formatting import marked_parts, source_detail, source_label
 from chat.texts import DEFAULT_LANGUAGE, TEXTS, Texts, for_question
 from retrieval.answering.answer import Answer, Quote
 from retrieval.corpus.chunking import split_sentences
@@ -49,9 +49,11 @@ def link(text: str, url: str | None) -> str:
 
 
 def source_html(quote: Quote, texts: Texts | None = None) -> str:
-    """'— Title, paragraph N', linked to the article when it has a URL."""
-    dash, _, rest = source_line(quote, texts).partition(" ")
-    return f"{dash} {link(rest, quote.url)}"
+    """'— Title, paragraph N · Outlet, date', the title part linked to the article when it
+    has a URL."""
+    detail = source_detail(quote, texts)
+    tail = f" · {escape(detail, quote=False)}" if detail else ""
+    return f"— {link(source_label(quote, texts), quote.url)}{tail}"
 
 
 STYLE_TAGS = {"plain": ("", ""), "sentence": ("<i>", "</i>"), "answer": ("<b>", "</b>")}

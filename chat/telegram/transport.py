@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import httpx
-from telegram import LinkPreviewOptions, Message, ReplyParameters
+from telegram import InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter
@@ -124,7 +124,9 @@ class RetryingRateLimiter(AIORateLimiter):
         raise AssertionError("unreachable")
 
 
-async def reply(message: Message, text: str) -> Message:
+async def reply(
+    message: Message, text: str, buttons: InlineKeyboardMarkup | None = None
+) -> Message:
     """Send HTML text in answer to message (still sent if that message is gone)."""
     return await message.get_bot().send_message(
         chat_id=message.chat.id,
@@ -132,10 +134,13 @@ async def reply(message: Message, text: str) -> Message:
         parse_mode=ParseMode.HTML,
         reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
         link_preview_options=LinkPreviewOptions(is_disabled=True),
+        reply_markup=buttons,
     )
 
 
-async def reply_parts(message: Message, parts: Sequence[str]) -> None:
-    """Send each part in order, each in answer to message."""
-    for part in parts:
-        await reply(message, part)
+async def reply_parts(
+    message: Message, parts: Sequence[str], buttons: InlineKeyboardMarkup | None = None
+) -> None:
+    """Send each part in order, each in answer to message; buttons go under the last."""
+    for number, part in enumerate(parts, 1):
+        await reply(message, part, buttons if number == len(parts) else None)

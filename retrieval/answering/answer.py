@@ -64,6 +64,9 @@ class Quote:
     answer_start: int | None = None
     answer_end: int | None = None
     answer_score: float | None = None
+    # The article's outlet and publication date as its front matter gives them.
+    source: str | None = None
+    published: str | None = None
 
     @property
     def highlight(self) -> str:
@@ -376,6 +379,8 @@ def quote(
         info.url,
         chunk.kind,
         *(marked or (None, None, None)),
+        info.source,
+        info.published,
     )
 
 

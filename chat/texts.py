@@ -42,8 +42,10 @@ class Texts:
     question_empty: str
     question_no_words: str
     question_too_long: str
-    # The console.
+    # The console: its commands, and what a line that looks like no command of it gets
+    # ({command}: the word typed).
     console_help: str
+    unknown_command: str
     # Telegram.
     commands: tuple[tuple[str, str], ...]
     start: str
@@ -101,8 +103,17 @@ ENGLISH = Texts(
     and_more="… and {n} more.",
     question_empty="the question is empty: type a question about the articles",
     question_no_words="the question has no words in it: type a question about the articles",
-    question_too_long=("the question is too long ({n} characters); please keep it under {most}"),
-    console_help="Ask a question about the articles. /sources lists them; :q or Ctrl-D quits.",
+    question_too_long=(
+        "the question is too long ({n} characters); at most {most} characters, please"
+    ),
+    console_help=(
+        "Ask a question about the articles; a follow-up is read with your earlier questions.\n"
+        "Commands:\n"
+        "  /sources            the indexed articles\n"
+        "  /help               this list\n"
+        "  :q, exit, quit      leave (Ctrl-D too)"
+    ),
+    unknown_command="unknown command {command}, see /help",
     commands=(
         ("start", "What this bot does and which articles it knows"),
         ("help", "How to ask questions"),
@@ -168,12 +179,17 @@ INDONESIAN = Texts(
     question_empty="pertanyaannya kosong: tulis pertanyaan tentang artikel",
     question_no_words="pertanyaannya tidak berisi kata: tulis pertanyaan tentang artikel",
     question_too_long=(
-        "pertanyaannya terlalu panjang ({n} karakter); buat kurang dari {most} karakter"
+        "pertanyaannya terlalu panjang ({n} karakter); paling banyak {most} karakter"
     ),
     console_help=(
-        "Ajukan pertanyaan tentang artikel. /sources menampilkan daftarnya; "
-        ":q atau Ctrl-D untuk keluar."
+        "Ajukan pertanyaan tentang artikel; pertanyaan lanjutan dibaca bersama pertanyaan "
+        "sebelumnya.\n"
+        "Perintah:\n"
+        "  /sources            artikel yang terindeks\n"
+        "  /help               daftar ini\n"
+        "  :q, exit, quit      keluar (juga Ctrl-D)"
     ),
+    unknown_command="perintah {command} tidak dikenal, lihat /help",
     commands=(
         ("start", "Apa yang dilakukan bot ini dan artikel apa yang diketahuinya"),
         ("help", "Cara bertanya"),

@@ -148,7 +148,9 @@ ENGLISH = Texts(
     unchanged="Already known, unchanged: {title}",
     add_failed="Could not add {url}: {reason}.",
     busy="The articles are being updated right now; please try again in a minute.",
-    no_feeds="No feeds are set up (sources.feeds in config.yaml).",
+    no_feeds=(
+        "No feeds are set up (tanya-add --feed URL follows one; or sources.feeds in config.yaml)."
+    ),
     refreshed=(
         "Feeds read: {added} added, {updated} updated, {unchanged} unchanged, {skipped} skipped."
     ),
@@ -229,7 +231,10 @@ INDONESIAN = Texts(
     unchanged="Sudah ada, tidak berubah: {title}",
     add_failed="Tidak dapat menambahkan {url}: {reason}.",
     busy="Artikel sedang diperbarui; silakan coba lagi sebentar lagi.",
-    no_feeds="Belum ada feed yang diatur (sources.feeds di config.yaml).",
+    no_feeds=(
+        "Belum ada feed yang diatur (tanya-add --feed URL untuk mengikuti satu; "
+        "atau sources.feeds di config.yaml)."
+    ),
     refreshed=(
         "Feed dibaca: {added} ditambahkan, {updated} diperbarui, {unchanged} tidak berubah, "
         "{skipped} dilewati."
@@ -242,6 +247,8 @@ INDONESIAN = Texts(
         ("redirect", "pengalihan berputar-putar ({detail})"),
         ("too_large", "halaman terlalu besar ({detail})"),
         ("not_html", "bukan halaman HTML ({detail})"),
+        ("feed", "feed RSS atau Atom, bukan halaman artikel"),
+        ("not_feed", "bukan feed RSS atau Atom ({detail})"),
         ("robots", "dilarang oleh robots.txt situs ({detail})"),
         ("not_article", "bukan artikel ({detail})"),
         ("no_text", "tidak ada teks yang bisa diambil ({detail})"),

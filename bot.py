@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 
 from chat.telegram.app import TOKEN_ENV, run_bot
@@ -12,6 +13,9 @@ from chat.telegram.logs import protect_token_in_crashes, redact
 from retrieval.answering.answer import Answerer
 from retrieval.config import load_config
 from retrieval.errors import TanyaError
+
+# What BotFather gives: the bot's id, a colon and 35 characters (123456789:AAE...).
+TOKEN_SHAPE = re.compile(r"[0-9]+:[A-Za-z0-9_-]{35}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,6 +40,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def token_problem(token: str) -> str:
+    """What is wrong with the token's shape ("" when it looks like a bot token); the token
+    itself is never repeated (a real one with a typo is still a secret)."""
+    if TOKEN_SHAPE.fullmatch(token):
+        return ""
+    return (
+        f"{TOKEN_ENV} does not look like a bot token: BotFather's tokens are the bot's id "
+        "(digits), a colon and 35 letters, digits, '-' or '_' (123456789:AAE...). "
+        "Copy it again from BotFather (/token), without quotes or spaces"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tanya` command."""
     args = parse_args(argv)
@@ -55,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+        if not (args.console or args.ask is not None or args.check):
+            # Said here, before the models load and before the Bot API is asked (which
+            # retries for about 20 s before it gives up on a token it cannot use).
+            problem = token_problem(token)
+            if problem:
+                print(f"tanya: {problem}", file=sys.stderr)
+                return 2
         from chat import console
 
         # A bad history file is said before the models load.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -23,36 +24,121 @@ BOLD, ITALIC, RESET = "\033[1m", "\033[3m", "\033[0m"
 PROMPT = "tanya> "
 
 
-def format_quote(quote: Quote, color: bool, texts: Texts | None = None, sure: bool = True) -> str:
+# A quote's lines start at INDENT; a line too long for the terminal goes on at HANGING.
+INDENT, HANGING = "  ", "    "
+# Never wrap narrower than this (a terminal a few columns wide still gets whole words).
+MIN_WIDTH = 24
+
+
+def format_quote(
+    quote: Quote,
+    color: bool,
+    texts: Texts | None = None,
+    sure: bool = True,
+    width: int | None = None,
+) -> str:
     """The quote's text with its answer in bold, the rest of its sentence in italics (on
-    a terminal), then its source; in a reply that is not `sure`, nothing is bold."""
-    if color:
-        styles = {"plain": "", "sentence": ITALIC, "answer": BOLD}
-        text = "".join(
-            f"{styles[style]}{part}{RESET}" if styles[style] else part
-            for part, style in marked_parts(quote, sure)
-        )
-    else:
-        text = quote.text
-    body = textwrap.indent(text, "  ")
+    a terminal), then its source; in a reply that is not `sure`, nothing is bold. With a
+    width, each line wraps at word boundaries with a hanging indent."""
+    parts = marked_parts(quote, sure) if color else [(quote.text, "plain")]
     source = source_line(quote, texts) + (f" <{quote.url}>" if quote.url else "")
-    return f"{body}\n  {source}"
+    return "\n".join([*_indented(parts, width), *_indented([(source, "plain")], width)])
 
 
-def format_answer(answer: Answer, color: bool, texts: Texts | None = None) -> str:
-    """The whole answer as terminal text (by default in the language of its question)."""
+_STYLES = {"plain": "", "sentence": ITALIC, "answer": BOLD}
+
+
+def _indented(parts: Sequence[tuple[str, str]], width: int | None) -> list[str]:
+    """The styled runs as lines: each line of the text at INDENT (a blank one stays blank);
+    with a width, wrapped at word boundaries, its further lines at HANGING."""
+    text = "".join(part for part, _ in parts)
+    styles = [style for part, style in parts for _ in part]
+    lines, start = [], 0
+    for line in text.split("\n"):
+        for indent, row in _rows(line, width):
+            lines.append(indent + _styled(text, styles, [start + i for i in row]) if row else "")
+        start += len(line) + 1
+    return lines
+
+
+def _rows(line: str, width: int | None) -> list[tuple[str, list[int]]]:
+    """The line cut into rows: each its indent and the positions (in the line) of the
+    characters it shows."""
+    if not line.strip():
+        return [("", [])]
+    if width is None or len(INDENT) + len(line) <= width:
+        return [(INDENT, list(range(len(line))))]
+    wrapper = textwrap.TextWrapper(
+        width=max(width, MIN_WIDTH),
+        initial_indent=INDENT,
+        subsequent_indent=HANGING,
+        break_long_words=False,  # an address or a long word stays whole
+        break_on_hyphens=False,
+        expand_tabs=False,  # one character shown for each character of the text
+    )
+    rows, at = [], 0
+    for i, row in enumerate(wrapper.wrap(line)):
+        indent = INDENT if i == 0 else HANGING
+        positions = []
+        for ch in row[len(indent) :]:
+            # textwrap only drops whitespace at the cuts and shows other whitespace as " ".
+            while at < len(line) - 1 and line[at] != ch and not (ch == " " and line[at].isspace()):
+                at += 1
+            positions.append(at)
+            at += 1
+        rows.append((indent, positions))
+    return rows
+
+
+def _styled(text: str, styles: Sequence[str], positions: Sequence[int]) -> str:
+    """The characters at positions, each run of one style wrapped in its terminal codes."""
+    out, run, current = [], [], None
+    for position in positions:
+        style = _STYLES[styles[position]]
+        if style != current and run:
+            out.append(f"{current}{''.join(run)}{RESET}" if current else "".join(run))
+            run = []
+        current = style
+        run.append(text[position])
+    if run:
+        out.append(f"{current}{''.join(run)}{RESET}" if current else "".join(run))
+    return "".join(out)
+
+
+def format_answer(
+    answer: Answer, color: bool, texts: Texts | None = None, width: int | None = None
+) -> str:
+    """The whole answer as terminal text (by default in the language of its question); with
+    a width, every line wraps at word boundaries to it."""
     texts = texts or for_question("auto", answer.question)
+
+    def said(line: str) -> str:
+        if width is None or len(line) <= width:
+            return line
+        return textwrap.fill(line, max(width, MIN_WIDTH), subsequent_indent=INDENT)
+
+    def quote(q: Quote, sure: bool) -> str:
+        return format_quote(q, color, texts, sure=sure, width=width)
+
     # A follow-up says how it was read, so a wrong reading shows.
-    head = [texts.read_as.format(question=answer.read_as)] if answer.read_as else []
+    head = [said(texts.read_as.format(question=answer.read_as))] if answer.read_as else []
     if answer.kind == "declined":
-        lines = [*head, texts.decline]
+        lines = [*head, said(texts.decline)]
         if answer.quotes:
-            lines += [texts.closest, format_quote(answer.quotes[0], color, texts, sure=False)]
+            lines += [said(texts.closest), quote(answer.quotes[0], sure=False)]
         return "\n".join(lines)
     if answer.kind == "passage":
-        quotes = [format_quote(q, color, texts, sure=False) for q in answer.quotes]
-        return "\n".join([*head, texts.passage, *quotes])
-    return "\n\n".join([*head, *(format_quote(q, color, texts) for q in answer.quotes)])
+        quotes = [quote(q, sure=False) for q in answer.quotes]
+        return "\n".join([*head, said(texts.passage), *quotes])
+    return "\n\n".join([*head, *(quote(q, sure=True) for q in answer.quotes)])
+
+
+def terminal_width(stream: TextIO | None) -> int | None:
+    """The width to wrap to when stream is a terminal (None: a pipe or a file, not wrapped)."""
+    if not _is_terminal(stream):
+        return None
+    # One column spare: a line that fills the last column makes some terminals add a blank.
+    return shutil.get_terminal_size().columns - 1
 
 
 def format_sources(answerer: Answerer, texts: Texts | None = None) -> str:
@@ -84,7 +170,8 @@ def ask_once(
         out.write(json_safe(json.dumps(answer.to_dict(), ensure_ascii=False)) + "\n")
     else:
         shown = terminal_safe_answer(answer)
-        out.write(format_answer(shown, color=_is_terminal(out), texts=texts) + "\n")
+        width = terminal_width(out)
+        out.write(format_answer(shown, color=_is_terminal(out), texts=texts, width=width) + "\n")
     return 0
 
 
@@ -120,8 +207,30 @@ def _read_line(prompt: str, interactive: bool) -> str | None:
     return line.rstrip("\n") if line else None
 
 
+# The console's commands; a line that starts like a command but is none of them is not
+# asked as a question.
+COMMANDS = {
+    "quit": (":q", ":quit", ":exit", "/q", "/quit", "/exit", "exit", "quit"),
+    "sources": ("/sources", ":sources"),
+    "help": ("/help", ":help", "?", "/start"),
+}
+LOOKS_LIKE_A_COMMAND = re.compile(r"[/:][^\W\d_]")
+
+
+def console_command(line: str) -> str | None:
+    """The command a console line gives ("quit", "sources", "help", or "unknown" for a
+    /word or :word that is none of them); None for a question."""
+    words = line.split()
+    first = words[0].lower() if words else ""
+    for command, spellings in COMMANDS.items():
+        if first in spellings and (first.startswith(("/", ":")) or len(words) == 1):
+            return command  # `exit` alone leaves; "exit polls ..." is a question
+    return "unknown" if LOOKS_LIKE_A_COMMAND.match(first) else None
+
+
 def run_console(answerer: Answerer, history_size: int = 5) -> int:
-    """The interactive loop: line editing and history on a terminal; :q or Ctrl-D exits."""
+    """The interactive loop: line editing and history on a terminal; :q, exit, quit or
+    Ctrl-D exits."""
     interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stdout)
     setting = answerer.config.ui.language
     # The console knows no user's language: its commands speak ui.language, else Indonesian.
@@ -147,13 +256,17 @@ def run_console(answerer: Answerer, history_size: int = 5) -> int:
         line = line.strip()
         if not line:
             continue
-        if line in (":q", ":quit", "/quit", "/exit"):
+        command = console_command(line)
+        if command == "quit":
             return 0
-        if line in ("/sources", ":sources"):
+        if command == "sources":
             print(format_sources(answerer, commands))
             continue
-        if line in ("/help", ":help", "?"):
+        if command == "help":
             print(commands.console_help)
+            continue
+        if command is not None:
+            print(commands.unknown_command.format(command=terminal_safe(line.split()[0])))
             continue
         texts = for_question(setting, line)
         try:
@@ -164,7 +277,10 @@ def run_console(answerer: Answerer, history_size: int = 5) -> int:
         except KeyboardInterrupt:
             print("\n(interrupted)")
             continue
-        print(format_answer(terminal_safe_answer(answer), color, texts) + "\n", flush=True)
+        shown = format_answer(
+            terminal_safe_answer(answer), color, texts, terminal_width(sys.stdout)
+        )
+        print(shown + "\n", flush=True)
         turns = [*turns, answer.turn()][-history_size:] if history_size else []
 
 

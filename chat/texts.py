@@ -44,8 +44,10 @@ class Texts:
     question_empty: str
     question_no_words: str
     question_too_long: str
-    # The console.
+    # The console: its commands, and what a line that looks like no command of it gets
+    # ({command}: the word typed).
     console_help: str
+    unknown_command: str
     # Telegram.
     commands: tuple[tuple[str, str], ...]
     start: str
@@ -112,8 +114,17 @@ ENGLISH = Texts(
     and_more="… and {n} more.",
     question_empty="the question is empty: type a question about the articles",
     question_no_words="the question has no words in it: type a question about the articles",
-    question_too_long=("the question is too long ({n} characters); please keep it under {most}"),
-    console_help="Ask a question about the articles. /sources lists them; :q or Ctrl-D quits.",
+    question_too_long=(
+        "the question is too long ({n} characters); at most {most} characters, please"
+    ),
+    console_help=(
+        "Ask a question about the articles; a follow-up is read with your earlier questions.\n"
+        "Commands:\n"
+        "  /sources            the indexed articles\n"
+        "  /help               this list\n"
+        "  :q, exit, quit      leave (Ctrl-D too)"
+    ),
+    unknown_command="unknown command {command}, see /help",
     commands=(
         ("start", "What this bot does and which articles it knows"),
         ("help", "How to ask questions"),
@@ -150,7 +161,9 @@ ENGLISH = Texts(
     unchanged="Already known, unchanged: {title}",
     add_failed="Could not add {url}: {reason}.",
     busy="The articles are being updated right now; please try again in a minute.",
-    no_feeds="No feeds are set up (sources.feeds in config.yaml).",
+    no_feeds=(
+        "No feeds are set up (tanya-add --feed URL follows one; or sources.feeds in config.yaml)."
+    ),
     refreshed=(
         "Feeds read: {added} added, {updated} updated, {unchanged} unchanged, {skipped} skipped."
     ),
@@ -189,12 +202,17 @@ INDONESIAN = Texts(
     question_empty="pertanyaannya kosong: tulis pertanyaan tentang artikel",
     question_no_words="pertanyaannya tidak berisi kata: tulis pertanyaan tentang artikel",
     question_too_long=(
-        "pertanyaannya terlalu panjang ({n} karakter); buat kurang dari {most} karakter"
+        "pertanyaannya terlalu panjang ({n} karakter); paling banyak {most} karakter"
     ),
     console_help=(
-        "Ajukan pertanyaan tentang artikel. /sources menampilkan daftarnya; "
-        ":q atau Ctrl-D untuk keluar."
+        "Ajukan pertanyaan tentang artikel; pertanyaan lanjutan dibaca bersama pertanyaan "
+        "sebelumnya.\n"
+        "Perintah:\n"
+        "  /sources            artikel yang terindeks\n"
+        "  /help               daftar ini\n"
+        "  :q, exit, quit      keluar (juga Ctrl-D)"
     ),
+    unknown_command="perintah {command} tidak dikenal, lihat /help",
     commands=(
         ("start", "Apa yang dilakukan bot ini dan artikel apa yang diketahuinya"),
         ("help", "Cara bertanya"),
@@ -237,7 +255,10 @@ INDONESIAN = Texts(
     unchanged="Sudah ada, tidak berubah: {title}",
     add_failed="Tidak dapat menambahkan {url}: {reason}.",
     busy="Artikel sedang diperbarui; silakan coba lagi sebentar lagi.",
-    no_feeds="Belum ada feed yang diatur (sources.feeds di config.yaml).",
+    no_feeds=(
+        "Belum ada feed yang diatur (tanya-add --feed URL untuk mengikuti satu; "
+        "atau sources.feeds di config.yaml)."
+    ),
     refreshed=(
         "Feed dibaca: {added} ditambahkan, {updated} diperbarui, {unchanged} tidak berubah, "
         "{skipped} dilewati."
@@ -250,6 +271,8 @@ INDONESIAN = Texts(
         ("redirect", "pengalihan berputar-putar ({detail})"),
         ("too_large", "halaman terlalu besar ({detail})"),
         ("not_html", "bukan halaman HTML ({detail})"),
+        ("feed", "feed RSS atau Atom, bukan halaman artikel"),
+        ("not_feed", "bukan feed RSS atau Atom ({detail})"),
         ("robots", "dilarang oleh robots.txt situs ({detail})"),
         ("not_article", "bukan artikel ({detail})"),
         ("no_text", "tidak ada teks yang bisa diambil ({detail})"),

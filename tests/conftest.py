@@ -15,10 +15,17 @@ import pytest
 from retrieval.config import Config, parse_config
 from retrieval.index.keyword import tokenize
 
+from .shared_data import SharedData
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 SEED_ARTICLE = ROOT / "corpus" / "korea-utara-politbiro-lawatan-kim-ke-rusia.txt"
 EVAL_DIR = SHARED / "eval"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests marked needs_shared skip (or, under TANYA_REQUIRE_SHARED, fail) without ../shared.
+    config.pluginmanager.register(SharedData(SHARED), "tanya-shared-data")
 
 
 class FakeEmbedder:

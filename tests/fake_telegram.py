@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-TOKEN = "123456:TEST-token-never-logged"
+TOKEN = "123456:TEST-token-never-logged-0123456789A"  # the shape BotFather gives
 BOT_USER = {
     "id": 4242,
     "is_bot": True,

@@ -442,6 +442,42 @@ def test_bot_without_token_points_to_console_mode(tmp_path, monkeypatch, capsys)
     assert "TELEGRAM_BOT_TOKEN" in err and "--console" in err
 
 
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not-a-token",
+        "987654321",
+        "987654321:short",
+        "abc:" + "A" * 35,  # the id is digits
+        "987654321:" + "A" * 34,
+        "987654321:" + "A" * 36,
+        "987654321:" + "A" * 34 + "!",
+        "987654321:" + "A" * 34 + "А",  # a Cyrillic A
+        "'987654321:" + "A" * 35 + "'",  # copied with its quotes
+    ],
+)
+def test_a_malformed_token_is_refused_before_any_network_call(token, tmp_path, monkeypatch, capsys):
+    fake = FakeTelegram().start()
+    try:
+        config = tmp_path / "config.yaml"
+        config.write_text(f"telegram: {{base_url: '{fake.base_url}'}}\n", encoding="utf-8")
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+        started = time.monotonic()
+        assert bot.main(["--config", str(config)]) == 2
+        assert time.monotonic() - started < 5
+        assert fake.calls("getMe") == []
+    finally:
+        fake.stop()
+    err = capsys.readouterr().err
+    assert "TELEGRAM_BOT_TOKEN does not look like a bot token" in err and "BotFather" in err
+    assert token not in err
+
+
+def test_a_token_of_the_right_shape_passes_the_check():
+    assert bot.token_problem("987654321:AAE" + "x" * 30 + "-_") == ""
+    assert bot.token_problem(FakeTelegram().token) == ""
+
+
 def test_a_wrong_token_stops_start_up_with_a_clear_error(qa, fake):
     import asyncio
 

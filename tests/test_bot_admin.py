@@ -15,6 +15,7 @@ from retrieval.answering.answer import Answerer
 from retrieval.config import Config
 from retrieval.errors import TanyaError
 from retrieval.index.reindex import reindex, reindex_lock
+from retrieval.web.feeds import follow
 from tests.conftest import FakeEmbedder, make_config
 from tests.fake_telegram import FakeTelegram
 from tests.fake_web import (
@@ -155,6 +156,24 @@ def test_refresh_without_feeds_says_so(tiny_corpus, tmp_path, web, fake):
     with running(Answerer(config, embedder=FakeEmbedder()), fake):
         text = one_reply(fake, fake.message(ADMIN, "/refresh"))["text"]
     assert text == INDONESIAN.no_feeds
+
+
+def test_refresh_reads_the_feeds_followed_with_tanya_add(tiny_corpus, tmp_path, web, fake):
+    config = admin_config(tiny_corpus, tmp_path, web, feeds=[])
+    assert follow(config, web.url("/feed.xml"), "Warta", "2024-05-20")  # as tanya-add --feed
+    reindex(config, embedder=FakeEmbedder())
+    with running(Answerer(config, embedder=FakeEmbedder()), fake):
+        text = one_reply(fake, fake.message(ADMIN, "/refresh", language_code="en"), 30)["text"]
+    assert text == "Feeds read: 2 added, 0 updated, 1 unchanged, 2 skipped."
+
+
+def test_add_of_a_feed_says_it_is_a_feed(site_qa, fake, web):
+    with running(site_qa, fake):
+        text = one_reply(fake, fake.message(ADMIN, f"/add {web.url('/feed.xml')}"), 30)["text"]
+    assert text == (
+        f"Tidak dapat menambahkan {web.url('/feed.xml')}: feed RSS atau Atom, bukan halaman "
+        "artikel."
+    )
 
 
 def test_feeds_are_read_on_a_timer(tiny_corpus, tmp_path, web, fake):

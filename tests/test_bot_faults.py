@@ -275,7 +275,7 @@ def test_sigterm_stops_a_healthy_bot_with_exit_code_0(seed_index, fake, tmp_path
 
 
 def test_wrong_token_at_start_up_is_never_printed(seed_index, fake, tmp_path):
-    wrong = "999:wrong-token-secret-part"
+    wrong = "999:wrong-token-secret-part-0123456789a"  # the right shape, which the API refuses
     process = start_bot_process(seed_index, fake, tmp_path, wrong)
     try:
         out, err = process.communicate(timeout=60)

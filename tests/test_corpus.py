@@ -110,7 +110,7 @@ def test_doc_ids_come_from_relative_paths(tmp_path):
     assert [a.doc_id for a in corpus.articles] == ["a/b/story"]
 
 
-@pytest.mark.skipif(not EVAL_DIR.exists(), reason="needs ../shared/eval beside the checkout")
+@pytest.mark.needs_shared("eval/facqa/corpus.jsonl")
 def test_facqa_corpus_loads_as_it_is():
     corpus = load_corpus(EVAL_DIR / "facqa" / "corpus.jsonl")
     assert len(corpus.articles) == 1362

@@ -205,6 +205,7 @@ def test_second_run_reuses_the_cached_embeddings(tiny_config, tiny_corpus, fake_
     assert third.config.index_path.is_symlink()
 
 
+@pytest.mark.needs_shared("eval/seed_dev.jsonl")
 def test_command_prints_the_json_keys_and_one_line_per_question(
     seed_corpus, tmp_path: Path, capsys
 ):
@@ -262,6 +263,7 @@ def test_hidden_passages_are_left_out_of_the_search(seed_answerer):
     assert "Sergei Shoigu" in seed_answerer.ask(question).quotes[0].text
 
 
+@pytest.mark.needs_shared("eval/seed_dev.jsonl")
 def test_hide_answers_turns_every_question_into_one_to_decline(seed_answerer):
     questions = [q for q in load_questions(EVAL_DIR / "seed_dev.jsonl") if q.answerable]
     report = evaluate(seed_answerer, questions, hide_answers=True)
@@ -271,6 +273,7 @@ def test_hide_answers_turns_every_question_into_one_to_decline(seed_answerer):
     assert report.decline_rate_unanswerable >= 0.7
 
 
+@pytest.mark.needs_shared("eval/seed_dev.jsonl")
 def test_hide_answers_refuses_questions_that_are_unanswerable_already(seed_answerer):
     questions = load_questions(EVAL_DIR / "seed_dev.jsonl")
     with pytest.raises(TanyaError, match="3 of these have no answer"):

@@ -415,6 +415,6 @@ def test_tanya_add_then_the_question_is_answered(tmp_path, web):
 
 def test_tanya_add_needs_urls_or_feeds(tmp_path):
     result = run_cli(cwd=tmp_path)
-    assert result.returncode == 2 and "give one or more URLs, or --feeds" in result.stderr
+    assert result.returncode == 2 and "give one or more URLs, --feed URL, --feeds" in result.stderr
     no_feeds = run_cli("--feeds", cwd=tmp_path)
     assert no_feeds.returncode == 1 and "no feeds are set up" in no_feeds.stderr

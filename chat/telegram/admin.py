@@ -16,6 +16,7 @@ from chat.telegram.logs import error_summary
 from chat.telegram.transport import reply
 from chat.texts import Texts
 from retrieval.errors import ReindexLockedError, TanyaError
+from retrieval.web.feeds import feed_urls
 
 if TYPE_CHECKING:  # ingestion (trafilatura) is imported when first used: start-up stays quick
     from retrieval.web.ingest import IngestReport, Outcome
@@ -156,7 +157,7 @@ class AdminCommands:
         if not await self.admin_allowed(update, "/refresh"):
             return
         message, texts = update.effective_message, self.command_texts(update)
-        if not self.config.sources.feeds:
+        if not feed_urls(self.config):  # those in sources.feeds and those followed
             return await reply(message, html.escape(texts.no_feeds))
         report = await self.ingest_for_admin(
             update,

@@ -162,7 +162,7 @@ def clean_question(question: str) -> str:
     if len(text) > MAX_QUESTION_CHARS:
         raise QuestionError(
             f"the question is too long ({len(text)} characters); "
-            f"please keep it under {MAX_QUESTION_CHARS}",
+            f"at most {MAX_QUESTION_CHARS} characters, please",
             "too_long",
             length=len(text),
             most=MAX_QUESTION_CHARS,

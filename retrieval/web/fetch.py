@@ -25,6 +25,15 @@ MAX_ROBOTS_BYTES = 512 * 1024  # RFC 9309: at least 500 KiB are read
 MAX_CRAWL_DELAY = 60.0  # a site's Crawl-delay is honoured up to this many seconds
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+# Read where a page was asked for too, within the same limits, so that a feed given as a
+# page can be told apart (feeds.looks_like_feed) from other XML and said to be one.
+FEED_TYPES = (
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/rdf+xml",
+    "application/xml",
+    "text/xml",
+)
 
 
 class Skip(Exception):
@@ -40,11 +49,13 @@ class Skip(Exception):
 
 @dataclass(frozen=True)
 class Page:
-    """A fetched document: where it was asked for, where it ended up, and its bytes."""
+    """A fetched document: where it was asked for, where it ended up, its bytes and its
+    content type (lowercase, without parameters; "" when the server named none)."""
 
     url: str
     final_url: str
     body: bytes
+    content_type: str = ""
 
 
 def normalise_url(url: str) -> str:
@@ -310,7 +321,8 @@ class Fetcher:
     def get(self, url: str, html: bool = True) -> Page:
         """The page at url after redirects; Skip with the reason when it cannot be had.
 
-        html=True refuses documents that are not HTML (a feed is read with html=False).
+        html=True refuses documents that are not HTML or a feed's XML (a feed is read with
+        html=False).
         """
         current = check_url(url)
         seen = [current]
@@ -329,7 +341,8 @@ class Fetcher:
                 raise Skip("http", f"HTTP {status}", transient=status >= 500 or status == 429)
             if status != 200:
                 raise Skip("http", f"HTTP {status} instead of a page")
-            return Page(url=seen[0], final_url=current, body=body)
+            kind = headers.get("content-type", "").split(";")[0].strip().lower()
+            return Page(url=seen[0], final_url=current, body=body, content_type=kind)
         raise Skip("redirect", f"more than {MAX_REDIRECTS} redirects")
 
     def _check_address(self, url: str) -> None:
@@ -416,7 +429,7 @@ class Fetcher:
                 if status in REDIRECTS or status >= 400:
                     return status, headers, b""
                 kind = headers.get("content-type", "").split(";")[0].strip().lower()
-                if html and kind and kind not in HTML_TYPES:
+                if html and kind and kind not in HTML_TYPES and kind not in FEED_TYPES:
                     raise Skip("not_html", f"not an HTML page ({kind})")
                 size = headers.get("content-length", "")
                 if cut is None and size.isdigit() and int(size) > limit:

@@ -5,9 +5,10 @@ at all, to `<corpus>/<sources.folder>/<site>/<slug>.md` with its metadata as fro
 the incremental reindex does the rest. An article is known by its URLs (canonical, asked
 for, redirected to) and by the hash of its text, both read back from those files, so the
 same story fetched twice or through two addresses is stored once, and a changed one
-replaces its file. Feeds remember the entries they have read in a hidden file beside the
-articles; a run that stops half-way leaves every article it finished, and the next one goes
-on from there.
+replaces its file; another address that leads to a known article is added to its `links:`.
+Feeds (those in sources.feeds and those followed with --feed, see feeds.py) remember the
+entries they have read in a hidden file beside the articles; a run that stops half-way
+leaves every article it finished, and the next one goes on from there.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from ..index.reindex import ReindexResult, print_result, progress_factory, reind
 from ..models.embedding import Embedder
 from ..safe_yaml import load_yaml
 from .extract import Extracted, extract
-from .fetch import Fetcher, Skip
+from .feeds import feed_urls, follow, followed_feeds, looks_like_feed, unfollow
+from .fetch import FEED_TYPES, Fetcher, Page, Skip, check_url
+from .files import TEMP_SUFFIX, write_atomically
 
 log = logging.getLogger("tanya.ingest")
 
@@ -49,7 +52,11 @@ MAX_PARAGRAPHS = 1000
 # A site's folder name is cut to this length (a host name may have 253 characters).
 MAX_SITE_CHARS = 100
 STATE_FILE = ".feeds.json"
-TEMP_SUFFIX = ".part"
+# links: in the front matter keeps at most this many addresses of an article, and this many
+# characters of them (a feed of 30,000 tracking variants of one story must not grow its
+# front matter past what is read back).
+MAX_LINKS = 50
+MAX_LINKS_CHARS = 16_000
 SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -74,6 +81,8 @@ class IngestReport:
     outcomes: tuple[Outcome, ...]
     feed_problems: tuple[Outcome, ...] = ()
     reindex: ReindexResult | None = None
+    followed: tuple[str, ...] = ()  # feeds this run began to follow
+    feeds_found: tuple[str, ...] = ()  # addresses given as pages that were feeds, read once
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -150,20 +159,6 @@ def render(article: Extracted, links: Sequence[str], digest: str, fetched: str) 
     return f"---\n{front}---\n# {article.title}\n\n{body}\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write the file whole or not at all: a hidden temporary file, synced, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
-    try:
-        with open(temporary, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def article_path(folder: Path, url: str) -> Path:
     """Where the article with this canonical URL is stored: <site>/<slug>-<hash>.md."""
     parts = urlsplit(url)
@@ -203,6 +198,28 @@ class Store:
             self.by_url[url] = known
         self.by_hash[known.text_hash] = known
 
+    def _record_links(self, known: _Known, links: Sequence[str]) -> None:
+        """Add the addresses that led to a known article to its front matter's links (its
+        text and everything else in the file as they were)."""
+        wanted = _kept_links([*known.links, *links])
+        if wanted == known.links:
+            return
+        try:
+            text = known.path.read_text("utf-8")
+            meta = read_front_matter(text)
+            if not meta:
+                return  # no front matter to add to (changed by hand since)
+            meta["links"] = wanted
+            front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, width=10_000)
+            write_atomically(known.path, f"---\n{front}---\n" + text[text.find("\n---\n", 3) + 5 :])
+        except (OSError, UnicodeDecodeError) as exc:
+            # The article is there; only the other address is not noted (tried next time).
+            log.warning("could not note another address of %s: %s", known.path, exc)
+            return
+        known.links = wanted
+        for url in wanted:
+            self.by_url[url] = known
+
     def remove_temporary_files(self) -> None:
         """Temporary files a crashed run left behind."""
         for path in self.folder.rglob(f".*{TEMP_SUFFIX}") if self.folder.is_dir() else []:
@@ -216,11 +233,13 @@ class Store:
         known = next((self.by_url[u] for u in links if u in self.by_url), None)
         if known is None and digest in self.by_hash:
             same = self.by_hash[digest]  # the same story through another address
+            self._record_links(same, links)
             return Outcome(asked, "unchanged", article.title, str(same.path))
         if known is not None and known.text_hash == digest:
+            self._record_links(known, links)
             return Outcome(asked, "unchanged", article.title, str(known.path))
         path = known.path if known is not None else article_path(self.folder, article.url)
-        links = _unique([*links, *(known.links if known is not None else [])])
+        links = _kept_links([*links, *(known.links if known is not None else [])])
         fetched = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
         write_atomically(path, render(article, links, digest, fetched))
         if known is not None and self.by_hash.get(known.text_hash) is known:
@@ -233,10 +252,25 @@ def _unique(items: Iterable[str]) -> list[str]:
     return [u for u in dict.fromkeys(items) if u]
 
 
+def _kept_links(urls: Iterable[str]) -> list[str]:
+    """The addresses (each once, in order) within MAX_LINKS and MAX_LINKS_CHARS."""
+    kept, chars = [], 0
+    for url in _unique(urls):
+        if len(kept) == MAX_LINKS or chars + len(url) > MAX_LINKS_CHARS:
+            break
+        kept.append(url)
+        chars += len(url)
+    return kept
+
+
 def fetch_article(fetcher: Fetcher, url: str, max_chars: int) -> tuple[Extracted, list[str], str]:
     """The article at url, all its parts joined (within MAX_PARAGRAPHS and max_chars), the
     addresses that led to it, and what was cut from it ("" when nothing was)."""
     page = fetcher.get(url)
+    if looks_like_feed(page.body, page.content_type):
+        raise FeedFound(page)
+    if page.content_type in FEED_TYPES:  # XML, but no feed
+        raise Skip("not_html", f"not an HTML page ({page.content_type})")
     article = extract(page.body, page.final_url)
     urls = _unique([page.url, page.final_url])
     paragraphs = list(article.paragraphs)
@@ -284,11 +318,16 @@ def _capped(paragraphs: list[str], max_chars: int) -> tuple[list[str], str]:
     )
 
 
-def _add_one(fetcher: Fetcher, store: Store, url: str, max_chars: int) -> Outcome:
+def _add_one(
+    fetcher: Fetcher, store: Store, url: str, max_chars: int, feed_pages: bool = False
+) -> Outcome:
+    """The article at url into the store; with feed_pages, FeedFound when url is a feed."""
     try:
         article, urls, cut = fetch_article(fetcher, url, max_chars)
         return replace(store.store(article, urls), url=url, note=cut)
     except Skip as skip:
+        if feed_pages and isinstance(skip, FeedFound):
+            raise
         return Outcome(url, "skipped", reason=skip.detail, kind=skip.kind, transient=skip.transient)
     except OSError as exc:  # a full disk, a permission: this article is not stored, the rest go on
         reason = f"could not be written ({exc.strerror or exc})"
@@ -329,12 +368,27 @@ class Entry:
     updated: str
 
 
-def read_feed(fetcher: Fetcher, url: str) -> list[Entry]:
-    """The entries of an RSS or Atom feed, in its order."""
+@dataclass(frozen=True)
+class Feed:
+    """A feed's title and entries, in its order."""
+
+    title: str
+    entries: list[Entry]
+
+
+class FeedFound(Skip):
+    """A page asked for that is an RSS or Atom feed (the page is kept: it is read as one)."""
+
+    def __init__(self, page: Page):
+        super().__init__("feed", "an RSS or Atom feed, not an article page")
+        self.page = page
+
+
+def parse_feed(body: bytes) -> Feed:
+    """The title and entries of an RSS or Atom feed's bytes; Skip when it is none."""
     import feedparser
 
-    page = fetcher.get(url, html=False)
-    parsed = feedparser.parse(page.body)  # bytes: feedparser fetches nothing itself
+    parsed = feedparser.parse(body)  # bytes: feedparser fetches nothing itself
     if not parsed.entries and (parsed.bozo or not parsed.version):
         problem = parsed.get("bozo_exception") or "no entries"
         raise Skip("not_feed", f"not an RSS or Atom feed ({problem})")
@@ -347,33 +401,53 @@ def read_feed(fetcher: Fetcher, url: str) -> list[Entry]:
         # dict.get: feedparser's own get("updated") warns and falls back to "published".
         updated = str(dict.get(item, "updated") or dict.get(item, "published") or "")
         entries.append(Entry(key, link, updated))
-    return entries
+    title = parsed.feed.get("title") if isinstance(parsed.feed, dict) else ""
+    return Feed(" ".join(str(title or "").split()), entries)
+
+
+def read_feed(fetcher: Fetcher, url: str) -> list[Entry]:
+    """The entries of an RSS or Atom feed, in its order."""
+    return parse_feed(fetcher.get(url, html=False).body).entries
+
+
+def _new_entries(entries: Sequence[Entry], seen: dict[str, str], most: int) -> list[Entry]:
+    """The entries not read before (each once), at most `most` of them."""
+    todo, links, keys = [], set(), set()  # sets: a feed of 30,000 entries is linear work
+    for entry in entries:
+        if len(todo) == most:
+            break
+        if seen.get(entry.key) == entry.updated:
+            continue
+        if entry.link in links or entry.key in keys:
+            continue  # the same entry twice in one feed
+        links.add(entry.link)
+        keys.add(entry.key)
+        todo.append(entry)
+    return todo
 
 
 def _read_feeds(
-    config: Config, fetcher: Fetcher, store: Store, progress: Progress
+    config: Config,
+    fetcher: Fetcher,
+    store: Store,
+    progress: Progress,
+    feeds: Sequence[str],
+    read: dict[str, Feed] | None = None,
 ) -> tuple[list[Outcome], list[Outcome]]:
+    """The new entries of `feeds` into the store (those in `read` are not fetched again),
+    each feed's entries remembered in the state file."""
     state = FeedState.load(store.folder / STATE_FILE)
-    state.feeds = {f: e for f, e in state.feeds.items() if f in config.sources.feeds}
+    current_feeds = set(feed_urls(config))
+    state.feeds = {f: e for f, e in state.feeds.items() if f in current_feeds}
     outcomes, problems = [], []
-    for feed in config.sources.feeds:
+    for feed in feeds:
         try:
-            entries = read_feed(fetcher, feed)
+            entries = read[feed].entries if read and feed in read else read_feed(fetcher, feed)
         except Skip as skip:
             problems.append(Outcome(feed, "skipped", reason=skip.detail, kind=skip.kind))
             continue
         seen = state.feeds.setdefault(feed, {})
-        todo, links, keys = [], set(), set()  # sets: a feed of 30,000 entries is linear work
-        for entry in entries:
-            if len(todo) == config.sources.max_per_feed:
-                break
-            if seen.get(entry.key) == entry.updated:
-                continue
-            if entry.link in links or entry.key in keys:
-                continue  # the same entry twice in one feed
-            links.add(entry.link)
-            keys.add(entry.key)
-            todo.append(entry)
+        todo = _new_entries(entries, seen, config.sources.max_per_feed)
         progress.add_total(len(todo))
         for entry in todo:
             outcome = _add_one(fetcher, store, entry.link, config.sources.max_article_chars)
@@ -387,6 +461,45 @@ def _read_feeds(
         state.feeds[feed] = {k: v for k, v in seen.items() if k in current}
     state.save()
     return outcomes, problems
+
+
+def _read_feed_page(
+    config: Config, fetcher: Fetcher, store: Store, progress: Progress, found: FeedFound
+) -> tuple[list[Outcome], Outcome | None]:
+    """A feed given as a page, read once: its newest entries (sources.max_per_feed), none
+    remembered, as it is followed by no one; or why it could not be read."""
+    try:
+        feed = parse_feed(found.page.body)
+    except Skip as skip:
+        return [], Outcome(found.page.url, "skipped", reason=skip.detail, kind=skip.kind)
+    todo = _new_entries(feed.entries, {}, config.sources.max_per_feed)
+    progress.add_total(len(todo))
+    outcomes = []
+    for entry in todo:
+        outcome = _add_one(fetcher, store, entry.link, config.sources.max_article_chars)
+        outcomes.append(outcome)
+        progress.step(outcome)
+    return outcomes, None
+
+
+def _follow(
+    config: Config, fetcher: Fetcher, urls: Sequence[str]
+) -> tuple[dict[str, Feed], list[str], list[Outcome]]:
+    """Each address read as a feed and, when it is one, followed: the feeds read (by their
+    address as stored), those newly followed, and those that could not be followed."""
+    read, followed, problems = {}, [], []
+    when = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    for url in urls:
+        try:
+            address = check_url(url)
+            feed = parse_feed(fetcher.get(address, html=False).body)
+        except Skip as skip:
+            problems.append(Outcome(url, "skipped", reason=skip.detail, kind=skip.kind))
+            continue
+        read[address] = feed
+        if follow(config, address, feed.title, when):
+            followed.append(address)
+    return read, followed, problems
 
 
 # Running
@@ -407,14 +520,20 @@ def ingest(
     urls: Sequence[str] = (),
     feeds: bool = False,
     *,
+    follow_feeds: Sequence[str] = (),
+    feed_pages: bool = False,
     embedder: Embedder | None = None,
     run_reindex: bool = True,
     progress: Progress | None = None,
     reindex_progress=None,
     fetcher: Fetcher | None = None,
 ) -> IngestReport:
-    """Fetch the pages at urls (and, with feeds, the new entries of every configured feed)
-    into the corpus, then bring the index up to date.
+    """Fetch the pages at urls (and, with feeds, the new entries of every feed: those in
+    sources.feeds and those followed) into the corpus, then bring the index up to date.
+
+    follow_feeds: feeds to follow from now on (each read first: what is no feed is not
+    followed), whose new entries are read now. feed_pages: an address in urls that is a
+    feed is read once (its newest entries) instead of being skipped as no article.
 
     Holds the reindex lock throughout, so two runs (or a run and a reindex) never overlap;
     ReindexLockedError when another holds it.
@@ -427,22 +546,37 @@ def ingest(
         # A Fetcher made here is closed here; one passed in belongs to the caller.
         with nullcontext(fetcher) if fetcher else Fetcher(config.sources) as fetcher:
             progress.add_total(len(urls))
-            outcomes = []
+            outcomes: list[Outcome] = []
+            problems: list[Outcome] = []
+            found: list[str] = []
             for url in urls:
-                outcome = _add_one(fetcher, store, url, config.sources.max_article_chars)
+                try:
+                    outcome = _add_one(
+                        fetcher, store, url, config.sources.max_article_chars, feed_pages
+                    )
+                except FeedFound as feed:
+                    entries, problem = _read_feed_page(config, fetcher, store, progress, feed)
+                    outcomes += entries
+                    problems += [problem] if problem else []
+                    found += [] if problem else [url]
+                    progress.step(Outcome(url, "feed"))
+                    continue
                 outcomes.append(outcome)
                 progress.step(outcome)
-            problems: list[Outcome] = []
-            if feeds:
-                found, problems = _read_feeds(config, fetcher, store, progress)
-                outcomes += found
+            read, followed, not_followed = _follow(config, fetcher, follow_feeds)
+            problems += not_followed
+            to_read = feed_urls(config) if feeds else tuple(read)
+            if to_read:
+                more, unread = _read_feeds(config, fetcher, store, progress, to_read, read)
+                outcomes += more
+                problems += unread
         result = None
         if run_reindex:
             # Every run reindexes, changed or not: files a crashed run wrote get indexed.
             result = reindex(
                 config, embedder=embedder, progress_factory=reindex_progress, locked=True
             )
-    return IngestReport(tuple(outcomes), tuple(problems), result)
+    return IngestReport(tuple(outcomes), tuple(problems), result, tuple(followed), tuple(found))
 
 
 class _Bar:
@@ -466,28 +600,57 @@ class _Bar:
 
 def main(argv: list[str] | None = None) -> int:
     """tanya-add: fetch articles from the web into the corpus, then reindex."""
-    parser = argparse.ArgumentParser(prog="tanya-add", description=main.__doc__)
-    parser.add_argument("urls", nargs="*", metavar="URL", help="article pages to add")
-    parser.add_argument("--feeds", action="store_true", help="read the feeds in sources.feeds")
+    parser = argparse.ArgumentParser(prog="tanya-add", description=main.__doc__, allow_abbrev=False)
+    parser.add_argument(
+        "urls",
+        nargs="*",
+        metavar="URL",
+        help="article pages to add (a feed given here is read once: --feed follows it)",
+    )
+    parser.add_argument(
+        "--feed",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="follow this RSS or Atom feed and read it now (--feeds, /refresh and the bot's "
+        "timer read it from then on)",
+    )
+    parser.add_argument(
+        "--unfollow", action="append", default=[], metavar="URL", help="stop following a feed"
+    )
+    parser.add_argument(
+        "--list-feeds", action="store_true", help="list the feeds: followed, and in the config"
+    )
+    parser.add_argument("--feeds", action="store_true", help="read the new entries of every feed")
     parser.add_argument("--config", help="config file (default: config.yaml)")
     parser.add_argument("--no-reindex", action="store_true", help="only write the files")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
-    if not args.urls and not args.feeds:
-        parser.error("give one or more URLs, or --feeds")
+    reading = args.urls or args.feeds or args.feed
+    if (args.list_feeds or args.unfollow) and (reading or (args.list_feeds and args.unfollow)):
+        parser.error("--list-feeds and --unfollow go alone")
+    if not (reading or args.list_feeds or args.unfollow):
+        parser.error("give one or more URLs, --feed URL, --feeds, --unfollow URL or --list-feeds")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    bar = _Bar() if not args.quiet and sys.stderr.isatty() else None
+    bar = None
     started = time.perf_counter()
     try:
         config = load_config(args.config, os.environ)
-        if args.feeds and not config.sources.feeds:
-            print("tanya-add: no feeds are set up (sources.feeds in the config)", file=sys.stderr)
+        if args.list_feeds:
+            return _list_feeds(config)
+        if args.unfollow:
+            return _unfollow(config, args.unfollow)
+        if args.feeds and not (args.feed or args.urls or feed_urls(config)):
+            print(f"tanya-add: {NO_FEEDS}", file=sys.stderr)
             return 1
+        bar = _Bar() if not args.quiet and sys.stderr.isatty() else None
         report = ingest(
             config,
             args.urls,
             feeds=args.feeds,
+            follow_feeds=args.feed,
+            feed_pages=True,
             run_reindex=not args.no_reindex,
             progress=bar,
             reindex_progress=progress_factory(not args.quiet),
@@ -504,10 +667,45 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if bar is not None:
             bar.close()
-    return _print_report(report, args.urls, time.perf_counter() - started)
+    return _print_report(report, args.urls, args.feed, time.perf_counter() - started)
 
 
-def _print_report(report: IngestReport, urls: Sequence[str], seconds: float) -> int:
+NO_FEEDS = (
+    "no feeds are set up: follow one with tanya-add --feed URL "
+    "(or list it in sources.feeds in the config)"
+)
+
+
+def _list_feeds(config: Config) -> int:
+    followed = followed_feeds(config)
+    if not followed and not config.sources.feeds:
+        print(NO_FEEDS)
+        return 0
+    if followed:
+        print("followed (tanya-add --unfollow URL stops one):")
+        for feed in followed:
+            parts = [feed.url, feed.title, f"since {feed.followed[:10]}" if feed.followed else ""]
+            print(terminal_safe("  " + "  ".join(part for part in parts if part)))
+    if config.sources.feeds:
+        print(f"in sources.feeds ({config.source or 'the config'}):")
+        for url in config.sources.feeds:
+            print(terminal_safe(f"  {url}"))
+    return 0
+
+
+def _unfollow(config: Config, urls: Sequence[str]) -> int:
+    with reindex_lock(config.index_path):  # not while a run reads the feeds
+        for url in urls:
+            gone = unfollow(config, url)
+            print(
+                terminal_safe(f"unfollowed {gone.url}" + (f" ({gone.title})" if gone.title else ""))
+            )
+    return 0
+
+
+def _print_report(
+    report: IngestReport, urls: Sequence[str], follows: Sequence[str], seconds: float
+) -> int:
     for outcome in report.outcomes:
         if outcome.status == "skipped":
             line = f"skipped {outcome.url}: {outcome.reason}"
@@ -518,6 +716,18 @@ def _print_report(report: IngestReport, urls: Sequence[str], seconds: float) -> 
                 print(terminal_safe(f"  {outcome.note}"))
     for problem in report.feed_problems:
         print(terminal_safe(f"feed {problem.url} not read: {problem.reason}"), file=sys.stderr)
+    not_read = {p.url for p in report.feed_problems}
+    for url in follows:
+        if url in not_read:
+            continue
+        if check_url(url) in report.followed:
+            line = f"following {url}: tanya-add --feeds, /refresh and the bot's timer read it"
+        else:
+            line = f"already following {url}"
+        print(terminal_safe(line))
+    for url in report.feeds_found:
+        line = f"{url} is a feed, read once; to follow it: tanya-add --feed {url}"
+        print(terminal_safe(line))
     print(f"{report.summary}; {seconds:.1f} s")
     if report.reindex is not None:
         print_result(report.reindex)

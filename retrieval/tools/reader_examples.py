@@ -14,7 +14,8 @@ shorter form made by rule:
   question phrase is left ("Kapan Shoigu berjabat tangan dengan Kim?" -> "Kapan?").
 
 The example's input is `read_in_context(form, [earlier turn])`, kept only when a rule
-rewrote it and the reading names what the form left out. *Topic switches* put a question
+rewrote it, the reading names what the form left out, holds no answer of its own and says
+little the full question does not. *Topic switches* put a question
 about another passage first: a second question asked in full that the rules still rewrite
 (a "-nya", "tersebut" or pronoun of its own picks up the other topic) keeps its answer, so
 the reader learns to answer the last question; a short form, read as being about the other
@@ -91,7 +92,7 @@ FRAGMENT_OVERLAP = 0.75
 # The words a follow-up's reading may hold that its question asked in full does not.
 EXTRA_WORDS = 3
 # Neighbouring paragraphs, in a corpus kept in article order, and the names a passage must
-# share with the question's own to count as the same article elsewhere.
+# share with the question's own passage to count as the same article elsewhere.
 NEIGHBOURS = 3
 SHARED_NAMES = 2
 # The question's words a passage about another event of its article holds at least.

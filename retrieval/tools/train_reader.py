@@ -14,8 +14,10 @@ Three steps, each cached under --work so that a stopped run picks up where it st
    provenance (validation figures of every epoch, time over all sessions) beside it.
 
 Data (../shared/eval): IDK-MRC train, TyDi QA-id train, SQuAD 2.0-id (machine-translated,
-all of it) and FacQA train, plus the mined passages. Passages that also appear in an
-IDK-MRC or TyDi QA validation split are left out. PyTorch is needed here only:
+all of it) and FacQA train, plus the mined passages; with --conversational and
+--hard-negatives, also follow-ups and passages about another event made from the sets' own
+questions (reader_examples.py). Passages that also appear in an IDK-MRC or TyDi QA
+validation split are left out. The pack records what went in. PyTorch is needed here only:
 `pip install -e '.[train]'`.
 """
 

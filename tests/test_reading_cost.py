@@ -21,6 +21,8 @@ class ScriptedReader:
     """Reads every passage as answering with the margin given for its text (0 otherwise),
     the span being its first word; records the passages of each call."""
 
+    workers = 2
+
     def __init__(self, margins: dict[str, float]):
         self.margins = margins
         self.calls: list[list[str]] = []
@@ -56,17 +58,23 @@ def test_a_clear_first_answer_is_read_alone(tiny_answerer):
     assert all(c.reading is None for c in candidates[1:])
     assert _order(candidates) == [h.row for h in hits]
 
-    # Not marked: the others are read as well, in one more call, and ordered as before.
+    # Not marked: the next two are read together; the third is clearly ahead of the rest.
     unsure = ScriptedReader({hits[0].chunk.text: -1.0, hits[2].chunk.text: 30.0})
     candidates = read_candidates(unsure, query, hits, config, "other")
-    assert unsure.calls == [[hits[0].chunk.text], [h.chunk.text for h in hits[1:5]]]
-    assert candidates[0].hit.row == hits[2].row
+    texts = [h.chunk.text for h in hits]
+    assert unsure.calls == [texts[:1], texts[1:3]]
+    assert _order(candidates)[:3] == [hits[2].row, hits[0].row, hits[1].row]
+    assert _order(candidates)[3:] == [h.row for h in hits[3:]]
+    # Never clearly ahead: every passage is read, two at a time after the first.
+    doubtful = ScriptedReader(dict.fromkeys(texts, -1.0))
+    read_candidates(doubtful, query, hits, config, "other")
+    assert doubtful.calls == [texts[:1], texts[1:3], texts[3:5]]
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_reading_the_first_alone_never_changes_the_first_passage(tiny_answerer, seed):
-    """Whenever the others' margins stay below first_lead, stopping after the first passage
-    gives the first passage that reading all of them gives."""
+    """Whenever the others' margins stay below first_lead, stopping early gives the first
+    passage that reading all of them gives."""
     query, hits = _hits(tiny_answerer, "Harga cabai rawit di Pasar Minggu?")
     rng = np.random.default_rng(seed)
     lead = 8.0

@@ -266,24 +266,33 @@ def read_candidates(
     """The top passages read and re-ordered by how well they answer; the rest keep their order.
     A follow-up's `earlier` rows (the passages the last reply quoted) are read too.
 
-    The first passage is read alone first: when its answer is clearly ahead (clearly_ahead),
-    no other passage would be put before it, and the others are not read. A passage whose
-    spans are none of the asked kind ("Vladivostok, Rusia" for a who-question) goes after
-    those that hold one."""
+    The first passage is read alone, then the next ones as many at a time as the reader has
+    threads; reading stops once the best answer so far is clearly ahead (clearly_ahead) of
+    every passage not read yet, which then keep their order after the ones read. A passage
+    whose spans are none of the asked kind ("Vladivostok, Rusia" for a who-question) goes
+    after those that hold one."""
     top = hits[: config.passages]
     top += [h for h in hits[config.passages :] if h.row in earlier]
     rest = [Candidate(h) for h in hits[config.passages :] if h.row not in earlier]
-    read = read_passages(reader, query, top[:1], asked)
-    if clearly_ahead(read[0], top[1:], config):
-        return read + [Candidate(h) for h in top[1:]] + rest
-    read += read_passages(reader, query, top[1:], asked)
+    read: list[Candidate] = []
+    step = 1
+    while True:
+        read += read_passages(reader, query, top[len(read) : len(read) + step], asked)
+        read = ordered(read, config)
+        unread = top[len(read) :]
+        if not unread or clearly_ahead(read[0], unread, config):
+            return read + [Candidate(h) for h in unread] + rest
+        step = reader.workers
+
+
+def ordered(read: list[Candidate], config: ReaderConfig) -> list[Candidate]:
+    """Passages read, by their span's margin plus retrieval_weight times their fused score."""
     key = [
         (c.span.score if c.span else c.reading.margin - UNFIT)
         + config.retrieval_weight * c.hit.fused
         for c in read
     ]
-    order = np.argsort(-np.asarray(key), kind="stable")
-    return [read[i] for i in order] + rest
+    return [read[i] for i in np.argsort(-np.asarray(key), kind="stable")]
 
 
 def read_passages(reader: Reader, query: Query, hits: Sequence[Hit], asked: str) -> list[Candidate]:
@@ -295,18 +304,16 @@ def read_passages(reader: Reader, query: Query, hits: Sequence[Hit], asked: str)
     ]
 
 
-def clearly_ahead(first: Candidate, others: Sequence[Hit], config: ReaderConfig) -> bool:
-    """Whether the first passage, read alone, would stay first if the others were read: its
-    span of the asked kind is marked (beats "no answer" by reader.answer_margin), and its
-    lead, the span's margin plus retrieval_weight times how far its fused score is above the
-    best of the others', is at least reader.first_lead. Another passage would need a span
+def clearly_ahead(best: Candidate, unread: Sequence[Hit], config: ReaderConfig) -> bool:
+    """Whether the best passage read so far would stay first if the others were read: its span
+    of the asked kind is marked (beats "no answer" by reader.answer_margin), and its lead, the
+    span's margin plus retrieval_weight times how far its fused score is above the best
+    unread passage's, is at least reader.first_lead. An unread passage would need a span
     margin above that lead to go before it."""
-    if not others:
-        return True
-    span = first.span
+    span = best.span
     if span is None or span.score < config.answer_margin:
         return False
-    lead = span.score + config.retrieval_weight * (first.hit.fused - max(h.fused for h in others))
+    lead = span.score + config.retrieval_weight * (best.hit.fused - max(h.fused for h in unread))
     return lead >= config.first_lead
 
 

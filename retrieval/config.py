@@ -97,6 +97,7 @@ class IndexConfig:
     ivf_nlist: int = field(default=0, metadata=_range(0, 1 << 20))
     ivf_nprobe: int = field(default=16, metadata=_range(1, 1 << 20))
     rebuild_stale_share: float = field(default=0.2, metadata=_range(0.0, 1.0))
+    sentence_vectors: bool = False
     milvus: MilvusConfig = MilvusConfig()
 
 
@@ -127,6 +128,7 @@ class ReaderConfig:
     answer_margin: float = field(default=0.0, metadata=_range(-100.0, 100.0))
     retrieval_weight: float = field(default=15.0, metadata=_range(0.0, 100.0))
     evidence_floor: float = field(default=0.95, metadata=_range(-1.0, 2.0))
+    first_lead: float = field(default=12.0, metadata=_range(-100.0, 1000.0))
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,9 @@ def test_no_config_file_means_defaults(tmp_path, monkeypatch):
             "index.milvus.collection: 'news-2024' is not a Milvus collection name",
         ),
         ({"index": {"milvus": {"batch_size": 0}}}, "index.milvus.batch_size: 0 is out of range"),
+        ({"reader": {"first_lead": 5000}}, "reader.first_lead: 5000.0 is out of range"),
+        ({"reader": {"first_lead": "high"}}, "reader.first_lead: expected a number"),
+        ({"index": {"sentence_vectors": "yes"}}, "index.sentence_vectors: expected true or false"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(data, message):

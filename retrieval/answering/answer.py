@@ -198,18 +198,34 @@ def is_weak(
     return support < threshold
 
 
-def highlight(index: PassageStore, hit: Hit, query: Query) -> tuple[int, int]:
+def highlight(
+    index: PassageStore, hit: Hit, query: Query, embedder: Embedder | None = None
+) -> tuple[int, int]:
     """The sentence of the hit that best answers: dense, keyword and answer-type signals."""
     chunk = hit.chunk
     if len(chunk.sentences) == 1:
         return chunk.sentences[0]
     a, b = index.sentence_offsets[hit.row], index.sentence_offsets[hit.row + 1]
-    dense = index.sentence_vectors[a:b] @ query.vector
+    vectors = np.asarray(index.sentence_vectors[a:b], dtype=np.float32)
+    if embedder is not None and stand_ins(vectors, index.vectors[hit.row]):
+        # Built without sentence vectors (index.sentence_vectors: false): the sentences of
+        # the passage quoted are embedded now, as indexing would have embedded them.
+        texts = [chunk.text[s - chunk.start : e - chunk.start] for s, e in chunk.sentences]
+        vectors = np.asarray(embedder.encode_passages(texts), dtype=np.float32)
+    dense = vectors @ query.vector
     features, overlap = index.sentence_terms.features(np.arange(a, b), query.word_set)
     typed = features @ TYPED_WEIGHTS[TYPES.index(query.kind)]
     score = HIGHLIGHT["dense"] * dense + HIGHLIGHT["word_overlap"] * overlap
     score = score + HIGHLIGHT["typed"] * typed
     return chunk.sentences[int(np.argmax(score))]
+
+
+def stand_ins(sentence_vectors: np.ndarray, passage_vector: np.ndarray) -> bool:
+    """Whether a multi-sentence passage's sentence vectors are all its own vector: what an
+    index built without sentence vectors holds in their place (a sentence's real vector is
+    never exactly its whole passage's)."""
+    whole = np.broadcast_to(passage_vector, sentence_vectors.shape)
+    return bool(np.array_equal(sentence_vectors, whole))
 
 
 def answer_sentences(chunk: Chunk, start: int, end: int) -> tuple[int, int]:
@@ -253,22 +269,55 @@ def read_candidates(
     """The top passages read and re-ordered by how well they answer; the rest keep their order.
     A follow-up's `earlier` rows (the passages the last reply quoted) are read too.
 
-    A passage whose spans are none of the asked kind ("Vladivostok, Rusia" for a who-question)
-    goes after those that hold one."""
+    The first passage is read alone, then the next ones as many at a time as the reader has
+    threads; reading stops once the best answer so far is clearly ahead (clearly_ahead) of
+    every passage not read yet, which then keep their order after the ones read. A passage
+    whose spans are none of the asked kind ("Vladivostok, Rusia" for a who-question) goes
+    after those that hold one."""
     top = hits[: config.passages]
     top += [h for h in hits[config.passages :] if h.row in earlier]
-    readings = reader.read(query.text, [h.chunk.text for h in top])
-    read = []
-    for hit, reading in zip(top, readings, strict=True):
-        read.append(Candidate(hit, reading, fitting_span(reading, hit.chunk.text, asked)))
+    rest = [Candidate(h) for h in hits[config.passages :] if h.row not in earlier]
+    read: list[Candidate] = []
+    step = 1
+    while True:
+        read += read_passages(reader, query, top[len(read) : len(read) + step], asked)
+        read = ordered(read, config)
+        unread = top[len(read) :]
+        if not unread or clearly_ahead(read[0], unread, config):
+            return read + [Candidate(h) for h in unread] + rest
+        step = reader.workers
+
+
+def ordered(read: list[Candidate], config: ReaderConfig) -> list[Candidate]:
+    """Passages read, by their span's margin plus retrieval_weight times their fused score."""
     key = [
         (c.span.score if c.span else c.reading.margin - UNFIT)
         + config.retrieval_weight * c.hit.fused
         for c in read
     ]
-    order = np.argsort(-np.asarray(key), kind="stable")
-    rest = [Candidate(h) for h in hits[config.passages :] if h.row not in earlier]
-    return [read[i] for i in order] + rest
+    return [read[i] for i in np.argsort(-np.asarray(key), kind="stable")]
+
+
+def read_passages(reader: Reader, query: Query, hits: Sequence[Hit], asked: str) -> list[Candidate]:
+    """The passages read, each with its best span of the asked kind."""
+    readings = reader.read(query.text, [h.chunk.text for h in hits])
+    return [
+        Candidate(hit, reading, fitting_span(reading, hit.chunk.text, asked))
+        for hit, reading in zip(hits, readings, strict=True)
+    ]
+
+
+def clearly_ahead(best: Candidate, unread: Sequence[Hit], config: ReaderConfig) -> bool:
+    """Whether the best passage read so far would stay first if the others were read: its span
+    of the asked kind is marked (beats "no answer" by reader.answer_margin), and its lead, the
+    span's margin plus retrieval_weight times how far its fused score is above the best
+    unread passage's, is at least reader.first_lead. An unread passage would need a span
+    margin above that lead to go before it."""
+    span = best.span
+    if span is None or span.score < config.answer_margin:
+        return False
+    lead = span.score + config.retrieval_weight * (best.hit.fused - max(h.fused for h in unread))
+    return lead >= config.first_lead
 
 
 # A passage without a span of the asked kind ranks as if its best span were this much weaker.
@@ -296,8 +345,10 @@ def compose(
     query: Query,
     config: Config,
     read_as: str = "",
+    embedder: Embedder | None = None,
 ) -> Answer:
-    """Pick the quotes, mark their answers and best sentences, or decline."""
+    """Pick the quotes, mark their answers and best sentences, or decline (`embedder`: to
+    embed a quoted passage's sentences when the index holds none)."""
     if not candidates:
         return Answer(question, "declined", (), read_as, version=index.version)
     search_config = config.search
@@ -338,7 +389,7 @@ def compose(
         ):
             continue
         chosen.append(candidate)
-    quotes = [quote(index, c, query, kind, config.reader) for c in chosen]
+    quotes = [quote(index, c, query, kind, config.reader, embedder) for c in chosen]
     ranking = tuple(c.hit.chunk for c in candidates[:RANKING_SIZE])
     rows = tuple(c.hit.row for c in chosen)
     first = candidates[0]
@@ -349,7 +400,12 @@ def compose(
 
 
 def quote(
-    index: PassageStore, candidate: Candidate, query: Query, kind: str, config: ReaderConfig
+    index: PassageStore,
+    candidate: Candidate,
+    query: Query,
+    kind: str,
+    config: ReaderConfig,
+    embedder: Embedder | None = None,
 ) -> Quote:
     """A candidate as a quote. In an answer, a span of the asked kind that the reader is sure
     enough of is marked, inside its highlighted sentence; in a passage reply the sentence of
@@ -359,14 +415,14 @@ def quote(
     info = index.articles.get(chunk.doc_id) or ArticleInfo(chunk.doc_id, "", "")
     marked = None
     if reading is None and kind == "answer":
-        highlighted = highlight(index, hit, query)
+        highlighted = highlight(index, hit, query, embedder)
     elif span is not None and kind != "declined":
         start, end = chunk.start + span.start, chunk.start + span.end
         highlighted = answer_sentences(chunk, start, end)
         if kind == "answer" and span.score >= config.answer_margin:
             marked = (start, end, span.score)
     else:
-        highlighted = highlight(index, hit, query)
+        highlighted = highlight(index, hit, query, embedder)
     return Quote(
         chunk.text,
         chunk.doc_id,
@@ -498,7 +554,7 @@ class Answerer:
         else:
             candidates = [Candidate(h) for h in hits]
         read_as = follow_up.text if follow_up.text != text else ""
-        answer = compose(text, candidates, index, query, self.config, read_as)
+        answer = compose(text, candidates, index, query, self.config, read_as, self.embedder)
         if self.config.search.cache_size and hidden is None:
             with self._lock:
                 self._cache[key] = answer

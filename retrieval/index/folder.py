@@ -541,7 +541,7 @@ def build_index(
 
     bar = progress(len(fresh)) if progress else None
     try:
-        new_vectors, new_sentences = _embed(fresh, embedder, bar)
+        new_vectors, new_sentences = _embed(fresh, embedder, bar, config.index.sentence_vectors)
     finally:
         if bar:
             bar.close()
@@ -756,18 +756,23 @@ def sentence_texts(chunks: Sequence[Chunk]) -> list[str]:
     return [c.text[a - c.start : b - c.start] for c in chunks for a, b in c.sentences]
 
 
-def encoder_texts(chunks: Sequence[Chunk]) -> tuple[list[str], list[str]]:
-    """What indexing encodes: every chunk's text, and each sentence of multi-sentence chunks.
+def encoder_texts(chunks: Sequence[Chunk], sentences: bool = True) -> tuple[list[str], list[str]]:
+    """What indexing encodes: every chunk's text, and each sentence of multi-sentence chunks
+    (none without `sentences`: index.sentence_vectors false).
 
     A one-sentence chunk's sentence vector is the chunk's own, so it is not encoded twice.
     """
+    if not sentences:
+        return [c.text for c in chunks], []
     return [c.text for c in chunks], sentence_texts([c for c in chunks if len(c.sentences) > 1])
 
 
 def _embed(
-    chunks: list[Chunk], embedder: Embedder, progress: Progress | None
+    chunks: list[Chunk], embedder: Embedder, progress: Progress | None, sentences: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors for the chunks and for every sentence of theirs (for highlighting)."""
+    """Vectors for the chunks and for every sentence of theirs (for highlighting). Without
+    `sentences`, each sentence gets its chunk's vector as a stand-in: nothing more is encoded,
+    and answering embeds the sentences of the passages it quotes when it needs them."""
     dim = embedder.dim
     if not chunks:
         return np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32)
@@ -775,14 +780,20 @@ def _embed(
     vectors, sentence_vectors = [], []
     for i in range(0, len(chunks), step):
         batch = chunks[i : i + step]
-        passages, sentences = encoder_texts(batch)
+        passages, texts = encoder_texts(batch, sentences)
         # One encoder call per step: passages and sentences share its batches and threads.
-        encoded = np.asarray(embedder.encode_passages(passages + sentences), dtype=np.float32)
+        encoded = np.asarray(embedder.encode_passages(passages + texts), dtype=np.float32)
         vectors.append(encoded[: len(batch)])
-        sentence_vectors.append(encoded[_sentence_rows(batch)])
+        rows = _sentence_rows(batch) if sentences else _stand_in_rows(batch)
+        sentence_vectors.append(encoded[rows])
         if progress:
             progress.update(len(batch))
     return np.concatenate(vectors), np.concatenate(sentence_vectors)
+
+
+def _stand_in_rows(batch: list[Chunk]) -> np.ndarray:
+    """Per sentence of the batch, the row of its chunk's vector."""
+    return np.repeat(np.arange(len(batch)), [len(c.sentences) for c in batch])
 
 
 def _sentence_rows(batch: list[Chunk]) -> np.ndarray:

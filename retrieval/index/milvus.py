@@ -914,7 +914,10 @@ def sync(
         try:
             for batch in _batches(fresh, chunks, config.index.milvus.batch_size):
                 vectors, sentences = _embed(
-                    [c for a in batch for c in chunks[a.doc_id]], model, bar
+                    [c for a in batch for c in chunks[a.doc_id]],
+                    model,
+                    bar,
+                    config.index.sentence_vectors,
                 )
                 manifest = _write_batch(
                     client, config, names, manifest, batch, chunks, vectors, sentences, old

@@ -1,0 +1,122 @@
+"""What an answer and a build cost: the reader reads the other passages only when the first
+one's answer is not clearly ahead, and an index built without sentence vectors embeds a quoted
+passage's sentences at answer time, giving the highlight that stored ones would."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from retrieval.answering.answer import Answerer, read_candidates
+from retrieval.answering.search import search
+from retrieval.index.reindex import reindex
+from retrieval.models.reader import Reading, Span
+
+from .conftest import FakeEmbedder, make_config
+
+
+class ScriptedReader:
+    """Reads every passage as answering with the margin given for its text (0 otherwise),
+    the span being its first word; records the passages of each call."""
+
+    workers = 2
+
+    def __init__(self, margins: dict[str, float]):
+        self.margins = margins
+        self.calls: list[list[str]] = []
+
+    def read(self, question: str, passages: list[str]) -> list[Reading]:
+        self.calls.append(list(passages))
+        readings = []
+        for text in passages:
+            margin = self.margins.get(text, 0.0)
+            end = text.find(" ")
+            readings.append(Reading(0, end, margin, 0.0, (Span(0, end, margin),)))
+        return readings
+
+
+def _hits(answerer: Answerer, question: str):
+    index = answerer.index
+    query = answerer.query(question, index)
+    return query, search(index, query, answerer.config.search)
+
+
+def _order(candidates) -> list[int]:
+    return [c.hit.row for c in candidates]
+
+
+def test_a_clear_first_answer_is_read_alone(tiny_answerer):
+    query, hits = _hits(tiny_answerer, "Harga cabai rawit di Pasar Minggu?")
+    assert len(hits) >= 3
+    config = dataclasses.replace(tiny_answerer.config.reader, first_lead=10.0)
+    sure = ScriptedReader({hits[0].chunk.text: 40.0})
+    candidates = read_candidates(sure, query, hits, config, "other")
+    assert sure.calls == [[hits[0].chunk.text]]
+    assert candidates[0].hit.row == hits[0].row and candidates[0].span.score == 40.0
+    assert all(c.reading is None for c in candidates[1:])
+    assert _order(candidates) == [h.row for h in hits]
+
+    # Not marked: the next two are read together; the third is clearly ahead of the rest.
+    unsure = ScriptedReader({hits[0].chunk.text: -1.0, hits[2].chunk.text: 30.0})
+    candidates = read_candidates(unsure, query, hits, config, "other")
+    texts = [h.chunk.text for h in hits]
+    assert unsure.calls == [texts[:1], texts[1:3]]
+    assert _order(candidates)[:3] == [hits[2].row, hits[0].row, hits[1].row]
+    assert _order(candidates)[3:] == [h.row for h in hits[3:]]
+    # Never clearly ahead: every passage is read, two at a time after the first.
+    doubtful = ScriptedReader(dict.fromkeys(texts, -1.0))
+    read_candidates(doubtful, query, hits, config, "other")
+    assert doubtful.calls == [texts[:1], texts[1:3], texts[3:5]]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_reading_the_first_alone_never_changes_the_first_passage(tiny_answerer, seed):
+    """Whenever the others' margins stay below first_lead, stopping early gives the first
+    passage that reading all of them gives."""
+    query, hits = _hits(tiny_answerer, "Harga cabai rawit di Pasar Minggu?")
+    rng = np.random.default_rng(seed)
+    lead = 8.0
+    margins = {h.chunk.text: float(rng.uniform(-10, lead)) for h in hits[1:]}
+    margins[hits[0].chunk.text] = float(rng.uniform(-2, 30))
+    config = tiny_answerer.config.reader
+    adaptive = read_candidates(
+        ScriptedReader(margins), query, hits, dataclasses.replace(config, first_lead=lead), "other"
+    )
+    every = read_candidates(
+        ScriptedReader(margins), query, hits, dataclasses.replace(config, first_lead=1000), "other"
+    )
+    assert adaptive[0].hit.row == every[0].hit.row
+    assert adaptive[0].span == every[0].span
+
+
+def test_an_index_without_sentence_vectors_highlights_as_one_with_them(tiny_corpus, tmp_path):
+    answers = {}
+    for stored in (True, False):
+        config = make_config(
+            tiny_corpus, tmp_path / str(stored) / ".index", reader={"enabled": False}
+        )
+        config = dataclasses.replace(
+            config, index=dataclasses.replace(config.index, sentence_vectors=stored)
+        )
+        embedder = FakeEmbedder()
+        reindex(config, embedder=embedder)
+        answerer = Answerer(config, embedder=embedder)
+        multi = [c for c in answerer.index.chunks if len(c.sentences) > 1]
+        assert multi  # the tiny articles have two-sentence passages
+        # Without sentence vectors the build encodes each passage once, and nothing else.
+        texts = len(answerer.index.chunks) + (sum(len(c.sentences) for c in multi) if stored else 0)
+        assert len(embedder.calls) == texts
+        embedder.calls.clear()
+        answers[stored] = answerer.ask("Mengapa pasokan cabai dari Jawa Tengah berkurang?")
+        quoted = answers[stored].quotes[0]
+        assert quoted.highlight != quoted.text  # a passage of two sentences
+        # Its sentences are embedded at answer time, only when the index holds none.
+        sentences = quoted.text.split(". ")
+        sentences = [sentences[0] + ".", sentences[1]]
+        assert embedder.calls[:2] == ([] if stored else sentences)
+    assert [(q.text, q.highlight) for q in answers[True].quotes] == [
+        (q.text, q.highlight) for q in answers[False].quotes
+    ]
+    assert "karena hujan" in answers[False].quotes[0].highlight

@@ -333,6 +333,11 @@ def reindex(
                 f"cannot write the new index in {build.parent} ({reason}); the partial build "
                 "was removed and the index was left as it was. Free some space and run this again"
             ) from exc
+        except BaseException:
+            # Stopped while writing (the encoder failed, Ctrl-C): the partial build goes too.
+            if os.path.realpath(index_path) != os.path.realpath(build):
+                _discard(build, index_path)
+            raise
         if full:
             stats = _full_build_stats(documents, previous_documents, stats)
         prune_builds(index_path)

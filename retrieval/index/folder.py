@@ -47,6 +47,11 @@ READ_ERRORS = (
 )
 
 
+class EncoderFailed(Exception):
+    """The encoder failed while a build was being written (its error is the cause): not a
+    failure to write, though the build's folder is there to remove."""
+
+
 @dataclass(frozen=True)
 class ArticleInfo:
     """What answers and /sources show about an article."""
@@ -524,7 +529,7 @@ def build_index(
     ]
     # Counted now and chunked again as they are embedded: a million passages held at once
     # would take about a gigabyte.
-    fresh = sum(len(_chunks(a, config, embedder)) for a in fresh_articles)
+    fresh = sum(len(article_chunks(a, config, embedder)) for a in fresh_articles)
     gone_docs = {d for d, h in old_hashes.items() if documents.get(d) != h}
     keep, deleted, rewrite, removed = _plan(previous, gone_docs, config, fresh > 0)
     carried = sum(previous.segments[i].count - len(deleted[i].docs) for i in keep + rewrite)
@@ -670,7 +675,8 @@ def _live_articles(previous: IndexData, i: int, gone: Deleted, removed: int) -> 
     )
 
 
-def _chunks(article: Article, config: Config, embedder: Embedder) -> list[Chunk]:
+def article_chunks(article: Article, config: Config, embedder: Embedder) -> list[Chunk]:
+    """An article's passages as indexing cuts them."""
     return chunk_article(article, config.chunking.max_tokens, embedder.count_tokens)
 
 
@@ -693,9 +699,12 @@ def write_segment(
         by_id = {a.doc_id: a for a in articles}
         bar = progress(fresh) if progress else None
         try:
-            chunks = (c for a in articles for c in _chunks(a, config, embedder))
+            chunks = (c for a in articles for c in article_chunks(a, config, embedder))
             for batch in batches(chunks, EMBED_STEP):
-                vectors, sentence_vectors = _embed(batch, embedder, bar)
+                try:
+                    vectors, sentence_vectors = _embed(batch, embedder, bar)
+                except Exception as exc:
+                    raise EncoderFailed from exc
                 writer.add(
                     batch, vectors, sentence_vectors, lambda d: asdict(ArticleInfo.of(by_id[d]))
                 )

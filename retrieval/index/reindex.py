@@ -34,6 +34,7 @@ from .folder import (
     CORPUS_FILES,
     ArticleInfo,
     BuildStats,
+    EncoderFailed,
     IndexData,
     build_index,
     check_manifest,
@@ -319,6 +320,9 @@ def reindex(
             read_manifest(build)  # the build must load before it goes live
             _check_complete(built, documents, build, config)
             swap_in(index_path, build)
+        except EncoderFailed as exc:
+            _discard(build, index_path)
+            raise exc.__cause__ from None  # the encoder's own error, as before anything is written
         except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
             if not build.exists():  # failed before writing anything
                 raise

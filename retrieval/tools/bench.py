@@ -562,8 +562,9 @@ def run_bench(
     ):
         if name in only:
             model = fit_vector_model(reference, synthetic)
+            extra = {"embedder": embedder} if name == "archive" else {}
             report[name] = measure(
-                n, config, model, reference.shape[1], workdir, cold_runs=cold_runs
+                n, config, model, reference.shape[1], workdir, cold_runs=cold_runs, **extra
             )
     return report
 
@@ -582,8 +583,9 @@ TARGETS = {
     "scale_recall": 0.95,
     "archive_cold_start_seconds": 3.0,
     "archive_cold_start_rss_mb": 2560,
-    "archive_reindex_one_seconds": 5.0,
-    "archive_no_change_seconds": 2.0,
+    "archive_build_rss_mb": 4096,
+    "archive_reindex_one_seconds": 4.0,
+    "archive_no_change_seconds": 1.5,
     "archive_keyword_p50_ms": 5.0,
 }
 
@@ -736,9 +738,21 @@ def _archive_rows(ar: dict, row, t: dict) -> None:
     b, c, r = ar["build"], ar["cold_start"], ar["reindex"]
     row(
         f"archive {n} passages ({ar['articles']:,} articles): full build through reindex "
-        "(synthetic encoder) / on disk",
+        "(synthetic encoder; a new process) / on disk",
         f"{b['seconds']:.0f} s / {b['disk_mb']:,.0f} MB",
     )
+    row(
+        f"archive {n}: full build's peak RSS",
+        f"{b['peak_rss_mb']:,.0f} MB",
+        f"≤ {t['archive_build_rss_mb']:g} MB",
+    )
+    e = ar.get("encoder")
+    if e:
+        row(
+            f"archive {n}: the default encoder, as a build embeds ({e['passages']} passages of "
+            "the archive) / the whole archive at that rate (derived)",
+            f"{e['per_s']:.1f} passages/s / {e['archive_seconds'] / 3600:,.1f} h",
+        )
     row(
         f"archive {n}: cold start to first answer (bot.py --ask)",
         f"{c['seconds_p50']:.2f} s",

@@ -11,9 +11,8 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import faiss
 import numpy as np
 
 from ..config import Config, IndexConfig
@@ -26,6 +25,9 @@ from .keyword import tokenize
 from .postings import Deleted, KeywordIndex
 from .segments import FAISS, Chunks, Rows, Segment, Shape, Terms, link_folder
 from .writing import VECTORS, SegmentWriter, batches
+
+if TYPE_CHECKING:  # imported where used: it takes a quarter of a second, which a reindex
+    import faiss  # with nothing to do, which never opens a FAISS index, does not spend
 
 FORMAT_VERSION = 2
 # More segments than this after a reindex: the smallest are merged into one.
@@ -106,6 +108,8 @@ def faiss_settings(config: IndexConfig, n: int) -> dict:
 
 def make_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
     """An inner-product FAISS index over normalised vectors, of the configured kind."""
+    import faiss
+
     n, dim = vectors.shape
     kind = _faiss_kind(config, n)
     if kind == "hnsw":
@@ -139,6 +143,8 @@ def check_faiss_settings(config: IndexConfig, n: int) -> None:
 
 def tune_faiss(index: faiss.Index, config: IndexConfig) -> None:
     """Apply the search-time parameters of the configured index kind."""
+    import faiss
+
     if isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = config.hnsw_ef_search
     elif isinstance(index, faiss.IndexIVF):
@@ -275,6 +281,8 @@ def _contains(sorted_values: np.ndarray, value: int) -> bool:
 def _search_params(index: faiss.Index, gone: Deleted):
     """Search parameters that skip a segment's deleted rows, with the selector they point to
     (it must outlive them); None when nothing is deleted."""
+    import faiss
+
     if not len(gone.docs):
         return None
     live = np.ones(index.ntotal, dtype=bool)
@@ -720,6 +728,8 @@ def write_segment(
 def write_faiss(folder: Path, config: IndexConfig) -> dict:
     """Build a segment's FAISS index from its written vectors, read a block at a time, and
     write it; its settings for the manifest."""
+    import faiss
+
     path = folder / VECTORS
     with open(path, "rb") as file:
         np.lib.format.read_magic(file)
@@ -740,6 +750,8 @@ def write_faiss(folder: Path, config: IndexConfig) -> dict:
 def _empty_faiss(kind: str, n: int, dim: int, config: IndexConfig) -> faiss.Index:
     """An empty flat or HNSW index with room for n vectors, so adding them in blocks never
     copies its storage to a larger one (a vector grows by doubling: twice the memory)."""
+    import faiss
+
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = config.hnsw_ef_construction

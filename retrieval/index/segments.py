@@ -21,8 +21,8 @@ import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from ..corpus.chunking import Chunk
@@ -39,12 +39,16 @@ from .arrays import (
 from .postings import Postings
 from .terms import TermTable
 
+if TYPE_CHECKING:  # imported where used (see folder.py)
+    import faiss
+
 CHUNKS, CHUNK_OFFSETS, ARTICLES = "chunks.jsonl", "chunk_offsets.npy", "articles.json"
 FAISS = "faiss.index"
 # FAISS's own header: the index kind, dimension, vector count, two unused fields, whether it
 # is trained, the metric. The kinds index.make_faiss writes: flat, HNSW, IVF (inner product).
 FAISS_HEADER = struct.Struct("<4siqqq?i")
 FAISS_KINDS = (b"IxFI", b"IHNf", b"IwFl")
+METRIC_INNER_PRODUCT = 0  # faiss.METRIC_INNER_PRODUCT
 REBUILD = "tanya-reindex"
 # A mapped file truncated under a running process kills it (SIGBUS) when a page past its new
 # end is touched; a copy cannot be. A segment whose files come to at most this much is read
@@ -162,6 +166,8 @@ class Segment:
     @property
     def faiss_index(self) -> faiss.Index:
         """The segment's FAISS index, opened when first needed (a reindex never searches)."""
+        import faiss
+
         if self._faiss is None:
             path = self.folder / FAISS
             try:
@@ -279,7 +285,7 @@ def _check_faiss_header(path: Path, count: int, dim: int) -> None:
     if len(head) < FAISS_HEADER.size:
         raise Damaged("is cut short")
     kind, found_dim, total, _, _, _, metric = FAISS_HEADER.unpack(head)
-    if kind not in FAISS_KINDS or metric != faiss.METRIC_INNER_PRODUCT:
+    if kind not in FAISS_KINDS or metric != METRIC_INNER_PRODUCT:
         raise Damaged("has a damaged header (not an inner-product FAISS index of ours)")
     if (found_dim, total) != (dim, count):
         raise Damaged(f"holds {total:,} vectors of {found_dim} where {count:,} of {dim} belong")

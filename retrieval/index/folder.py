@@ -417,15 +417,18 @@ def load_index(
     ignore: tuple[str, ...] = (),
     thorough: bool = False,
     search: bool = True,
+    manifest: dict | None = None,
 ) -> IndexData:
     """Load the index at path (following the live link once) after checking its manifest.
 
     `ignore` names manifest settings that may differ (a rebuild that reuses the vectors);
     `thorough` hashes every file, the large segment files included; without `search` the
-    FAISS indexes are opened only when first searched (a reindex never searches).
+    FAISS indexes are opened only when first searched (a reindex never searches);
+    `manifest`: the build's manifest, when the caller has just read it (a reindex has).
     """
     real = Path(os.path.realpath(path))
-    manifest = read_manifest(real, config.reindex_command())
+    if manifest is None:
+        manifest = read_manifest(real, config.reindex_command())
     check_manifest(manifest, config, ignore)
     # (A plain reindex also rebuilds a damaged index in full: it cannot reuse its vectors.)
     full = config.reindex_command(full=True)

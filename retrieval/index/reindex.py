@@ -239,11 +239,15 @@ def _unchanged(
     return ReindexResult(stats, corpus.problems, False, index_path, kept)
 
 
-def _previous(index_path: Path, config: Config, full: bool, verify: bool) -> IndexData | None:
+def _previous(
+    index_path: Path, config: Config, full: bool, verify: bool, manifest: dict | None = None
+) -> IndexData | None:
+    """The live build, opened to reuse (None when there is none to reuse); `manifest`: its
+    manifest, already read and checked against the config."""
     if full:
         return None
     try:
-        return load_index(index_path, config, thorough=verify, search=False)
+        return load_index(index_path, config, thorough=verify, search=False, manifest=manifest)
     except IndexMissingError:
         return None
     except IndexMismatchError as exc:
@@ -291,7 +295,7 @@ def reindex(
         corpus = read_corpus(config, known_files(index_path) if live else None)
         # Opened whether or not anything changed: every file's header is checked, so a
         # damaged build is rebuilt, not declared up to date (FAISS is opened only to search).
-        previous = _previous(index_path, config, full, verify)
+        previous = _previous(index_path, config, full, verify, live)
         if corpus.unchanged and not _holds(previous, corpus.unchanged):
             # Those files' articles were to come from the live build, which cannot give them.
             log.warning("reading every corpus file again, as the index cannot be reused")

@@ -246,20 +246,22 @@ class Segment:
             articles = json.loads(path.read_bytes())
             if not isinstance(articles, dict):
                 raise ValueError("not a JSON object")
+            n = self.count
+            # Plain loops and type(): an archive's segment has a hundred thousand articles.
             for fields in articles.values():
                 first, count = fields["first"], fields["count"]
-                texts = {k: v for k, v in fields.items() if k not in ("first", "count")}
-                if (
-                    not texts.keys() <= ARTICLE_FIELDS
-                    or not all(isinstance(v, str) or v is None for v in texts.values())
-                    or not isinstance(texts.get("title"), str)
-                    or not isinstance(texts.get("path"), str)
-                ):
-                    raise ValueError("an article's fields are not what they should be")
                 if type(first) is not int or type(count) is not int:
                     raise ValueError("rows that are not numbers")
-                if not (0 <= first and 0 < count and first + count <= self.count):
-                    raise ValueError(f"rows {first} to {first + count} of {self.count}")
+                if not (0 <= first and 0 < count and first + count <= n):
+                    raise ValueError(f"rows {first} to {first + count} of {n}")
+                if type(fields.get("title")) is not str or type(fields.get("path")) is not str:
+                    raise ValueError("an article's fields are not what they should be")
+                for key, value in fields.items():
+                    if key in ARTICLE_FIELDS:
+                        if value is not None and type(value) is not str:
+                            raise ValueError("an article's fields are not what they should be")
+                    elif key != "first" and key != "count":
+                        raise ValueError("an article's fields are not what they should be")
         except (ValueError, TypeError, KeyError) as exc:  # UnicodeDecodeError, JSONDecodeError
             detail = f"cannot be read as the segment's articles ({exc})"
             raise damaged(path, detail, self.opening.rebuild) from exc

@@ -259,7 +259,7 @@ def measure_archive(
         "build": {**build, "disk_mb": _folder_mb(Path(os.path.realpath(index_path)))},
         "encoder": None
         if encoder_rate is None
-        else {**encoder_rate, "archive_seconds": round(index.size / encoder_rate["per_s"])},
+        else {**encoder_rate, "archive_seconds": round(index.count / encoder_rate["per_s"])},
         "segments": [s.count for s in index.segments],
         "cold_start": cold,
         "reindex": steps,

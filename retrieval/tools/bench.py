@@ -40,7 +40,14 @@ from ..models.embedding import Embedder, make_embedder
 from .bench_archive import measure_archive
 from .bench_milvus import measure_milvus
 from .evaluate import EvalQuestion, load_questions
-from .measuring import ROOT, measure_cold_start, percentiles, pseudo_words, write_config
+from .measuring import (
+    ROOT,
+    VectorModel,
+    measure_cold_start,
+    percentiles,
+    pseudo_words,
+    write_config,
+)
 
 EVAL = ROOT.parent / "shared" / "eval"
 SECTIONS = ("cold", "latency", "indexing", "scale", "archive", "milvus")
@@ -245,31 +252,6 @@ def _time(work: Callable[[], object]) -> float:
 
 
 SYNTHETIC_MODELS = ("mixture", "gaussian")
-
-
-@dataclass(frozen=True)
-class VectorModel:
-    """A Gaussian mixture in embedding space; `sample` draws normalised vectors from it."""
-
-    name: str
-    means: np.ndarray  # (components, d)
-    bases: np.ndarray  # (components, d, d): standard noise @ basis has the component's covariance
-    weights: np.ndarray  # (components,), summing to 1
-
-    def sample(self, n: int, rng: np.random.Generator, batch: int = 100_000) -> np.ndarray:
-        """n normalised float32 vectors."""
-        dim = self.means.shape[1]
-        out = np.empty((n, dim), dtype=np.float32)
-        for i in range(0, n, batch):
-            m = min(batch, n - i)
-            picks = rng.choice(len(self.weights), size=m, p=self.weights)
-            part = out[i : i + m]
-            for c in np.unique(picks):
-                rows = np.flatnonzero(picks == c)
-                noise = rng.standard_normal((len(rows), dim), dtype=np.float32)
-                part[rows] = noise @ self.bases[c] + self.means[c]
-        faiss.normalize_L2(out)
-        return out
 
 
 def _basis(covariance: np.ndarray) -> np.ndarray:

@@ -127,6 +127,10 @@ def test_json_run_prints_every_figure(tmp_path, capsys):
     archive = report["archive"]
     assert archive["n"] == 300 - 10 + 10  # one article added, one changed, one removed
     assert archive["build"]["summary"]["embedded"] == 300
+    assert 0 < archive["build"]["peak_rss_mb"] < 2000  # the build's own process
+    encoder = archive["encoder"]  # the real encoder on the archive's passages
+    assert 0 < encoder["passages"] < 300 and encoder["per_s"] > 0
+    assert encoder["archive_seconds"] == pytest.approx(300 / encoder["per_s"], abs=1)
     steps = archive["reindex"]
     assert "1 added, 0 changed, 0 removed" in steps["add_one"]["summary"]
     assert "0 added, 1 changed, 0 removed" in steps["change_one"]["summary"]
@@ -138,6 +142,7 @@ def test_json_run_prints_every_figure(tmp_path, capsys):
     # The whole report as a table, each target beside its figure.
     table = bench.format_report(report)
     assert "archive 300: tanya-reindex, adding one article (end to end; peak RSS) | " in table
+    assert "archive 300: full build's peak RSS | " in table and "| ≤ 4096 MB |" in table
     assert "overhead beyond the encoder | " in table and "| ≤ 15 % |" in table
     assert "no-change reindex ÷ full build | " in table and "| ≤ 5 % |" in table
     assert "| ≥ 0.95 |" in table and "| ≤ 2.0 s |" in table

@@ -74,7 +74,7 @@ def test_only_the_article_lands_in_the_corpus_with_its_front_matter(tmp_path, we
     assert article.url == web.url(ARTICLE)
     assert article.source == "Warta Parahyangan" and article.published == "2024-03-12"
     paragraphs = [article.paragraph_text(p) for p in article.paragraphs]
-    # The photo caption comes first, marked as a caption by its credit (docs/architecture.md: Corpus format).
+    # The photo caption comes first, marked as a caption by its credit (docs/architecture.md).
     assert paragraphs[0].startswith("Kendaraan melintas di jembatan layang Kiaracondong")
     assert article.paragraphs[0].kind == "caption"
     assert paragraphs[1].startswith("BANDUNG – Wali Kota Bandung Sutrisna Wijaya")

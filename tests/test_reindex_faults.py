@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -157,7 +158,7 @@ def test_a_full_disk_leaves_no_partial_build_and_the_old_index(tiny_index, monke
         Path(path).write_bytes(b"\0" * 100)
         raise RuntimeError("Error: 'ret == (size)' failed: write error: No space left on device")
 
-    monkeypatch.setattr(index_module.faiss, "write_index", write_half_then_fail)
+    monkeypatch.setattr(faiss, "write_index", write_half_then_fail)
     with pytest.raises(TanyaError, match="cannot write the new index in .*No space left"):
         reindex(tiny_index, embedder=FakeEmbedder())
     assert live_build(tiny_index) == before

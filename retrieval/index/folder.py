@@ -9,11 +9,10 @@ import os
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import faiss
 import numpy as np
 
 from ..config import Config, IndexConfig
@@ -23,15 +22,20 @@ from ..errors import ConfigError, IndexCorruptError, IndexMismatchError, IndexMi
 from ..models.embedding import Embedder, model_key
 from .arrays import Damaged
 from .keyword import tokenize
-from .postings import Deleted, KeywordIndex, Postings
-from .segments import ARTICLES, Chunks, ChunkStore, Rows, Segment, Shape, Terms, link_folder
-from .terms import TermTable
+from .postings import Deleted, KeywordIndex
+from .segments import FAISS, Chunks, Rows, Segment, Shape, Terms, link_folder
+from .writing import VECTORS, SegmentWriter, batches
+
+if TYPE_CHECKING:  # imported where used: it takes a quarter of a second, which a reindex
+    import faiss  # with nothing to do, which never opens a FAISS index, does not spend
 
 FORMAT_VERSION = 2
 # More segments than this after a reindex: the smallest are merged into one.
 MAX_SEGMENTS = 8
 CORPUS_FILES = "corpus_files.json"
 MANIFEST = "manifest.json"
+# Passages embedded and written per step of a build, and vectors added to FAISS per step.
+EMBED_STEP, FAISS_STEP = 1024, 65536
 # What reading a damaged file can raise, besides the library errors that are ValueErrors.
 READ_ERRORS = (
     OSError,
@@ -43,6 +47,11 @@ READ_ERRORS = (
     IndexError,
     zipfile.BadZipFile,
 )
+
+
+class EncoderFailed(Exception):
+    """The encoder failed while a build was being written (its error is the cause): not a
+    failure to write, though the build's folder is there to remove."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,8 @@ def faiss_settings(config: IndexConfig, n: int) -> dict:
 
 def make_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
     """An inner-product FAISS index over normalised vectors, of the configured kind."""
+    import faiss
+
     n, dim = vectors.shape
     kind = _faiss_kind(config, n)
     if kind == "hnsw":
@@ -132,6 +143,8 @@ def check_faiss_settings(config: IndexConfig, n: int) -> None:
 
 def tune_faiss(index: faiss.Index, config: IndexConfig) -> None:
     """Apply the search-time parameters of the configured index kind."""
+    import faiss
+
     if isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = config.hnsw_ef_search
     elif isinstance(index, faiss.IndexIVF):
@@ -268,6 +281,8 @@ def _contains(sorted_values: np.ndarray, value: int) -> bool:
 def _search_params(index: faiss.Index, gone: Deleted):
     """Search parameters that skip a segment's deleted rows, with the selector they point to
     (it must outlive them); None when nothing is deleted."""
+    import faiss
+
     if not len(gone.docs):
         return None
     live = np.ones(index.ntotal, dtype=bool)
@@ -402,15 +417,18 @@ def load_index(
     ignore: tuple[str, ...] = (),
     thorough: bool = False,
     search: bool = True,
+    manifest: dict | None = None,
 ) -> IndexData:
     """Load the index at path (following the live link once) after checking its manifest.
 
     `ignore` names manifest settings that may differ (a rebuild that reuses the vectors);
     `thorough` hashes every file, the large segment files included; without `search` the
-    FAISS indexes are opened only when first searched (a reindex never searches).
+    FAISS indexes are opened only when first searched (a reindex never searches);
+    `manifest`: the build's manifest, when the caller has just read it (a reindex has).
     """
     real = Path(os.path.realpath(path))
-    manifest = read_manifest(real, config.reindex_command())
+    if manifest is None:
+        manifest = read_manifest(real, config.reindex_command())
     check_manifest(manifest, config, ignore)
     # (A plain reindex also rebuilds a damaged index in full: it cannot reuse its vectors.)
     full = config.reindex_command(full=True)
@@ -491,17 +509,6 @@ def document_hashes(
     return documents
 
 
-@dataclass
-class _Part:
-    """Passages on their way into a new segment, with their vectors and articles."""
-
-    chunks: list[Chunk] = field(default_factory=list)
-    vectors: list[np.ndarray] = field(default_factory=list)
-    sentence_vectors: list[np.ndarray] = field(default_factory=list)
-    sentence_counts: list[int] = field(default_factory=list)
-    infos: dict[str, ArticleInfo] = field(default_factory=dict)
-
-
 def new_build_id() -> str:
     """A name for a build folder, unique on this machine."""
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.perf_counter_ns() % 10**9}"
@@ -531,28 +538,13 @@ def build_index(
     fresh_articles = [
         a for a in articles if a.doc_id in documents and old_hashes.get(a.doc_id) != a.content_hash
     ]
-    fresh: list[Chunk] = []
-    for article in fresh_articles:
-        fresh.extend(chunk_article(article, config.chunking.max_tokens, embedder.count_tokens))
+    # Counted now and chunked again as they are embedded: a million passages held at once
+    # would take about a gigabyte.
+    fresh = sum(len(article_chunks(a, config, embedder)) for a in fresh_articles)
     gone_docs = {d for d, h in old_hashes.items() if documents.get(d) != h}
-    keep, deleted, rewrite, removed = _plan(previous, gone_docs, config, len(fresh) > 0)
+    keep, deleted, rewrite, removed = _plan(previous, gone_docs, config, fresh > 0)
     carried = sum(previous.segments[i].count - len(deleted[i].docs) for i in keep + rewrite)
-    check_faiss_settings(config.index, carried + len(fresh))  # before the embedding
-
-    bar = progress(len(fresh)) if progress else None
-    try:
-        new_vectors, new_sentences = _embed(fresh, embedder, bar, config.index.sentence_vectors)
-    finally:
-        if bar:
-            bar.close()
-    part = _Part()
-    for i in rewrite:
-        _carry(part, previous.segments[i], deleted[i])
-    part.chunks.extend(fresh)
-    part.vectors.append(new_vectors)
-    part.sentence_vectors.append(new_sentences)
-    part.sentence_counts.extend(len(c.sentences) for c in fresh)
-    part.infos.update({a.doc_id: ArticleInfo.of(a) for a in fresh_articles})
+    check_faiss_settings(config.index, carried + fresh)  # before the embedding
 
     build_id = folder.name
     folder.mkdir(parents=True)
@@ -572,11 +564,19 @@ def build_index(
             (folder / "deleted").mkdir(exist_ok=True)
             with open(folder / "deleted" / f"{segment.id}.npz", "wb") as out:
                 np.savez(out, **gone.to_arrays())
-    if part.chunks:
-        segment_id = f"{build_id}-{len(entries)}"
-        entry = write_segment(folder / "segments" / segment_id, part, config, embedder.dim)
+    writing = bool(rewrite) or fresh > 0
+    if writing:
+        written = folder / "segments" / f"{build_id}-{len(entries)}"
+        entry = write_segment(
+            written,
+            [(previous.segments[i], deleted[i]) for i in rewrite],
+            fresh_articles,
+            fresh,
+            embedder,
+            config,
+            progress,
+        )
         entries.append(entry)
-        written = folder / "segments" / segment_id
         files.update(
             file_checksums(
                 folder, [p.relative_to(folder).as_posix() for p in _files_under(written)]
@@ -608,7 +608,7 @@ def build_index(
         Segment.open(folder / "segments" / e["id"], False, Shape.of(e, embedder.dim))
         for e in entries
     ]
-    gone_list = [deleted[i] for i in keep] + ([Deleted.none()] if part.chunks else [])
+    gone_list = [deleted[i] for i in keep] + ([Deleted.none()] if writing else [])
     data = IndexData(manifest, segments, gone_list, config, folder, search=False)
     added = sum(1 for d in documents if d not in old_hashes)
     changed = sum(1 for d, h in documents.items() if d in old_hashes and old_hashes[d] != h)
@@ -618,7 +618,7 @@ def build_index(
         removed=sum(1 for d in old_hashes if d not in documents),
         unchanged=len(documents) - added - changed,
         chunks=live,
-        embedded=len(fresh),
+        embedded=fresh,
         seconds=time.perf_counter() - started,
     )
     return data, stats
@@ -686,69 +686,86 @@ def _live_articles(previous: IndexData, i: int, gone: Deleted, removed: int) -> 
     )
 
 
-def _carry(part: _Part, segment: Segment, gone: Deleted) -> None:
-    """Add a segment's live passages, vectors and articles to a new segment's part."""
-    live = np.setdiff1d(np.arange(segment.count), gone.docs)
-    if not len(live):
-        return
-    for doc_id, fields in segment.articles().items():
-        if not _contains(gone.docs, fields["first"]):
-            info = {k: v for k, v in fields.items() if k not in ("first", "count")}
-            part.infos[doc_id] = ArticleInfo(**info)
-    part.chunks.extend(segment.chunks[int(r)] for r in live)
-    part.vectors.append(np.asarray(segment.vectors[live], dtype=np.float32))
-    offsets = segment.sentence_offsets
-    starts, lengths = offsets[live], offsets[live + 1] - offsets[live]
-    positions = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(
-        lengths.sum()
-    )
-    part.sentence_vectors.append(np.asarray(segment.sentence_vectors[positions], dtype=np.float32))
-    part.sentence_counts.extend(lengths.tolist())
+def article_chunks(article: Article, config: Config, embedder: Embedder) -> list[Chunk]:
+    """An article's passages as indexing cuts them."""
+    return chunk_article(article, config.chunking.max_tokens, embedder.count_tokens)
 
 
-def _joined(parts: list[np.ndarray], dim: int) -> np.ndarray:
-    """The parts as one float32 array, without a copy when there is only one."""
-    if len(parts) == 1:
-        return np.asarray(parts[0], dtype=np.float32)
-    return (
-        np.concatenate(parts).astype(np.float32, copy=False)
-        if parts
-        else np.zeros((0, dim), np.float32)
-    )
+def write_segment(
+    folder: Path,
+    carried: Sequence[tuple[Segment, Deleted]],
+    articles: Sequence[Article],
+    fresh: int,
+    embedder: Embedder,
+    config: Config,
+    progress: Callable[[int], Progress] | None = None,
+) -> dict:
+    """Write a new segment folder as its passages come: the live passages of `carried`
+    segments (their stored chunks and vectors), then the `fresh` passages of `articles`,
+    embedded EMBED_STEP at a time; its manifest entry."""
+    writer = SegmentWriter(folder, embedder.dim, config.search.stemming)
+    try:
+        for segment, gone in carried:
+            writer.carry(segment, gone)
+        by_id = {a.doc_id: a for a in articles}
+        bar = progress(fresh) if progress else None
+        try:
+            chunks = (c for a in articles for c in article_chunks(a, config, embedder))
+            for batch in batches(chunks, EMBED_STEP):
+                try:
+                    vectors, sentence_vectors = _embed(
+                        batch, embedder, bar, config.index.sentence_vectors
+                    )
+                except Exception as exc:
+                    raise EncoderFailed from exc
+                writer.add(
+                    batch, vectors, sentence_vectors, lambda d: asdict(ArticleInfo.of(by_id[d]))
+                )
+        finally:
+            if bar:
+                bar.close()
+        entry = writer.finish()
+    finally:
+        writer.close()
+    return {**entry, "faiss": write_faiss(folder, config.index)}
 
 
-def write_segment(folder: Path, part: _Part, config: Config, dim: int) -> dict:
-    """Write a new segment folder; its manifest entry."""
-    folder.mkdir(parents=True)
-    chunks = part.chunks
-    vectors = _joined(part.vectors, dim)
-    sentence_vectors = _joined(part.sentence_vectors, dim)
-    offsets = np.cumsum([0, *part.sentence_counts], dtype=np.int64)
-    ChunkStore.write(folder, chunks)
-    rows: dict[str, list[int]] = {}
-    for row, chunk in enumerate(chunks):
-        rows.setdefault(chunk.doc_id, []).append(row)
-    articles = {
-        doc_id: {**asdict(part.infos[doc_id]), "first": r[0], "count": len(r)}
-        for doc_id, r in rows.items()
-    }
-    (folder / ARTICLES).write_text(json.dumps(articles, ensure_ascii=False), "utf-8")
-    np.save(folder / "vectors.npy", vectors)
-    np.save(folder / "sentence_vectors.npy", sentence_vectors)
-    np.save(folder / "sentence_offsets.npy", offsets)
-    faiss.write_index(make_faiss(vectors, config.index), str(folder / "faiss.index"))
-    stemming = config.search.stemming
-    Postings.build(tokenize(c.text, stemming) for c in chunks).save(folder)
-    TermTable.build([c.text for c in chunks]).save(folder / "passage_terms")
-    TermTable.build(sentence_texts(chunks)).save(folder / "sentence_terms")
-    return {
-        "id": folder.name,
-        "count": len(chunks),
-        "sentences": int(offsets[-1]),
-        "deleted": 0,
-        "articles": len(articles),
-        "faiss": faiss_settings(config.index, len(chunks)),
-    }
+def write_faiss(folder: Path, config: IndexConfig) -> dict:
+    """Build a segment's FAISS index from its written vectors, read a block at a time, and
+    write it; its settings for the manifest."""
+    import faiss
+
+    path = folder / VECTORS
+    with open(path, "rb") as file:
+        np.lib.format.read_magic(file)
+        (n, dim), _, _ = np.lib.format.read_array_header_1_0(file)
+        kind = _faiss_kind(config, n)
+        if kind == "ivf":  # trained on every vector, as make_faiss does
+            index = make_faiss(np.fromfile(file, np.float32, n * dim).reshape(n, dim), config)
+        else:
+            index = _empty_faiss(kind, n, dim, config)
+            for start in range(0, n, FAISS_STEP):
+                rows = min(FAISS_STEP, n - start)
+                index.add(np.fromfile(file, np.float32, rows * dim).reshape(rows, dim))
+            tune_faiss(index, config)
+    faiss.write_index(index, str(folder / FAISS))
+    return faiss_settings(config, n)
+
+
+def _empty_faiss(kind: str, n: int, dim: int, config: IndexConfig) -> faiss.Index:
+    """An empty flat or HNSW index with room for n vectors, so adding them in blocks never
+    copies its storage to a larger one (a vector grows by doubling: twice the memory)."""
+    import faiss
+
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.hnsw_ef_construction
+        storage = faiss.downcast_index(index.storage)
+    else:
+        index = storage = faiss.IndexFlatIP(dim)
+    storage.codes.resize(n * storage.code_size)  # the capacity stays when it is emptied
+    storage.codes.resize(0)
+    return index
 
 
 def sentence_texts(chunks: Sequence[Chunk]) -> list[str]:

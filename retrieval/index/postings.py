@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,34 +61,10 @@ class Postings:
     def build(cls, token_lists: Iterable[Sequence[str]]) -> Postings:
         """Postings of these documents (token lists, in document order; read once, so a
         generator keeps only one document's tokens in memory)."""
-        vocab: dict[str, int] = {}
-        ids, lengths = array("i"), array("i")  # 4 bytes an entry, not a Python int's 36
+        builder = PostingsBuilder()
         for tokens in token_lists:
-            lengths.append(len(tokens))
-            ids.extend([vocab.setdefault(t, len(vocab)) for t in tokens])
-        counts_per_doc = np.frombuffer(lengths, dtype=np.int32).copy()
-        if not vocab:
-            empty = np.zeros(0, dtype=np.int32)
-            return cls(np.zeros(0, dtype="S1"), np.zeros(1, np.int64), empty, empty, counts_per_doc)
-        keys = [term_key(t) for t in vocab]
-        words = np.array(keys, dtype=f"S{max(len(k) for k in keys)}")
-        del keys
-        order = np.argsort(words, kind="stable")
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        n = max(1, len(counts_per_doc))
-        docs = np.repeat(np.arange(len(counts_per_doc), dtype=np.int64), counts_per_doc)
-        pairs = rank[np.frombuffer(ids, dtype=np.int32)] * n + docs
-        del ids, docs
-        pairs, counts = np.unique(pairs, return_counts=True)
-        post_terms = pairs // n
-        return cls(
-            words[order],
-            np.searchsorted(post_terms, np.arange(len(words) + 1)).astype(np.int64),
-            (pairs % n).astype(np.int32),
-            np.minimum(counts, np.iinfo(np.uint16).max).astype(np.uint16),
-            counts_per_doc,
-        )
+            builder.add(tokens)
+        return builder.finish()
 
     @property
     def count(self) -> int:
@@ -166,6 +143,51 @@ class Postings:
                 if term >= 0:
                     counts[term] = counts.get(term, 0) + 1
         return counts
+
+
+class PostingsBuilder:
+    """Postings built one document at a time: per document, each of its distinct terms once
+    with its count (4 + 2 bytes an entry, in arrays, not Python ints), sorted by term at the
+    end. A segment's writer feeds it as passages are written."""
+
+    def __init__(self):
+        self.vocab: dict[str, int] = {}
+        self.ids, self.tf = array("i"), array("H")
+        self.distinct, self.lengths = array("i"), array("i")
+
+    def add(self, tokens: Sequence[str]) -> None:
+        """The next document's tokens."""
+        counts = Counter(tokens)
+        vocab = self.vocab
+        self.ids.extend([vocab.setdefault(t, len(vocab)) for t in counts])
+        self.tf.extend([min(c, 65535) for c in counts.values()])
+        self.distinct.append(len(counts))
+        self.lengths.append(len(tokens))
+
+    def finish(self) -> Postings:
+        """The postings: terms sorted, each term's documents ascending."""
+        lengths = np.frombuffer(self.lengths, dtype=np.int32).copy()
+        if not self.vocab:
+            empty = np.zeros(0, dtype=np.int32)
+            return Postings(np.zeros(0, dtype="S1"), np.zeros(1, np.int64), empty, empty, lengths)
+        keys = [term_key(t) for t in self.vocab]
+        self.vocab = {}
+        words = np.array(keys, dtype=f"S{max(len(k) for k in keys)}")
+        del keys
+        order = np.argsort(words, kind="stable")
+        rank = np.empty(len(order), dtype=np.int32)
+        rank[order] = np.arange(len(order), dtype=np.int32)
+        terms = rank[np.frombuffer(self.ids, dtype=np.int32)]
+        self.ids = array("i")
+        # Documents come in order, so a stable sort by term keeps each term's ascending.
+        by_term = np.argsort(terms, kind="stable")
+        terms = terms[by_term]
+        per_document = np.frombuffer(self.distinct, dtype=np.int32)
+        docs = np.repeat(np.arange(len(per_document), dtype=np.int32), per_document)[by_term]
+        tf = np.frombuffer(self.tf, dtype=np.uint16)[by_term]
+        self.tf = array("H")
+        offsets = np.searchsorted(terms, np.arange(len(words) + 1)).astype(np.int64)
+        return Postings(words[order], offsets, docs, tf, lengths)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from .folder import (
     CORPUS_FILES,
     ArticleInfo,
     BuildStats,
+    EncoderFailed,
     IndexData,
     build_index,
     check_manifest,
@@ -238,11 +239,15 @@ def _unchanged(
     return ReindexResult(stats, corpus.problems, False, index_path, kept)
 
 
-def _previous(index_path: Path, config: Config, full: bool, verify: bool) -> IndexData | None:
+def _previous(
+    index_path: Path, config: Config, full: bool, verify: bool, manifest: dict | None = None
+) -> IndexData | None:
+    """The live build, opened to reuse (None when there is none to reuse); `manifest`: its
+    manifest, already read and checked against the config."""
     if full:
         return None
     try:
-        return load_index(index_path, config, thorough=verify, search=False)
+        return load_index(index_path, config, thorough=verify, search=False, manifest=manifest)
     except IndexMissingError:
         return None
     except IndexMismatchError as exc:
@@ -290,7 +295,7 @@ def reindex(
         corpus = read_corpus(config, known_files(index_path) if live else None)
         # Opened whether or not anything changed: every file's header is checked, so a
         # damaged build is rebuilt, not declared up to date (FAISS is opened only to search).
-        previous = _previous(index_path, config, full, verify)
+        previous = _previous(index_path, config, full, verify, live)
         if corpus.unchanged and not _holds(previous, corpus.unchanged):
             # Those files' articles were to come from the live build, which cannot give them.
             log.warning("reading every corpus file again, as the index cannot be reused")
@@ -319,6 +324,9 @@ def reindex(
             read_manifest(build)  # the build must load before it goes live
             _check_complete(built, documents, build, config)
             swap_in(index_path, build)
+        except EncoderFailed as exc:
+            _discard(build, index_path)
+            raise exc.__cause__ from None  # the encoder's own error, as before anything is written
         except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
             if not build.exists():  # failed before writing anything
                 raise
@@ -333,6 +341,11 @@ def reindex(
                 f"cannot write the new index in {build.parent} ({reason}); the partial build "
                 "was removed and the index was left as it was. Free some space and run this again"
             ) from exc
+        except BaseException:
+            # Stopped while writing (the encoder failed, Ctrl-C): the partial build goes too.
+            if os.path.realpath(index_path) != os.path.realpath(build):
+                _discard(build, index_path)
+            raise
         if full:
             stats = _full_build_stats(documents, previous_documents, stats)
         prune_builds(index_path)

@@ -21,8 +21,8 @@ import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from ..corpus.chunking import Chunk
@@ -39,12 +39,16 @@ from .arrays import (
 from .postings import Postings
 from .terms import TermTable
 
+if TYPE_CHECKING:  # imported where used (see folder.py)
+    import faiss
+
 CHUNKS, CHUNK_OFFSETS, ARTICLES = "chunks.jsonl", "chunk_offsets.npy", "articles.json"
 FAISS = "faiss.index"
 # FAISS's own header: the index kind, dimension, vector count, two unused fields, whether it
 # is trained, the metric. The kinds index.make_faiss writes: flat, HNSW, IVF (inner product).
 FAISS_HEADER = struct.Struct("<4siqqq?i")
 FAISS_KINDS = (b"IxFI", b"IHNf", b"IwFl")
+METRIC_INNER_PRODUCT = 0  # faiss.METRIC_INNER_PRODUCT
 REBUILD = "tanya-reindex"
 # A mapped file truncated under a running process kills it (SIGBUS) when a page past its new
 # end is touched; a copy cannot be. A segment whose files come to at most this much is read
@@ -162,6 +166,8 @@ class Segment:
     @property
     def faiss_index(self) -> faiss.Index:
         """The segment's FAISS index, opened when first needed (a reindex never searches)."""
+        import faiss
+
         if self._faiss is None:
             path = self.folder / FAISS
             try:
@@ -240,20 +246,22 @@ class Segment:
             articles = json.loads(path.read_bytes())
             if not isinstance(articles, dict):
                 raise ValueError("not a JSON object")
+            n = self.count
+            # Plain loops and type(): an archive's segment has a hundred thousand articles.
             for fields in articles.values():
                 first, count = fields["first"], fields["count"]
-                texts = {k: v for k, v in fields.items() if k not in ("first", "count")}
-                if (
-                    not texts.keys() <= ARTICLE_FIELDS
-                    or not all(isinstance(v, str) or v is None for v in texts.values())
-                    or not isinstance(texts.get("title"), str)
-                    or not isinstance(texts.get("path"), str)
-                ):
-                    raise ValueError("an article's fields are not what they should be")
                 if type(first) is not int or type(count) is not int:
                     raise ValueError("rows that are not numbers")
-                if not (0 <= first and 0 < count and first + count <= self.count):
-                    raise ValueError(f"rows {first} to {first + count} of {self.count}")
+                if not (0 <= first and 0 < count and first + count <= n):
+                    raise ValueError(f"rows {first} to {first + count} of {n}")
+                if type(fields.get("title")) is not str or type(fields.get("path")) is not str:
+                    raise ValueError("an article's fields are not what they should be")
+                for key, value in fields.items():
+                    if key in ARTICLE_FIELDS:
+                        if value is not None and type(value) is not str:
+                            raise ValueError("an article's fields are not what they should be")
+                    elif key != "first" and key != "count":
+                        raise ValueError("an article's fields are not what they should be")
         except (ValueError, TypeError, KeyError) as exc:  # UnicodeDecodeError, JSONDecodeError
             detail = f"cannot be read as the segment's articles ({exc})"
             raise damaged(path, detail, self.opening.rebuild) from exc
@@ -279,7 +287,7 @@ def _check_faiss_header(path: Path, count: int, dim: int) -> None:
     if len(head) < FAISS_HEADER.size:
         raise Damaged("is cut short")
     kind, found_dim, total, _, _, _, metric = FAISS_HEADER.unpack(head)
-    if kind not in FAISS_KINDS or metric != faiss.METRIC_INNER_PRODUCT:
+    if kind not in FAISS_KINDS or metric != METRIC_INNER_PRODUCT:
         raise Damaged("has a damaged header (not an inner-product FAISS index of ours)")
     if (found_dim, total) != (dim, count):
         raise Damaged(f"holds {total:,} vectors of {found_dim} where {count:,} of {dim} belong")

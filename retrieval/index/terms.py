@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -74,42 +74,12 @@ class TermTable:
         return len(self.offsets["tokens"]) - 1
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> TermTable:
+    def build(cls, texts: Iterable[str]) -> TermTable:
         """Tokenise every text once."""
-        vocab: dict[str, int] = {}
-        # 4 bytes an entry, not a Python int's 36: an archive has tens of millions.
-        parts = {kind: array("i") for kind in KINDS}
-        lengths = {kind: array("i") for kind in KINDS}
+        builder = TermTableBuilder()
         for text in texts:
-            for kind, terms in zip(KINDS, text_terms(text), strict=True):
-                parts[kind].extend([vocab.setdefault(w, len(vocab)) for w in terms])
-                lengths[kind].append(len(terms))
-        vocabulary = list(vocab)
-        keys = [term_key(w) for w in vocabulary]
-        words = np.array(keys, dtype=f"S{max(map(len, keys), default=1) or 1}")
-        order = np.argsort(words, kind="stable")
-        rank = np.empty(len(order), dtype=np.int32)
-        rank[order] = np.arange(len(order), dtype=np.int32)
-        flags = np.array(
-            [
-                (DIGIT if w[:1].isdigit() else 0)
-                | (DATE if w in MONTHS_AND_DAYS or (w[:1].isdigit() and "/" in w) else 0)
-                | (NUMBER_WORD if w in NUMBER_WORDS else 0)
-                for w in vocabulary
-            ],
-            dtype=np.uint8,
-        )
-        return cls(
-            words[order],
-            flags[order],
-            {kind: rank[np.frombuffer(parts[kind], dtype=np.int32)] for kind in KINDS},
-            {
-                kind: np.concatenate(
-                    [[0], np.cumsum(np.frombuffer(lengths[kind], np.int32))]
-                ).astype(np.int64)
-                for kind in KINDS
-            },
-        )
+            builder.add(text)
+        return builder.finish()
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays = {"words": self.words, "flags": self.flags}
@@ -217,6 +187,51 @@ class TermTable:
             ]
         ).astype(np.float64)
         return typed, count(owner, ~new) / max(1, len(question_tokens))
+
+
+class TermTableBuilder:
+    """A TermTable built one text at a time (a segment's writer feeds it as passages are
+    written): 4 bytes an id, not a Python int's 36, as an archive has tens of millions."""
+
+    def __init__(self):
+        self.vocab: dict[str, int] = {}
+        self.parts = {kind: array("i") for kind in KINDS}
+        self.lengths = {kind: array("i") for kind in KINDS}
+
+    def add(self, text: str) -> None:
+        """The next text."""
+        vocab = self.vocab
+        for kind, terms in zip(KINDS, text_terms(text), strict=True):
+            self.parts[kind].extend([vocab.setdefault(w, len(vocab)) for w in terms])
+            self.lengths[kind].append(len(terms))
+
+    def finish(self) -> TermTable:
+        vocabulary = list(self.vocab)
+        keys = [term_key(w) for w in vocabulary]
+        words = np.array(keys, dtype=f"S{max(map(len, keys), default=1) or 1}")
+        order = np.argsort(words, kind="stable")
+        rank = np.empty(len(order), dtype=np.int32)
+        rank[order] = np.arange(len(order), dtype=np.int32)
+        flags = np.array(
+            [
+                (DIGIT if w[:1].isdigit() else 0)
+                | (DATE if w in MONTHS_AND_DAYS or (w[:1].isdigit() and "/" in w) else 0)
+                | (NUMBER_WORD if w in NUMBER_WORDS else 0)
+                for w in vocabulary
+            ],
+            dtype=np.uint8,
+        )
+        return TermTable(
+            words[order],
+            flags[order],
+            {kind: rank[np.frombuffer(self.parts[kind], dtype=np.int32)] for kind in KINDS},
+            {
+                kind: np.concatenate(
+                    [[0], np.cumsum(np.frombuffer(self.lengths[kind], np.int32))]
+                ).astype(np.int64)
+                for kind in KINDS
+            },
+        )
 
 
 def ragged_positions(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -40,7 +40,14 @@ from ..models.embedding import Embedder, make_embedder
 from .bench_archive import measure_archive
 from .bench_milvus import measure_milvus
 from .evaluate import EvalQuestion, load_questions
-from .measuring import ROOT, measure_cold_start, percentiles, pseudo_words, write_config
+from .measuring import (
+    ROOT,
+    VectorModel,
+    measure_cold_start,
+    percentiles,
+    pseudo_words,
+    write_config,
+)
 
 EVAL = ROOT.parent / "shared" / "eval"
 SECTIONS = ("cold", "latency", "indexing", "scale", "archive", "milvus")
@@ -265,31 +272,6 @@ def _time(work: Callable[[], object]) -> float:
 
 
 SYNTHETIC_MODELS = ("mixture", "gaussian")
-
-
-@dataclass(frozen=True)
-class VectorModel:
-    """A Gaussian mixture in embedding space; `sample` draws normalised vectors from it."""
-
-    name: str
-    means: np.ndarray  # (components, d)
-    bases: np.ndarray  # (components, d, d): standard noise @ basis has the component's covariance
-    weights: np.ndarray  # (components,), summing to 1
-
-    def sample(self, n: int, rng: np.random.Generator, batch: int = 100_000) -> np.ndarray:
-        """n normalised float32 vectors."""
-        dim = self.means.shape[1]
-        out = np.empty((n, dim), dtype=np.float32)
-        for i in range(0, n, batch):
-            m = min(batch, n - i)
-            picks = rng.choice(len(self.weights), size=m, p=self.weights)
-            part = out[i : i + m]
-            for c in np.unique(picks):
-                rows = np.flatnonzero(picks == c)
-                noise = rng.standard_normal((len(rows), dim), dtype=np.float32)
-                part[rows] = noise @ self.bases[c] + self.means[c]
-        faiss.normalize_L2(out)
-        return out
 
 
 def _basis(covariance: np.ndarray) -> np.ndarray:
@@ -582,8 +564,9 @@ def run_bench(
     ):
         if name in only:
             model = fit_vector_model(reference, synthetic)
+            extra = {"embedder": embedder} if name == "archive" else {}
             report[name] = measure(
-                n, config, model, reference.shape[1], workdir, cold_runs=cold_runs
+                n, config, model, reference.shape[1], workdir, cold_runs=cold_runs, **extra
             )
     return report
 
@@ -605,8 +588,9 @@ TARGETS = {
     "scale_recall": 0.95,
     "archive_cold_start_seconds": 3.0,
     "archive_cold_start_rss_mb": 2560,
-    "archive_reindex_one_seconds": 5.0,
-    "archive_no_change_seconds": 2.0,
+    "archive_build_rss_mb": 4096,
+    "archive_reindex_one_seconds": 4.0,
+    "archive_no_change_seconds": 1.5,
     "archive_keyword_p50_ms": 5.0,
 }
 
@@ -783,9 +767,21 @@ def _archive_rows(ar: dict, row, t: dict) -> None:
     b, c, r = ar["build"], ar["cold_start"], ar["reindex"]
     row(
         f"archive {n} passages ({ar['articles']:,} articles): full build through reindex "
-        "(synthetic encoder) / on disk",
+        "(synthetic encoder; a new process) / on disk",
         f"{b['seconds']:.0f} s / {b['disk_mb']:,.0f} MB",
     )
+    row(
+        f"archive {n}: full build's peak RSS",
+        f"{b['peak_rss_mb']:,.0f} MB",
+        f"≤ {t['archive_build_rss_mb']:g} MB",
+    )
+    e = ar.get("encoder")
+    if e:
+        row(
+            f"archive {n}: the default encoder, as a build embeds ({e['passages']} passages of "
+            "the archive) / the whole archive at that rate (derived)",
+            f"{e['per_s']:.1f} passages/s / {e['archive_seconds'] / 3600:,.1f} h",
+        )
     row(
         f"archive {n}: cold start to first answer (bot.py --ask)",
         f"{c['seconds_p50']:.2f} s",

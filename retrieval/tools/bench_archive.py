@@ -3,16 +3,25 @@
 It writes N passages as article files (ten paragraphs each, one to three sentences per
 paragraph, words from a Zipf-distributed vocabulary), indexes them with `reindex` and a
 synthetic encoder (vectors drawn from the bench's model of real passage vectors), then times,
-each as a new process: `bot.py --ask` from start to its first printed line, and
-`tanya-reindex` after adding, changing and removing one article and with nothing changed.
-Keyword and dense search are timed on the built index in this process.
+each as a new process: the full build itself (with its peak RSS), `bot.py --ask` from start
+to its first printed line, and `tanya-reindex` after adding, changing and removing one article
+and with nothing changed. Keyword and dense search are timed on the built index in this
+process. The real encoder's speed is measured on a sample of the archive's passages, embedded
+as a build embeds them, for the time the whole archive would take with it.
+
+    python -m retrieval.tools.bench_archive CONFIG VECTOR_MODEL DIM
+
+is the build's process: the reindex of the archive CONFIG describes with the synthetic
+encoder (VECTOR_MODEL: the bench's pickled vector model).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -21,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, load_config
 from ..errors import TanyaError
-from ..index.folder import load_index
+from ..index.folder import _embed, article_chunks, load_index
 from ..index.keyword import tokenize
 from ..index.reindex import reindex
+from ..models.embedding import Embedder
 from .measuring import (
     ROOT,
     measure_cold_start,
@@ -123,6 +133,45 @@ def _reindex_process(config_file: Path) -> dict:
     }
 
 
+def _build_process(config_file: Path, model_file: Path, dim: int) -> dict:
+    """The full build through reindex with the synthetic encoder, as a new process: its
+    seconds (end to end) and peak RSS."""
+    command = [sys.executable, "-m", "retrieval.tools.bench_archive"]
+    command += [str(config_file), str(model_file), str(dim)]
+    wrapped, rss = measured(command)
+    started = time.perf_counter()
+    proc = subprocess.run(wrapped, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    peak = peak_rss_kb(rss)
+    if proc.returncode != 0:
+        raise TanyaError(f"the archive's build failed: {proc.stderr.strip()[-500:]}")
+    return {
+        "seconds": round(seconds, 1),
+        "peak_rss_mb": round(peak / 1024, 1),
+        "summary": json.loads(proc.stdout.strip().splitlines()[-1]),  # the build's stats
+    }
+
+
+def _encoder_rate(corpus: Path, config: Config, embedder: Embedder, sample: int) -> dict:
+    """Passages per second of the encoder over the first `sample` passages of the archive,
+    embedded as a build embeds them (with their sentences); the model is loaded and warmed
+    up first, on other passages."""
+    from ..corpus.articles import load_corpus
+
+    chunks = []
+    for article in load_corpus(corpus / "0000").articles:
+        chunks += article_chunks(article, config, embedder)
+        if len(chunks) >= sample + 16:
+            break
+    if len(chunks) < sample + 16:
+        sample = max(1, len(chunks) - 16)
+    _embed(chunks[-16:], embedder, None)
+    started = time.perf_counter()
+    _embed(chunks[:sample], embedder, None)
+    seconds = time.perf_counter() - started
+    return {"passages": sample, "seconds": round(seconds, 2), "per_s": round(sample / seconds, 1)}
+
+
 def _folder_mb(folder: Path) -> float:
     """Disk use of a folder, counting each hard-linked file once."""
     seen, total = set(), 0
@@ -143,8 +192,11 @@ def measure_archive(
     cold_runs: int = 3,
     queries: int = 200,
     seed: int = 0,
+    embedder: Embedder | None = None,
+    sample: int = 500,
 ) -> dict:
-    """Build an n-passage archive index through reindex and time what the issue of scale asks."""
+    """Build an n-passage archive index through reindex and time what the issue of scale asks;
+    with an `embedder`, its speed on `sample` of the archive's passages too."""
     rng = np.random.default_rng(seed)
     corpus, index_path = workdir / "archive" / "corpus", workdir / "archive" / ".index"
     words = pseudo_words(min(50_000, max(1000, n // 2)), rng)
@@ -157,11 +209,10 @@ def measure_archive(
         index=dataclasses.replace(config.index, path=str(index_path.resolve())),
     )
     config_file = write_config(archive, workdir / "archive.yaml")
-    encoder = SyntheticEncoder(vector_model, dim)
-    started = time.perf_counter()
-    built = reindex(archive, embedder=encoder)
-    build_seconds = time.perf_counter() - started
-    _give_back_memory()  # the build's garbage would crowd the page cache the rest relies on
+    encoder_rate = _encoder_rate(corpus, archive, embedder, sample) if embedder else None
+    model_file = workdir / "vector_model.pickle"
+    model_file.write_bytes(pickle.dumps(vector_model))
+    build = _build_process(config_file, model_file, dim)
     time.sleep(2.1)  # files written just before the build are then settled (see load_corpus)
     steps = {"settle": _reindex_process(config_file)}  # reads the last-written files once
     cold = measure_cold_start(config_file, runs=cold_runs, question=QUESTION)
@@ -205,30 +256,16 @@ def measure_archive(
         "n": index.count,
         "articles": articles,
         "write_corpus_seconds": round(written, 1),
-        "build": {
-            "seconds": round(build_seconds, 1),
-            "summary": dataclasses.asdict(built.stats),
-            "disk_mb": _folder_mb(Path(os.path.realpath(index_path))),
-        },
+        "build": {**build, "disk_mb": _folder_mb(Path(os.path.realpath(index_path)))},
+        "encoder": None
+        if encoder_rate is None
+        else {**encoder_rate, "archive_seconds": round(index.count / encoder_rate["per_s"])},
         "segments": [s.count for s in index.segments],
         "cold_start": cold,
         "reindex": steps,
         "keyword": keyword,
         "dense": {**percentiles(dense_times), "recall_at_10": round(float(np.mean(recalls)), 4)},
     }
-
-
-def _give_back_memory() -> None:
-    """Return freed heap memory to the system (glibc keeps it otherwise: a million-passage
-    build left this process at 14 GB, a server's reindex process would have exited)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def _exact_top(index, probe: np.ndarray, k: int) -> np.ndarray:
@@ -247,3 +284,16 @@ def _exact_top(index, probe: np.ndarray, k: int) -> np.ndarray:
             best_scores.append(block[top])
     rows, scores = np.concatenate(best_rows), np.concatenate(best_scores)
     return rows[np.argsort(-scores)[:k]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The archive's full build (see the module's doc): reindex with the synthetic encoder."""
+    config_file, model_file, dim = argv if argv is not None else sys.argv[1:]
+    vector_model = pickle.loads(Path(model_file).read_bytes())  # written by this bench
+    result = reindex(load_config(config_file), embedder=SyntheticEncoder(vector_model, int(dim)))
+    print(json.dumps(dataclasses.asdict(result.stats)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

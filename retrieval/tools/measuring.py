@@ -1,5 +1,6 @@
 """What the bench's sections share: processes timed with their peak RSS, percentiles, a config
-written to a file, synthetic words, and the cold start of `bot.py --ask`."""
+written to a file, synthetic words, the cold start of `bot.py --ask`, and the model synthetic
+vectors are drawn from (in a module of its own so a build process can unpickle it)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from ..config import Config
@@ -114,3 +117,28 @@ def measure_cold_start(config_file: Path, runs: int = 3, question: str = COLD_QU
         "peak_rss_mb": round(peak_kb / 1024, 1),
         "command": "bot.py --ask (default backend)",
     }
+
+
+@dataclass(frozen=True)
+class VectorModel:
+    """A Gaussian mixture in embedding space; `sample` draws normalised vectors from it."""
+
+    name: str
+    means: np.ndarray  # (components, d)
+    bases: np.ndarray  # (components, d, d): standard noise @ basis has the component's covariance
+    weights: np.ndarray  # (components,), summing to 1
+
+    def sample(self, n: int, rng: np.random.Generator, batch: int = 100_000) -> np.ndarray:
+        """n normalised float32 vectors."""
+        dim = self.means.shape[1]
+        out = np.empty((n, dim), dtype=np.float32)
+        for i in range(0, n, batch):
+            m = min(batch, n - i)
+            picks = rng.choice(len(self.weights), size=m, p=self.weights)
+            part = out[i : i + m]
+            for c in np.unique(picks):
+                rows = np.flatnonzero(picks == c)
+                noise = rng.standard_normal((len(rows), dim), dtype=np.float32)
+                part[rows] = noise @ self.bases[c] + self.means[c]
+        faiss.normalize_L2(out)
+        return out

@@ -145,7 +145,7 @@ def test_json_run_prints_every_figure(tmp_path, capsys):
     assert "archive 300: full build's peak RSS | " in table and "| ≤ 4096 MB |" in table
     assert "overhead beyond the encoder | " in table and "| ≤ 15 % |" in table
     assert "no-change reindex ÷ full build | " in table and "| ≤ 5 % |" in table
-    assert "| ≥ 0.95 |" in table and "| ≤ 2.0 s |" in table
+    assert "| ≥ 0.95 |" in table and "| ≤ 1.5 s |" in table
 
 
 def test_table_run_and_sections(tmp_path, capsys):

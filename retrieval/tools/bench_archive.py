@@ -154,8 +154,8 @@ def _build_process(config_file: Path, model_file: Path, dim: int) -> dict:
 
 def _encoder_rate(corpus: Path, config: Config, embedder: Embedder, sample: int) -> dict:
     """Passages per second of the encoder over the first `sample` passages of the archive,
-    embedded as a build embeds them (with their sentences); the model is loaded and warmed
-    up first, on other passages."""
+    embedded as a build embeds them (with their sentences when index.sentence_vectors); the
+    model is loaded and warmed up first, on other passages."""
     from ..corpus.articles import load_corpus
 
     chunks = []
@@ -165,9 +165,10 @@ def _encoder_rate(corpus: Path, config: Config, embedder: Embedder, sample: int)
             break
     if len(chunks) < sample + 16:
         sample = max(1, len(chunks) - 16)
-    _embed(chunks[-16:], embedder, None)
+    sentences = config.index.sentence_vectors
+    _embed(chunks[-16:], embedder, None, sentences)
     started = time.perf_counter()
-    _embed(chunks[:sample], embedder, None)
+    _embed(chunks[:sample], embedder, None, sentences)
     seconds = time.perf_counter() - started
     return {"passages": sample, "seconds": round(seconds, 2), "per_s": round(sample / seconds, 1)}
 

@@ -109,6 +109,18 @@ def write_archive(corpus: Path, passages: int, rng: np.random.Generator, words: 
     return articles
 
 
+def _run_measured(command: list[str], what: str) -> tuple[float, float, str]:
+    """Run a command as a new process: its seconds (end to end), peak RSS in MB and output."""
+    wrapped, rss = measured(command)
+    started = time.perf_counter()
+    proc = subprocess.run(wrapped, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    peak = peak_rss_kb(rss)
+    if proc.returncode != 0:
+        raise TanyaError(f"{what} failed: {proc.stderr.strip()[-500:]}")
+    return seconds, round(peak / 1024, 1), proc.stdout.strip()
+
+
 def _reindex_process(config_file: Path) -> dict:
     """`tanya-reindex` end to end as a new process, with its peak RSS."""
     command = [
@@ -119,17 +131,11 @@ def _reindex_process(config_file: Path) -> dict:
         str(config_file),
         "--quiet",
     ]
-    wrapped, rss = measured(command)
-    started = time.perf_counter()
-    proc = subprocess.run(wrapped, cwd=ROOT, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    peak = peak_rss_kb(rss)
-    if proc.returncode != 0:
-        raise TanyaError(f"`{' '.join(command)}` failed: {proc.stderr.strip()[-500:]}")
+    seconds, peak_mb, out = _run_measured(command, f"`{' '.join(command)}`")
     return {
         "seconds": round(seconds, 3),
-        "peak_rss_mb": round(peak / 1024, 1),
-        "summary": proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "",
+        "peak_rss_mb": peak_mb,
+        "summary": out.splitlines()[-1] if out else "",
     }
 
 
@@ -138,17 +144,11 @@ def _build_process(config_file: Path, model_file: Path, dim: int) -> dict:
     seconds (end to end) and peak RSS."""
     command = [sys.executable, "-m", "retrieval.tools.bench_archive"]
     command += [str(config_file), str(model_file), str(dim)]
-    wrapped, rss = measured(command)
-    started = time.perf_counter()
-    proc = subprocess.run(wrapped, cwd=ROOT, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    peak = peak_rss_kb(rss)
-    if proc.returncode != 0:
-        raise TanyaError(f"the archive's build failed: {proc.stderr.strip()[-500:]}")
+    seconds, peak_mb, out = _run_measured(command, "the archive's build")
     return {
         "seconds": round(seconds, 1),
-        "peak_rss_mb": round(peak / 1024, 1),
-        "summary": json.loads(proc.stdout.strip().splitlines()[-1]),  # the build's stats
+        "peak_rss_mb": peak_mb,
+        "summary": json.loads(out.splitlines()[-1]),  # the build's stats
     }
 
 

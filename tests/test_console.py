@@ -217,6 +217,8 @@ def test_ask_shows_each_kind_of_reply(config_file):
     )
     assert "bantuan teknologi" in unsure.stdout
     assert declined.stdout.startswith("Artikel-artikel ini tampaknya tidak membahas")
+    # Only the answer reaches the terminal: no library's log lines (FAISS's loader) on stderr.
+    assert sure.stderr == unsure.stderr == declined.stderr == ""
 
 
 def test_ask_reads_a_follow_up_after_the_history_file(config_file, tmp_path):

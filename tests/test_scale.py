@@ -161,14 +161,20 @@ def test_synthetic_texts_follow_a_zipf_vocabulary():
     assert all(tokenize(w) == [w] for w in list(counts)[:200])  # one keyword token per word
 
 
+@pytest.mark.parametrize("stored", [True, False])
 def test_build_encodes_each_text_once_and_keeps_sentence_rows(
-    tiny_corpus, tiny_config, fake_embedder, tmp_path
+    tiny_corpus, tiny_config, fake_embedder, tmp_path, stored
 ):
+    # index.sentence_vectors: each sentence embedded, or its passage's vector standing in.
+    config = dataclasses.replace(
+        tiny_config, index=dataclasses.replace(tiny_config.index, sentence_vectors=stored)
+    )
     articles = load_corpus(tiny_corpus).articles
-    data, stats = build_index(tmp_path / "build", articles, fake_embedder, tiny_config)
-    passages, sentences = encoder_texts(list(data.chunks))
+    data, stats = build_index(tmp_path / "build", articles, fake_embedder, config)
+    passages, sentences = encoder_texts(list(data.chunks), stored)
     assert sorted(fake_embedder.calls) == sorted(passages + sentences)
     assert any(len(c.sentences) > 1 for c in data.chunks)
+    assert bool(sentences) == stored
     assert stats.embedded == len(data.chunks)
     assert data.sentence_offsets[-1] == len(data.sentence_vectors)
     for row, chunk in enumerate(data.chunks):
@@ -176,7 +182,7 @@ def test_build_encodes_each_text_once_and_keeps_sentence_rows(
         a, b = data.sentence_offsets[row], data.sentence_offsets[row + 1]
         assert b - a == len(chunk.sentences)
         for vector, (s, e) in zip(data.sentence_vectors[a:b], chunk.sentences, strict=True):
-            text = chunk.text[s - chunk.start : e - chunk.start]
+            text = chunk.text[s - chunk.start : e - chunk.start] if stored else chunk.text
             np.testing.assert_allclose(vector, fake_embedder._vector(text))
 
 

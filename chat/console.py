@@ -62,31 +62,21 @@ def _indented(parts: Sequence[tuple[str, str]], width: int | None) -> list[str]:
 
 
 def _rows(line: str, width: int | None) -> list[tuple[str, list[int]]]:
-    """The line cut into rows: each its indent and the positions (in the line) of the
-    characters it shows."""
+    """The line cut into rows at word boundaries: each its indent and the positions (in the
+    line) of the characters it shows. A word longer than a row (an address) stays whole."""
     if not line.strip():
         return [("", [])]
     if width is None or len(INDENT) + len(line) <= width:
         return [(INDENT, list(range(len(line))))]
-    wrapper = textwrap.TextWrapper(
-        width=max(width, MIN_WIDTH),
-        initial_indent=INDENT,
-        subsequent_indent=HANGING,
-        break_long_words=False,  # an address or a long word stays whole
-        break_on_hyphens=False,
-        expand_tabs=False,  # one character shown for each character of the text
-    )
-    rows, at = [], 0
-    for i, row in enumerate(wrapper.wrap(line)):
-        indent = INDENT if i == 0 else HANGING
-        positions = []
-        for ch in row[len(indent) :]:
-            # textwrap only drops whitespace at the cuts and shows other whitespace as " ".
-            while at < len(line) - 1 and line[at] != ch and not (ch == " " and line[at].isspace()):
-                at += 1
-            positions.append(at)
-            at += 1
-        rows.append((indent, positions))
+    width = max(width, MIN_WIDTH)
+    rows, indent, start, end = [], INDENT, None, 0
+    for word in re.finditer(r"\S+", line):
+        if start is not None and len(indent) + word.end() - start > width:
+            rows.append((indent, list(range(start, end))))
+            indent, start = HANGING, None
+        start = word.start() if start is None else start
+        end = word.end()
+    rows.append((indent, list(range(start, end))))
     return rows
 
 

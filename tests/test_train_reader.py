@@ -126,7 +126,7 @@ def test_cpu_training_checkpoints_resumes_and_exports_what_numpy_reads(
 
     # The numpy reader computes what the trained PyTorch model computes with the exported
     # (int8-rounded) weights.
-    reader = Reader(out / "reader.npz")
+    reader = Reader(out / "reader.npz", runtime="numpy")
     with np.load(pack_path, allow_pickle=False) as archive:
         pack_data = {name: archive[name] for name in archive.files}
     model = torch_model(pack_data, torch.device("cpu"))

@@ -441,9 +441,9 @@ def quote(
 
 
 @functools.cache
-def load_reader(path: str) -> Reader:
-    """The reader for a weights file, loaded once per process."""
-    return Reader(Path(path))
+def load_reader(path: str, runtime: str = "onnxruntime") -> Reader:
+    """The reader for a weights file and runtime, loaded once per process."""
+    return Reader(Path(path), runtime=runtime)
 
 
 class Answerer:
@@ -454,7 +454,8 @@ class Answerer:
         self.embedder = embedder or make_embedder(config.embedding)
         self.reader = (
             load_reader(
-                str(config.resolve(config.reader.weights) if config.reader.weights else WEIGHTS)
+                str(config.resolve(config.reader.weights) if config.reader.weights else WEIGHTS),
+                config.reader.runtime,
             )
             if config.reader.enabled
             else None

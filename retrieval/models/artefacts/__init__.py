@@ -1,7 +1,9 @@
 """Trained artefacts, each with its provenance (data, command, seed, date, figures) beside it.
 
 - rerank.json: the linear re-ranking and highlighting weights (search.py, answer.py);
-- reader.npz + reader.json: the reader's weights and their provenance (reader.py).
+- reader.npz + reader.json: the reader's weights and their provenance (reader.py);
+- reader.onnx: the reader's layers as an ONNX graph without its weights (reader_onnx.py,
+  written by `python -m retrieval.tools.reader_graph`).
 """
 
 from __future__ import annotations

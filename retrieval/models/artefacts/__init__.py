@@ -2,8 +2,9 @@
 
 - rerank.json: the linear re-ranking and highlighting weights (search.py, answer.py);
 - reader.npz + reader.json: the reader's weights and their provenance (reader.py);
-- reader.onnx: the reader's layers as an ONNX graph without its weights (reader_onnx.py,
-  written by `python -m retrieval.tools.reader_graph`).
+- reader.onnx, encoder.onnx: the layers of the reader and of multilingual-e5-small as ONNX
+  graphs without their weights (onnx_layers.py, written by `python -m
+  retrieval.tools.onnx_graphs`).
 """
 
 from __future__ import annotations

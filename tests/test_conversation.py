@@ -338,6 +338,34 @@ def test_chat_spellings_are_written_out_without_leaning_on_the_chat():
 
 
 @pytest.mark.parametrize(
+    ("turns", "question", "read_as"),
+    [
+        # "to" belongs to "agree": the place gets a preposition of its own.
+        (
+            [answered("Where did Kim Jong Un travel on his state visit?", "Rusia")],
+            "What did Kim agree to there?",
+            "What did Kim agree to in Rusia?",
+        ),
+        # After a verb of going, "there" is where to.
+        (
+            [answered("Where did Kim meet Shoigu?", "Vladivostok")],
+            "Why did Kim go there?",
+            "Why did Kim go to Vladivostok?",
+        ),
+        # A place word never stands bare after an Indonesian verb either; "disana" is "di sana".
+        (
+            [answered("Kim Jong Un melakukan lawatan ke negara mana?", "Rusia")],
+            "apa saja yang disepakati disana",
+            "apa saja yang disepakati di Rusia",
+        ),
+    ],
+)
+def test_a_place_word_after_a_verb_gets_a_preposition(turns, question, read_as):
+    follow = read(question, *turns)
+    assert follow.text == read_as and "place" in follow.rules
+
+
+@pytest.mark.parametrize(
     ("turn", "question", "read_as"),
     [
         # The span repeats a name the who-question holds: it is no answer to point at, and
@@ -404,3 +432,38 @@ def test_they_is_never_the_answer_to_a_what_question():
 )
 def test_they_is_a_sure_answer_or_people_the_question_named(turn, question, read_as):
     assert read(question, turn).text == read_as
+
+
+BRIEFED = answered("Kapan Kim memberi arahan kepada politbiro?", "Rabu (20/9)")
+
+
+@pytest.mark.parametrize(
+    ("question", "read_as"),
+    [
+        ("Who spoke at the UN then?", "Who spoke at the UN on Rabu (20/9)?"),
+        ("What has changed since then?", "What has changed since Rabu (20/9)?"),
+        (
+            "Pada hari yang sama itu, siapa yang berpidato di PBB?",
+            "Pada hari Rabu (20/9), siapa yang berpidato di PBB?",
+        ),
+        ("On the same day, who spoke at the UN?", "On Rabu (20/9), who spoke at the UN?"),
+    ],
+)
+def test_then_and_the_same_day_become_the_time_answered(question, read_as):
+    follow = read(question, BRIEFED)
+    assert (follow.text, follow.rules) == (read_as, ("time",))
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How tall was the cliff that collapsed?",  # a relative "that"
+        "What did KCNA say that Kim wanted?",  # what was said
+        "And then?",  # what came next: no earlier turn says
+        "Who spoke at the UN then?",  # "then" with no time answered
+    ],
+)
+def test_that_and_then_pointing_at_nothing_are_left_alone(question):
+    assert read(question, answered("Siapa yang berjabat tangan dengan Kim?", "Shoigu")) == (
+        FollowUp(question)
+    )

@@ -13,10 +13,12 @@ tangan dengan Kim?". The rules, Indonesian and English, each a function below:
   "para peserta"): never the answer to a what-question, nor what a "passage" reply found;
 - the possessive -nya becomes the owner ("jabatannya" -> "jabatan Sergei Shoigu"), or on a verb
   the thing talked about ("memberikannya" -> "memberikan arahan Kim kepada politbiro");
-- places (sana, situ; there) become the last place answered or named;
-- times (saat itu, hari itu; then) become the last date answered;
+- places (sana, situ; there) become the last place answered or named, with a preposition of
+  their own after a verb ("agree to there" -> "agree to in Rusia", "go there" -> "go to …");
+- times (saat itu, hari itu, hari yang sama; then, the same day) become the last date answered;
 - itu, ini, tersebut (it, that, this) standing alone become the last turn's event, on a noun
-  ("rapat itu") the last turn's topic words;
+  ("rapat itu") the last turn's topic words; a relative "that" ("the cliff that collapsed")
+  points at nothing;
 - fragments without a predicate ("Di kota mana?", "Tanggal berapa?", "On what day?") and
   "Kalau X?" / "And X?" get the last turn's event: its question without the question word,
   with its answer where the question word stood.
@@ -159,8 +161,26 @@ GROUP_POSSESSIVE = frozenset(["their"])
 DEMONSTRATIVES = frozenset("itu ini tersebut".split())
 THING_PRONOUNS = frozenset("it that this".split())
 PLACE_PRONOUNS = frozenset("sana situ there".split())
+# Prepositions a place word is the object of: "di sana", "from there" (not "agree to there").
+PLACE_PREPOSITIONS = frozenset(
+    "di ke dari sampai hingga menuju dekat sekitar in at from near around over out inside".split()
+)
+# Verbs of going, after which "there" is where to: "go there" -> "go to Rusia".
+MOTION_VERBS = frozenset(
+    """go goes went going gone come comes came travel travels travelled traveled fly flew
+    flown move moved get got return returned send sent pergi datang berangkat kembali pulang
+    terbang pindah""".split()
+)
 # Nouns of time that, with a demonstrative, point at the last turn's time: "saat itu".
 TIME_NOUNS = frozenset("saat waktu ketika kala hari tanggal tahun bulan pekan minggu".split())
+ENGLISH_TIME_NOUNS = frozenset("day date time week month year night morning evening".split())
+# Verbs whose "that" begins what was said: "What did KCNA say that Kim wanted?".
+SAYING_VERBS = frozenset(
+    """say says said tell told think thought believe believed know knew claim claimed report
+    reported warn warned state stated add added announce announced confirm confirmed mean
+    meant show showed suggest suggested argue argued note noted""".split()
+)
+ARTICLES = frozenset("the a an".split())
 # "hari ini", "saat ini": now, not the conversation.
 NOW_NOUNS = frozenset("hari saat kali tahun bulan minggu pekan malam pagi siang sore".split())
 # Connectives with a demonstrative that point at nothing: "selain itu", "oleh karena itu".
@@ -194,6 +214,8 @@ ABOUT = re.compile(
     r"and|what about|how about)\s+(?P<topic>.+?)\s*\??$",
     re.IGNORECASE,
 )
+# "And then?", "Lalu selanjutnya?": what came next, which no earlier turn says.
+NEXT_WORDS = frozenset("then next after that lalu terus selanjutnya kemudian setelahnya".split())
 # "Siapa Presiden Korea Selatan?", "Who is the leader of North Korea?": the question names a
 # person by a description, which a pronoun after it can stand for.
 COPULAR = re.compile(
@@ -497,7 +519,9 @@ CHAT_WORDS = {
     "blm": "belum", "dlm": "dalam", "kpd": "kepada", "tsb": "tersebut", "aja": "saja",
     "trus": "terus", "gmn": "bagaimana", "gimana": "bagaimana", "knp": "kenapa",
     "brp": "berapa", "kpn": "kapan", "dmn": "di mana", "sm": "sama", "org": "orang",
-    "korut": "Korea Utara", "korsel": "Korea Selatan",
+    "korut": "Korea Utara", "korsel": "Korea Selatan", "disana": "di sana",
+    "kesana": "ke sana", "darisana": "dari sana", "disitu": "di situ", "kesitu": "ke situ",
+    "darisitu": "dari situ",
 }  # fmt: skip
 CHAT_WORD = re.compile(r"\b(" + "|".join(CHAT_WORDS) + r")\b", re.IGNORECASE)
 
@@ -526,7 +550,12 @@ def _in_context(question: str, turns: Sequence[Turn], history_turns: int) -> Fol
     last = turns[-1]
     about = ABOUT.match(question.strip())
     subject = about["topic"].split() if about else []
-    if about and len(subject) <= 5 and not any(w.casefold() in QUESTION_WORDS for w in subject):
+    if (
+        about
+        and len(subject) <= 5
+        and not any(w.casefold() in QUESTION_WORDS for w in subject)
+        and not all(w.casefold() in NEXT_WORDS for w in subject)
+    ):
         slot = _slot_question(subject, is_english(question.casefold().split()))
         if slot:
             # "And the date?", "Kalau tempatnya?": the last event, asked for that.
@@ -536,9 +565,12 @@ def _in_context(question: str, turns: Sequence[Turn], history_turns: int) -> Fol
     tokens = tokens_of(question)
     exclude = question.casefold()
     rules: list[str] = []
+    skip: set[int] = set()  # words another rule has taken in
     indices = _words(tokens)
     lower = {i: tokens[i].casefold() for i in indices}
     for n, i in enumerate(indices):
+        if i in skip:
+            continue
         word, w = tokens[i], lower[i]
         before = lower[indices[n - 1]] if n else ""
         after = lower[indices[n + 1]] if n + 1 < len(indices) else ""
@@ -555,8 +587,32 @@ def _in_context(question: str, turns: Sequence[Turn], history_turns: int) -> Fol
             replacement, rule = (f"{group}'s" if group else None), "pronoun"
         elif w in PLACE_PRONOUNS:
             replacement, rule = _first(turns, lambda t: _place_of(t, exclude)), "place"
-            if replacement and w == "there" and before not in PREPOSITIONS:
-                replacement = f"in {replacement}"
+            if replacement and before not in PLACE_PREPOSITIONS:
+                # "agree to there" is "agree to in Rusia", "go there" "go to Rusia": a place
+                # never stands bare after a verb or the verb's own preposition.
+                english = w == "there"
+                motion = before in MOTION_VERBS
+                preposition = ("to" if motion else "in") if english else ("ke" if motion else "di")
+                replacement = f"{preposition} {replacement}"
+        elif w == "then" and (not after or before in PREPOSITIONS) and before not in ("and", "so"):
+            # "What did Kim say then?", "since then": the time last answered.
+            time = _first(turns, _time_of)
+            if not time:
+                continue
+            replacement, rule = (time if before in PREPOSITIONS else f"on {time}"), "time"
+        elif _same_time(lower, indices, n):
+            # "hari yang sama (itu)", "the same day": the time last answered.
+            time = _first(turns, _time_of)
+            if not time:
+                continue
+            if w == "sama":  # "hari yang sama itu" -> "hari Rabu (20/9)"
+                tokens[indices[n - 1]] = ""
+                if after in DEMONSTRATIVES:
+                    tokens[indices[n + 1]] = ""
+                    skip.add(indices[n + 1])
+            else:  # "the same day" -> "Rabu (20/9)"
+                tokens[indices[n - 1]] = tokens[indices[n + 1]] = ""
+            replacement, rule = time, "time"
         elif w in DEMONSTRATIVES or w in THING_PRONOUNS:
             replacement, rule = _demonstrative(tokens, indices, n, turns, before, after)
         elif (root := _possessive_root(word)) is not None:
@@ -592,12 +648,31 @@ def _in_context(question: str, turns: Sequence[Turn], history_turns: int) -> Fol
     return FollowUp(text, tuple(dict.fromkeys(rules)))
 
 
+def _same_time(lower: dict[int, str], indices: list[int], n: int) -> bool:
+    """Whether word n is "sama" of "hari yang sama" or "same" of "the same day"."""
+    w = lower[indices[n]]
+    if w == "sama":
+        return n >= 2 and lower[indices[n - 1]] == "yang" and lower[indices[n - 2]] in TIME_NOUNS
+    return (
+        w == "same"
+        and n >= 1
+        and lower[indices[n - 1]] == "the"
+        and n + 1 < len(indices)
+        and lower[indices[n + 1]] in ENGLISH_TIME_NOUNS
+    )
+
+
 def _demonstrative(
     tokens: list[str], indices: list[int], n: int, turns: Sequence[Turn], before: str, after: str
 ) -> tuple[str | None, str]:
     """What itu / ini / tersebut / it / that / this at word n points at, and the rule."""
     last = turns[-1]
     w = tokens[indices[n]].casefold()
+    if w == "that":
+        # "the cliff that collapsed", "say that": a relative or a clause, pointing at nothing.
+        two_before = tokens[indices[n - 2]].casefold() if n >= 2 else ""
+        if before in SAYING_VERBS or (two_before in ARTICLES and before not in FUNCTION_WORDS):
+            return tokens[indices[n]], ""
     if w == "ini" and before in NOW_NOUNS:
         return tokens[indices[n]], ""  # "hari ini": now
     if before in CONNECTIVES:

@@ -365,6 +365,23 @@ def test_a_place_word_after_a_verb_gets_a_preposition(turns, question, read_as):
     assert follow.text == read_as and "place" in follow.rules
 
 
+def test_a_fragment_asks_about_the_last_turn_that_said_what_happened():
+    # "Apa jabatannya?" and "Dari negara mana?" state no event: "Tanggal berapa?" asks about
+    # the handshake, not about "jabatan … dari Rusia".
+    turns = [
+        answered("Siapa yang berjabat tangan dengan Kim di Vladivostok?", "Sergei Shoigu"),
+        answered("Apa jabatannya?", "Menteri Pertahanan Rusia"),
+        answered("Dari negara mana?", "Rusia"),
+    ]
+    follow = read("Tanggal berapa?", *turns)
+    assert follow.text == "Tanggal berapa Sergei Shoigu berjabat tangan dengan Kim di Vladivostok?"
+
+
+def test_without_a_turn_that_said_what_happened_a_fragment_takes_the_last_one():
+    follow = read("Tanggal berapa?", unsure("Apa jabatannya?"))
+    assert (follow.text, follow.rules) == ("Tanggal berapa jabatannya?", ("fragment",))
+
+
 @pytest.mark.parametrize(
     ("turn", "question", "read_as"),
     [
@@ -392,6 +409,31 @@ def test_a_span_naming_someone_else_is_still_the_answer():
     # A name that only shares a family name with the question's is someone else.
     turn = answered("Siapa pengganti Kim Jong Il?", "Kim Jong Un")
     assert read("Kapan dia lahir?", turn).text == "Kapan Kim Jong Un lahir?"
+
+
+@pytest.mark.parametrize(
+    ("question", "read_as"),
+    [
+        # On a word of change, -nya is the amount last asked about, also as the first word.
+        ("Naiknya berapa persen?", "Naiknya laba bersih Kopi Nusantara tahun 2023 berapa persen?"),
+        (
+            "Berapa persen kenaikannya?",
+            "Berapa persen kenaikan laba bersih Kopi Nusantara tahun 2023?",
+        ),
+    ],
+)
+def test_nya_on_a_word_of_change_is_the_amount_asked_about(question, read_as):
+    turns = [
+        answered("Siapa Direktur Keuangan Kopi Nusantara?", "Fajar Hidayat"),
+        answered("Berapa laba bersih Kopi Nusantara tahun 2023?", "Rp412,6 miliar"),
+    ]
+    follow = read(question, *turns)
+    assert (follow.text, follow.rules) == (read_as, ("possessive",))
+
+
+def test_a_capitalised_first_word_ending_in_nya_is_a_possessive_unless_a_name():
+    assert read("Jabatannya apa?", SHAKE).text == "Jabatan Sergei Shoigu apa?"
+    assert read("Kenya ikut?", SHAKE) == FollowUp("Kenya ikut?")
 
 
 def test_they_is_never_the_answer_to_a_what_question():

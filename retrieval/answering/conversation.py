@@ -12,7 +12,8 @@ tangan dengan Kim?". The rules, Indonesian and English, each a function below:
   who-question, else names, else people the question named by a plural ("the participants",
   "para peserta"): never the answer to a what-question, nor what a "passage" reply found;
 - the possessive -nya becomes the owner ("jabatannya" -> "jabatan Sergei Shoigu"), or on a verb
-  the thing talked about ("memberikannya" -> "memberikan arahan Kim kepada politbiro");
+  the thing talked about ("memberikannya" -> "memberikan arahan Kim kepada politbiro"), or on
+  a word of change the amount last asked about ("naiknya" -> "naiknya laba bersih …");
 - places (sana, situ; there) become the last place answered or named, with a preposition of
   their own after a verb ("agree to there" -> "agree to in Rusia", "go there" -> "go to …");
 - times (saat itu, hari itu, hari yang sama; then, the same day) become the last date answered;
@@ -20,8 +21,9 @@ tangan dengan Kim?". The rules, Indonesian and English, each a function below:
   ("rapat itu") the last turn's topic words; a relative "that" ("the cliff that collapsed")
   points at nothing;
 - fragments without a predicate ("Di kota mana?", "Tanggal berapa?", "On what day?") and
-  "Kalau X?" / "And X?" get the last turn's event: its question without the question word,
-  with its answer where the question word stood.
+  "Kalau X?" / "And X?" get the event of the last turn that stated one (not "Apa
+  jabatannya?" or another fragment): its question without the question word, with its answer
+  where the question word stood.
 
 A question none of these rules touches is read as it is: a new topic.
 """
@@ -249,6 +251,13 @@ NOT_POSSESSIVE = frozenset(
     sebaliknya seterusnya kira-kiranya""".split()
 )
 VERB_PREFIXES = ("me", "di", "ber", "ter", "memper", "diper")
+# Words for a change in an amount: their -nya is the amount ("naiknya" -> "naiknya laba
+# bersih …"); on a bare verb the -nya stays, as it makes the verb a noun.
+CHANGE_VERBS = frozenset("naik turun tumbuh jatuh anjlok merosot melonjak".split())
+CHANGE_WORDS = CHANGE_VERBS | frozenset(
+    """kenaikan penurunan pertumbuhan peningkatan selisih perubahan lonjakan kemerosotan
+    penambahan pengurangan persentase""".split()
+)
 # Stop words left out of a topic: what the last question was about, without asking.
 TOPIC_STOP = (
     QUESTION_WORDS
@@ -502,12 +511,13 @@ def is_fragment(words: Sequence[str]) -> bool:
     return len(words) <= 3 and len(other) == 1 and not named
 
 
-def _possessive_root(word: str) -> str | None:
-    """The word a possessive -nya is on ("jabatannya" -> "jabatan"), or None."""
+def _possessive_root(word: str, first: bool = False) -> str | None:
+    """The word a possessive -nya is on ("jabatannya" -> "jabatan"), or None. The `first`
+    word of a sentence is capitalised anyway: there only a root that may be a name is one."""
     lower = word.casefold()
     if not lower.endswith("nya") or len(lower) < 6 or lower in NOT_POSSESSIVE:
         return None
-    if word[:1].isupper() and not word.isupper():
+    if word[:1].isupper() and not word.isupper() and looks_like_name(word[:-3], first):
         return None  # a name: Kenya, Sonya
     return word[:-3]
 
@@ -559,7 +569,7 @@ def _in_context(question: str, turns: Sequence[Turn], history_turns: int) -> Fol
         slot = _slot_question(subject, is_english(question.casefold().split()))
         if slot:
             # "And the date?", "Kalau tempatnya?": the last event, asked for that.
-            return FollowUp(f"{slot} {event(last)}?", ("fragment",))
+            return FollowUp(f"{slot} {event(stating(turns))}?", ("fragment",))
         # "Kalau arahan Kim?": the last question, asked about something else.
         return FollowUp(_ask_about(last, about["topic"]), ("fragment",))
     tokens = tokens_of(question)
@@ -615,9 +625,14 @@ def _in_context(question: str, turns: Sequence[Turn], history_turns: int) -> Fol
             replacement, rule = time, "time"
         elif w in DEMONSTRATIVES or w in THING_PRONOUNS:
             replacement, rule = _demonstrative(tokens, indices, n, turns, before, after)
-        elif (root := _possessive_root(word)) is not None:
+        elif (root := _possessive_root(word, n == 0)) is not None:
             person = _first(turns, lambda t: _person_of(t, exclude))
-            if root.casefold() == "diri":
+            if root.casefold() in CHANGE_WORDS:
+                # "Naiknya", "kenaikannya": the change of the amount last asked about.
+                amount = next((t for t in reversed(turns) if t.asked == "number"), last)
+                owner = topic(amount)
+                replacement = f"{word if root.casefold() in CHANGE_VERBS else root} {owner}"
+            elif root.casefold() == "diri":
                 replacement = person
             elif root.casefold().startswith("di") and person:
                 # A passive verb's -nya is who did it: "ditemuinya" -> "ditemui Kim".
@@ -644,7 +659,7 @@ def _in_context(question: str, turns: Sequence[Turn], history_turns: int) -> Fol
     text = re.sub(r"\s+([?!.,])", r"\1", " ".join("".join(tokens).split()))
     words = [tokens[i] for i in indices]
     if not rules and is_fragment(words):
-        return FollowUp(_with_event(question, last), ("fragment",))
+        return FollowUp(_with_event(question, stating(turns)), ("fragment",))
     return FollowUp(text, tuple(dict.fromkeys(rules)))
 
 
@@ -707,6 +722,25 @@ def _drop_light_verb(tokens: list[str], indices: list[int], n: int) -> None:
         tokens[indices[n + 1]] = ""
         if n + 2 < len(indices) and tokens[indices[n + 2]].casefold() == "place":
             tokens[indices[n + 2]] = ""
+
+
+def states_event(turn: Turn) -> bool:
+    """Whether the turn's own question said what happened: not a fragment ("Apa jabatannya?",
+    "Dari negara mana?") or "Kalau X?", whose readings borrowed an event or have none."""
+    question = plain_words(turn.question)
+    tokens = tokens_of(question)
+    words = [tokens[i] for i in _words(tokens)]
+    about = ABOUT.match(question.strip())
+    asks = about is not None and not any(
+        w.casefold() in QUESTION_WORDS for w in about["topic"].split()
+    )
+    return not (is_fragment(words) or asks)
+
+
+def stating(turns: Sequence[Turn]) -> Turn:
+    """The last turn that said what happened, which a fragment asks more about; the last turn
+    when none did."""
+    return next((t for t in reversed(turns) if states_event(t)), turns[-1])
 
 
 def _with_event(question: str, last: Turn) -> str:

@@ -436,6 +436,84 @@ def test_a_capitalised_first_word_ending_in_nya_is_a_possessive_unless_a_name():
     assert read("Kenya ikut?", SHAKE) == FollowUp("Kenya ikut?")
 
 
+@pytest.mark.parametrize(
+    ("turns", "question", "read_as"),
+    [
+        # The head noun of the last question is replaced, the rest kept.
+        (
+            [answered("Berapa laba bersih Kopi Nusantara tahun 2023?", "Rp412,6 miliar")],
+            "Kalau pendapatannya?",
+            "Berapa pendapatan Kopi Nusantara tahun 2023?",
+        ),
+        (
+            [answered("Siapa pelatih Bintang Timur?", "Sutrisno Hadi")],
+            "Kalau kaptennya?",
+            "Siapa kapten Bintang Timur?",
+        ),
+        (
+            [answered("Berapa orang yang masih hilang akibat longsor di Cililin?", "tiga")],
+            "Dan yang luka-luka?",
+            "Berapa orang yang luka-luka akibat longsor di Cililin?",
+        ),
+        (
+            [answered("What was the net profit of Kopi Nusantara in 2023?", "Rp412,6 miliar")],
+            "And the revenue?",
+            "What was the revenue of Kopi Nusantara in 2023?",
+        ),
+        # In the other language, the question words follow the new subject's language; a
+        # derived noun after the head says whose, and stays.
+        (
+            [answered("Berapa pendapatan perseroan pada 2023?", "Rp5,3 triliun")],
+            "And the net profit?",
+            "What is the net profit of perseroan pada 2023?",
+        ),
+        (
+            [answered("Who is the coach of Bintang Timur?", "Sutrisno Hadi")],
+            "Kalau kaptennya?",
+            "Siapa kapten Bintang Timur?",
+        ),
+    ],
+)
+def test_and_x_asks_the_last_question_about_x(turns, question, read_as):
+    follow = read(question, *turns)
+    assert (follow.text, follow.rules) == (read_as, ("fragment",))
+
+
+@pytest.mark.parametrize(
+    ("turn", "question", "read_as"),
+    [
+        (
+            unsure("Who did Kim Jong Un agree with to boost military cooperation?"),
+            "What else besides military?",
+            "What else besides military did Kim Jong Un agree with to boost cooperation?",
+        ),
+        (
+            answered("Siapa yang khawatir soal amunisi Korea Utara?", "Washington"),
+            "Selain Seoul, siapa lagi?",
+            "Siapa lagi selain Seoul yang khawatir soal amunisi Korea Utara?",
+        ),
+        (
+            answered("Apa yang disepakati Kim dan Putin?", "kerja sama militer"),
+            "Apa lagi selain militer?",
+            "Apa lagi selain militer yang disepakati Kim dan Putin?",
+        ),
+    ],
+)
+def test_besides_x_asks_the_last_question_for_more_than_x(turn, question, read_as):
+    follow = read(question, turn)
+    assert (follow.text, follow.rules) == (read_as, ("fragment",))
+
+
+def test_a_slot_is_asked_in_the_language_of_the_event_it_goes_before():
+    turns = [
+        answered("Siapa yang berjabat tangan dengan Kim di Vladivostok?", "Sergei Shoigu"),
+        answered("Apa jabatannya?", "Menteri Pertahanan Rusia"),
+    ]
+    assert read("And the date?", *turns).text == (
+        "Kapan Sergei Shoigu berjabat tangan dengan Kim di Vladivostok?"
+    )
+
+
 def test_they_is_never_the_answer_to_a_what_question():
     turns = [
         answered("When did Kim brief the politburo?", "20/9"),

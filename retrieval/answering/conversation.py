@@ -20,10 +20,13 @@ tangan dengan Kim?". The rules, Indonesian and English, each a function below:
 - itu, ini, tersebut (it, that, this) standing alone become the last turn's event, on a noun
   ("rapat itu") the last turn's topic words; a relative "that" ("the cliff that collapsed")
   points at nothing;
-- fragments without a predicate ("Di kota mana?", "Tanggal berapa?", "On what day?") and
-  "Kalau X?" / "And X?" get the event of the last turn that stated one (not "Apa
-  jabatannya?" or another fragment): its question without the question word, with its answer
-  where the question word stood.
+- fragments without a predicate ("Di kota mana?", "Tanggal berapa?", "On what day?") get the
+  event of the last turn that stated one (not "Apa jabatannya?" or another fragment): its
+  question without the question word, with its answer where the question word stood;
+- "Kalau X?" / "And X?" ask the last question about X, its head noun replaced ("Berapa laba
+  bersih Kopi Nusantara?" + "Kalau pendapatannya?" -> "Berapa pendapatan Kopi Nusantara?"),
+  with question words in X's language;
+- "Selain X, siapa lagi?" / "What else besides X?" ask the last question for more than X.
 
 A question none of these rules touches is read as it is: a new topic.
 """
@@ -40,6 +43,7 @@ from .entities import (
     PERSON_WORDS,
     PLACE_WORDS,
     asked_kind,
+    is_derived,
     is_name,
     is_region,
     kinds,
@@ -213,7 +217,7 @@ SLOT_NOUNS = frozenset(
 # "Kalau X?", "Bagaimana dengan X?", "And X?", "What about X?": the last question, about X.
 ABOUT = re.compile(
     r"^(?:(?:lalu|terus|trus|dan|nah)\s+)?(?:kalau|kalo|bagaimana dengan|gimana dengan|"
-    r"and|what about|how about)\s+(?P<topic>.+?)\s*\??$",
+    r"dan|and|what about|how about)\s+(?P<topic>.+?)\s*\??$",
     re.IGNORECASE,
 )
 # "And then?", "Lalu selanjutnya?": what came next, which no earlier turn says.
@@ -566,12 +570,19 @@ def _in_context(question: str, turns: Sequence[Turn], history_turns: int) -> Fol
         and not any(w.casefold() in QUESTION_WORDS for w in subject)
         and not all(w.casefold() in NEXT_WORDS for w in subject)
     ):
-        slot = _slot_question(subject, is_english(question.casefold().split()))
+        anchor = stating(turns)
+        # The question word is in the language of the event it is put before.
+        slot = _slot_question(subject, is_english(anchor.read_as.casefold().split()))
         if slot:
             # "And the date?", "Kalau tempatnya?": the last event, asked for that.
-            return FollowUp(f"{slot} {event(stating(turns))}?", ("fragment",))
+            return FollowUp(f"{slot} {event(anchor)}?", ("fragment",))
         # "Kalau arahan Kim?": the last question, asked about something else.
-        return FollowUp(_ask_about(last, about["topic"]), ("fragment",))
+        english = is_english(question.casefold().split())
+        return FollowUp(_ask_about(last, about["topic"], english), ("fragment",))
+    besides = BESIDES.match(question.strip()) or BESIDES_FIRST.match(question.strip())
+    if besides:
+        # "What else besides military?": the last question, asked for more than X.
+        return FollowUp(_ask_besides(stating(turns), besides), ("fragment",))
     tokens = tokens_of(question)
     exclude = question.casefold()
     rules: list[str] = []
@@ -770,10 +781,111 @@ def _slot_question(subject: Sequence[str], english: bool) -> str | None:
     return None
 
 
-def _ask_about(last: Turn, subject: str) -> str:
-    """The last question's question phrase, asked about another subject: "Kapan KCNA
-    melaporkan rapat politbiro?" + "arahan Kim" -> "Kapan arahan Kim?"."""
-    _, phrase, _, _ = split_question(last.read_as)
+# The question words of one language in the other, for "And X?" after a question in another
+# language: "And the net profit?" after "Berapa pendapatan …?" asks "What is the net profit …?".
+IN_ENGLISH = {
+    "apa": "What is", "apakah": "What is", "berapa": "What is", "siapa": "Who is",
+    "siapakah": "Who is", "kapan": "When is", "mana": "Where is", "dimana": "Where is",
+    "mengapa": "Why is", "kenapa": "Why is", "bagaimana": "How is",
+}  # fmt: skip
+IN_INDONESIAN = {
+    "what": "Apa", "which": "Apa", "who": "Siapa", "whom": "Siapa", "when": "Kapan",
+    "where": "Di mana", "why": "Mengapa", "how": "Bagaimana",
+}  # fmt: skip
+# The longest head noun replaced by "Kalau X?": "laba bersih", "net profit".
+HEAD_WORDS = 2
+
+
+def _head(after: str) -> tuple[str, str]:
+    """What a question asks about split into its head noun and the rest: "laba bersih Kopi
+    Nusantara tahun 2023" -> ("laba bersih", "Kopi Nusantara tahun 2023"), "the coach of
+    Bintang Timur" -> ("the coach", "of Bintang Timur"); no head when it starts with a name,
+    verb or function word, and no rest when nothing follows it. An Indonesian head takes a
+    root word after it ("laba bersih"), not a derived noun, which is whose ("pendapatan
+    perseroan")."""
+    found = after.split()
+    english = bool(found) and found[0].casefold() in ARTICLES
+    start = 1 if english else 0
+    end = start
+    while (
+        end < len(found)
+        and end - start < HEAD_WORDS
+        and re.fullmatch(r"[a-z]+(?:-[a-z]+)*", found[end])
+        and found[end] not in FUNCTION_WORDS
+        and not (found[end].startswith(("me", "di")) and len(found[end]) > 5)
+        and (end == start or english or not is_derived(found[end]))
+    ):
+        end += 1
+    if end == start or end == len(found):
+        return "", after
+    return " ".join(found[:end]), " ".join(found[end:])
+
+
+def _ask_about(last: Turn, subject: str, english: bool) -> str:
+    """The last question asked about another subject, in the subject's language: "Berapa laba
+    bersih Kopi Nusantara?" + "pendapatannya" -> "Berapa pendapatan Kopi Nusantara?"; with no
+    head noun to replace, its question phrase alone: "Kapan KCNA melaporkan rapat politbiro?" +
+    "arahan Kim" -> "Kapan arahan Kim?"."""
+    before, phrase, after, _ = split_question(last.read_as)
+    subject = strip_question(subject)
+    if not subject:
+        return strip_question(last.read_as) + "?"
     if not phrase:
-        return f"{strip_question(subject)} {topic(last)}?"
-    return f"{phrase} {strip_question(subject)}?"
+        return f"{subject} {topic(last)}?"
+    head, rest = _head(after) if not before else ("", after)
+    if head:
+        *others, final = subject.split()
+        root = _possessive_root(final)
+        # "Kalau kaptennya?": the rest of the question says whose.
+        subject = " ".join([*others, root if root else final])
+    if english != is_english(last.read_as.casefold().split()):
+        asked = phrase.split()[-1] if phrase.casefold().startswith(("di ", "ke ")) else phrase
+        words = [w.casefold() for w in asked.split()]
+        table = IN_ENGLISH if english else IN_INDONESIAN
+        found = next((table[w] for w in words if w in table), None)
+        if found and not english and last.asked == "number":
+            found = "Berapa"  # "What was the revenue?" asks an amount
+        if found is None:
+            return f"{phrase} {subject}?"
+        phrase = found
+        if head and english and rest.split()[0].casefold() not in PREPOSITIONS:
+            rest = f"of {rest}"
+        elif head and not english and rest.split()[0].casefold() == "of":
+            rest = rest.split(maxsplit=1)[1] if len(rest.split()) > 1 else ""
+    elif (
+        len(subject.split()) > 1 and phrase.split()[-1].casefold() == subject.split()[0].casefold()
+    ):
+        subject = " ".join(subject.split()[1:])  # "Berapa orang yang" + "yang luka-luka"
+    if head:
+        return f"{phrase} {subject} {rest}?"
+    return f"{phrase} {subject}?"
+
+
+# "What else besides military?", "Siapa lagi selain Seoul?", "Selain Seoul, siapa lagi?".
+BESIDE_WORDS = r"(?P<beside>selain|kecuali|besides|apart from|other than|except)"
+ASK_MORE = (
+    r"(?P<ask>(?:apa|siapa|mana|di mana|ke mana|berapa)(?:\s+(?:lagi|saja|lainnya))+|"
+    r"(?:what|who|which|where)(?:\s+\w+)?\s+else)"
+)
+BESIDES = re.compile(rf"^{ASK_MORE}\s*,?\s+{BESIDE_WORDS}\s+(?P<x>[^?,]+?)\s*\??$", re.IGNORECASE)
+BESIDES_FIRST = re.compile(
+    rf"^{BESIDE_WORDS}\s+(?P<x>[^?,]+?)\s*,?\s+{ASK_MORE}\s*\??$", re.IGNORECASE
+)
+
+
+def _ask_besides(last: Turn, besides: re.Match) -> str:
+    """The last question asked for what else besides X, X taken out of it: "Who did Kim agree
+    with to boost military cooperation?" + "What else besides military?" -> "What else besides
+    military did Kim agree with to boost cooperation?"."""
+    _, phrase, _, _ = split_question(last.read_as)
+    auxiliaries = []
+    for word in reversed(phrase.split()):
+        if word.casefold() not in AUXILIARIES:
+            break
+        auxiliaries.insert(0, word)
+    left_out = {w.casefold() for w in besides["x"].split()}
+    rest = [w for w in topic(last).split() if w.casefold() not in left_out]
+    ask = besides["ask"]
+    ask = ask[:1].upper() + ask[1:]
+    parts = [ask, besides["beside"].casefold(), besides["x"], *auxiliaries, *rest]
+    return " ".join(parts) + "?"

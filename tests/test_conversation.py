@@ -490,7 +490,7 @@ def test_and_x_asks_the_last_question_about_x(turns, question, read_as):
         (
             answered("Siapa yang khawatir soal amunisi Korea Utara?", "Washington"),
             "Selain Seoul, siapa lagi?",
-            "Siapa lagi selain Seoul yang khawatir soal amunisi Korea Utara?",
+            "Selain Seoul, siapa lagi yang khawatir soal amunisi Korea Utara?",
         ),
         (
             answered("Apa yang disepakati Kim dan Putin?", "kerja sama militer"),

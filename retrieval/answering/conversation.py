@@ -874,9 +874,9 @@ BESIDES_FIRST = re.compile(
 
 
 def _ask_besides(last: Turn, besides: re.Match) -> str:
-    """The last question asked for what else besides X, X taken out of it: "Who did Kim agree
-    with to boost military cooperation?" + "What else besides military?" -> "What else besides
-    military did Kim agree with to boost cooperation?"."""
+    """The last question asked for what else besides X, X taken out of it, in the asker's
+    order: "Who did Kim agree with to boost military cooperation?" + "What else besides
+    military?" -> "What else besides military did Kim agree with to boost cooperation?"."""
     _, phrase, _, _ = split_question(last.read_as)
     auxiliaries = []
     for word in reversed(phrase.split()):
@@ -885,7 +885,10 @@ def _ask_besides(last: Turn, besides: re.Match) -> str:
         auxiliaries.insert(0, word)
     left_out = {w.casefold() for w in besides["x"].split()}
     rest = [w for w in topic(last).split() if w.casefold() not in left_out]
-    ask = besides["ask"]
-    ask = ask[:1].upper() + ask[1:]
-    parts = [ask, besides["beside"].casefold(), besides["x"], *auxiliaries, *rest]
-    return " ".join(parts) + "?"
+    ask, beside = besides["ask"], besides["beside"]
+    if besides.re is BESIDES_FIRST:
+        # In the asker's order: "Selain Seoul, siapa lagi yang khawatir …?".
+        parts = [beside[:1].upper() + beside[1:], f"{besides['x']},", ask.casefold()]
+    else:
+        parts = [ask[:1].upper() + ask[1:], beside.casefold(), besides["x"]]
+    return " ".join([*parts, *auxiliaries, *rest]) + "?"

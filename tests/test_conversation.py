@@ -335,3 +335,255 @@ def test_chat_spellings_are_written_out_without_leaning_on_the_chat():
     assert read("Siapa presiden Korsel?").text == "Siapa presiden Korea Selatan?"
     # Words that merely contain one are left alone.
     assert read("Berapa orang yang hadir?") == FollowUp("Berapa orang yang hadir?")
+
+
+@pytest.mark.parametrize(
+    ("turns", "question", "read_as"),
+    [
+        # "to" belongs to "agree": the place gets a preposition of its own.
+        (
+            [answered("Where did Kim Jong Un travel on his state visit?", "Rusia")],
+            "What did Kim agree to there?",
+            "What did Kim agree to in Rusia?",
+        ),
+        # After a verb of going, "there" is where to.
+        (
+            [answered("Where did Kim meet Shoigu?", "Vladivostok")],
+            "Why did Kim go there?",
+            "Why did Kim go to Vladivostok?",
+        ),
+        # A place word never stands bare after an Indonesian verb either; "disana" is "di sana".
+        (
+            [answered("Kim Jong Un melakukan lawatan ke negara mana?", "Rusia")],
+            "apa saja yang disepakati disana",
+            "apa saja yang disepakati di Rusia",
+        ),
+    ],
+)
+def test_a_place_word_after_a_verb_gets_a_preposition(turns, question, read_as):
+    follow = read(question, *turns)
+    assert follow.text == read_as and "place" in follow.rules
+
+
+def test_a_fragment_asks_about_the_last_turn_that_said_what_happened():
+    # "Apa jabatannya?" and "Dari negara mana?" state no event: "Tanggal berapa?" asks about
+    # the handshake, not about "jabatan … dari Rusia".
+    turns = [
+        answered("Siapa yang berjabat tangan dengan Kim di Vladivostok?", "Sergei Shoigu"),
+        answered("Apa jabatannya?", "Menteri Pertahanan Rusia"),
+        answered("Dari negara mana?", "Rusia"),
+    ]
+    follow = read("Tanggal berapa?", *turns)
+    assert follow.text == "Tanggal berapa Sergei Shoigu berjabat tangan dengan Kim di Vladivostok?"
+
+
+def test_without_a_turn_that_said_what_happened_a_fragment_takes_the_last_one():
+    follow = read("Tanggal berapa?", unsure("Apa jabatannya?"))
+    assert (follow.text, follow.rules) == ("Tanggal berapa jabatannya?", ("fragment",))
+
+
+@pytest.mark.parametrize(
+    ("turn", "question", "read_as"),
+    [
+        # The span repeats a name the who-question holds: it is no answer to point at, and
+        # the person is whoever did what was asked.
+        (
+            unsure("Siapa yang berjabat tangan dengan Kim di Vladivostok?", "Kim Jong Un"),
+            "Apa jabatannya?",
+            "Apa jabatan orang yang berjabat tangan dengan Kim di Vladivostok?",
+        ),
+        (
+            Turn("Who coaches Garuda Banten?", "Who coaches Garuda Banten?", "declined"),
+            "When did he join the club?",
+            "When did the person who coaches Garuda Banten join the club?",
+        ),
+    ],
+)
+def test_an_unanswered_who_question_is_about_whoever_did_it(turn, question, read_as):
+    assert read(question, turn).text == read_as
+
+
+def test_a_span_naming_someone_else_is_still_the_answer():
+    turn = unsure("Siapa yang berjabat tangan dengan Kim?", "Menteri Pertahanan Sergei Shoigu")
+    assert read("Apa jabatannya?", turn).text == "Apa jabatan Sergei Shoigu?"
+    # A name that only shares a family name with the question's is someone else.
+    turn = answered("Siapa pengganti Kim Jong Il?", "Kim Jong Un")
+    assert read("Kapan dia lahir?", turn).text == "Kapan Kim Jong Un lahir?"
+
+
+@pytest.mark.parametrize(
+    ("question", "read_as"),
+    [
+        # On a word of change, -nya is the amount last asked about, also as the first word.
+        ("Naiknya berapa persen?", "Naiknya laba bersih Kopi Nusantara tahun 2023 berapa persen?"),
+        (
+            "Berapa persen kenaikannya?",
+            "Berapa persen kenaikan laba bersih Kopi Nusantara tahun 2023?",
+        ),
+    ],
+)
+def test_nya_on_a_word_of_change_is_the_amount_asked_about(question, read_as):
+    turns = [
+        answered("Siapa Direktur Keuangan Kopi Nusantara?", "Fajar Hidayat"),
+        answered("Berapa laba bersih Kopi Nusantara tahun 2023?", "Rp412,6 miliar"),
+    ]
+    follow = read(question, *turns)
+    assert (follow.text, follow.rules) == (read_as, ("possessive",))
+
+
+def test_a_capitalised_first_word_ending_in_nya_is_a_possessive_unless_a_name():
+    assert read("Jabatannya apa?", SHAKE).text == "Jabatan Sergei Shoigu apa?"
+    assert read("Kenya ikut?", SHAKE) == FollowUp("Kenya ikut?")
+
+
+@pytest.mark.parametrize(
+    ("turns", "question", "read_as"),
+    [
+        # The head noun of the last question is replaced, the rest kept.
+        (
+            [answered("Berapa laba bersih Kopi Nusantara tahun 2023?", "Rp412,6 miliar")],
+            "Kalau pendapatannya?",
+            "Berapa pendapatan Kopi Nusantara tahun 2023?",
+        ),
+        (
+            [answered("Siapa pelatih Bintang Timur?", "Sutrisno Hadi")],
+            "Kalau kaptennya?",
+            "Siapa kapten Bintang Timur?",
+        ),
+        (
+            [answered("Berapa orang yang masih hilang akibat longsor di Cililin?", "tiga")],
+            "Dan yang luka-luka?",
+            "Berapa orang yang luka-luka akibat longsor di Cililin?",
+        ),
+        (
+            [answered("What was the net profit of Kopi Nusantara in 2023?", "Rp412,6 miliar")],
+            "And the revenue?",
+            "What was the revenue of Kopi Nusantara in 2023?",
+        ),
+        # In the other language, the question words follow the new subject's language; a
+        # derived noun after the head says whose, and stays.
+        (
+            [answered("Berapa pendapatan perseroan pada 2023?", "Rp5,3 triliun")],
+            "And the net profit?",
+            "What is the net profit of perseroan pada 2023?",
+        ),
+        (
+            [answered("Who is the coach of Bintang Timur?", "Sutrisno Hadi")],
+            "Kalau kaptennya?",
+            "Siapa kapten Bintang Timur?",
+        ),
+    ],
+)
+def test_and_x_asks_the_last_question_about_x(turns, question, read_as):
+    follow = read(question, *turns)
+    assert (follow.text, follow.rules) == (read_as, ("fragment",))
+
+
+@pytest.mark.parametrize(
+    ("turn", "question", "read_as"),
+    [
+        (
+            unsure("Who did Kim Jong Un agree with to boost military cooperation?"),
+            "What else besides military?",
+            "What else besides military did Kim Jong Un agree with to boost cooperation?",
+        ),
+        (
+            answered("Siapa yang khawatir soal amunisi Korea Utara?", "Washington"),
+            "Selain Seoul, siapa lagi?",
+            "Selain Seoul, siapa lagi yang khawatir soal amunisi Korea Utara?",
+        ),
+        (
+            answered("Apa yang disepakati Kim dan Putin?", "kerja sama militer"),
+            "Apa lagi selain militer?",
+            "Apa lagi selain militer yang disepakati Kim dan Putin?",
+        ),
+    ],
+)
+def test_besides_x_asks_the_last_question_for_more_than_x(turn, question, read_as):
+    follow = read(question, turn)
+    assert (follow.text, follow.rules) == (read_as, ("fragment",))
+
+
+def test_a_slot_is_asked_in_the_language_of_the_event_it_goes_before():
+    turns = [
+        answered("Siapa yang berjabat tangan dengan Kim di Vladivostok?", "Sergei Shoigu"),
+        answered("Apa jabatannya?", "Menteri Pertahanan Rusia"),
+    ]
+    assert read("And the date?", *turns).text == (
+        "Kapan Sergei Shoigu berjabat tangan dengan Kim di Vladivostok?"
+    )
+
+
+def test_they_is_never_the_answer_to_a_what_question():
+    turns = [
+        answered("When did Kim brief the politburo?", "20/9"),
+        answered(
+            "What did the participants work out?",
+            "450 personel dari Basarnas, TNI, Polri, BPBD dan relawan",
+        ),
+    ]
+    follow = read("What kind of long-term steps did they develop?", *turns)
+    assert follow.text == "What kind of long-term steps did the participants develop?"
+
+
+@pytest.mark.parametrize(
+    ("turn", "question", "read_as"),
+    [
+        # Only a sure answer to a who-question names the people "they" are.
+        (
+            unsure("Siapa saja yang hadir di rapat?", "Kim Jong Un, Choe Son Hui dan Jo Yong Won"),
+            "Apa yang mereka bahas?",
+            "Apa yang orang yang hadir di rapat bahas?",
+        ),
+        (
+            answered(
+                "Siapa saja yang hadir di rapat?", "Kim Jong Un, Choe Son Hui dan Jo Yong Won"
+            ),
+            "Apa yang mereka bahas?",
+            "Apa yang Kim Jong Un, Choe Son Hui dan Jo Yong Won bahas?",
+        ),
+        # People named by a plural in the question.
+        (
+            unsure("Apa yang dikembangkan para peserta rapat?"),
+            "Berapa lama mereka rapat?",
+            "Berapa lama para peserta rapat?",
+        ),
+    ],
+)
+def test_they_is_a_sure_answer_or_people_the_question_named(turn, question, read_as):
+    assert read(question, turn).text == read_as
+
+
+BRIEFED = answered("Kapan Kim memberi arahan kepada politbiro?", "Rabu (20/9)")
+
+
+@pytest.mark.parametrize(
+    ("question", "read_as"),
+    [
+        ("Who spoke at the UN then?", "Who spoke at the UN on Rabu (20/9)?"),
+        ("What has changed since then?", "What has changed since Rabu (20/9)?"),
+        (
+            "Pada hari yang sama itu, siapa yang berpidato di PBB?",
+            "Pada hari Rabu (20/9), siapa yang berpidato di PBB?",
+        ),
+        ("On the same day, who spoke at the UN?", "On Rabu (20/9), who spoke at the UN?"),
+    ],
+)
+def test_then_and_the_same_day_become_the_time_answered(question, read_as):
+    follow = read(question, BRIEFED)
+    assert (follow.text, follow.rules) == (read_as, ("time",))
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How tall was the cliff that collapsed?",  # a relative "that"
+        "What did KCNA say that Kim wanted?",  # what was said
+        "And then?",  # what came next: no earlier turn says
+        "Who spoke at the UN then?",  # "then" with no time answered
+    ],
+)
+def test_that_and_then_pointing_at_nothing_are_left_alone(question):
+    assert read(question, answered("Siapa yang berjabat tangan dengan Kim?", "Shoigu")) == (
+        FollowUp(question)
+    )

@@ -133,6 +133,12 @@ def looks_like_name(word: str, first: bool = False) -> bool:
     return is_name(word) and not (first and _common(word))
 
 
+def is_derived(word: str) -> bool:
+    """A word made from a root by a prefix or -an ("perseroan", "pertandingan"), not a root
+    itself ("bersih")."""
+    return _affixed(word.casefold())
+
+
 def _affixed(lower: str) -> bool:
     """A word with a derivational prefix or -an that the stemmer takes off ("pertahanan" ->
     "tahan"): a common word. (A bare -i is no sign: "Hadi" is a name.)"""

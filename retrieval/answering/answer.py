@@ -459,6 +459,11 @@ def quote(
     )
 
 
+def reader_weights(config: Config) -> str:
+    """The reader's weights file a config names: reader.weights, or the shipped one."""
+    return str(config.resolve(config.reader.weights) if config.reader.weights else WEIGHTS)
+
+
 @functools.cache
 def load_reader(path: str, runtime: str = "onnxruntime") -> Reader:
     """The reader for a weights file and runtime, loaded once per process."""
@@ -471,9 +476,7 @@ class Answerer:
     def __init__(self, config: Config, embedder: Embedder | None = None):
         self.config = config
         self.embedder = embedder or make_embedder(config.embedding)
-        self._weights = str(
-            config.resolve(config.reader.weights) if config.reader.weights else WEIGHTS
-        )
+        self._weights = reader_weights(config)
         self.reader = (
             load_reader(self._weights, config.reader.runtime) if config.reader.enabled else None
         )

@@ -29,7 +29,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from ..answering.answer import Answerer
+from ..answering.answer import Answerer, load_reader, reader_weights
 from ..config import Config, IndexConfig, load_config
 from ..errors import TanyaError
 from ..index.folder import encoder_texts, make_faiss, tune_faiss
@@ -229,10 +229,9 @@ def measure_latency(
 def measure_reader_runtimes(config: Config, embedder: Embedder, questions) -> dict:
     """The reader's two runtimes on the same work, one after the other for each question:
     the question with its top `reader.passages` passages, all of them read."""
-    from ..models.reader import Reader
-
     answerer = Answerer(dataclasses.replace(config, search=_no_cache(config)), embedder=embedder)
-    readers = {runtime: Reader(runtime=runtime) for runtime in ("numpy", "onnxruntime")}
+    weights = reader_weights(config)
+    readers = {runtime: load_reader(weights, runtime) for runtime in ("numpy", "onnxruntime")}
     times: dict[str, list[float]] = {runtime: [] for runtime in readers}
     work = []
     for question in questions:

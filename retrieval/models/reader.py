@@ -189,8 +189,8 @@ class Reader:
             raise ValueError(f"runtime is one of {', '.join(RUNTIMES)}, not {runtime!r}")
         if runtime == "onnxruntime" and not onnx_layers.available():
             raise ReaderUnavailableError(
-                "reader.runtime: onnxruntime needs the onnxruntime and onnx packages "
-                "(pip install onnxruntime onnx), or set reader.runtime: numpy in config.yaml"
+                "reader.runtime: onnxruntime needs the onnxruntime package "
+                "(pip install onnxruntime), or set reader.runtime: numpy in config.yaml"
             )
         self.runtime = runtime
         self.path = Path(path)

@@ -18,6 +18,7 @@ from retrieval.tools.train_reader import (
     pack,
     resume_problems,
     torch_model,
+    trained_weights,
     upsample,
 )
 
@@ -186,6 +187,47 @@ def test_upsample_repeats_and_drops_rows_by_source():
     assert sorted(upsample(rows, sources, ["a=2", "b=0"]).tolist()) == [0, 0, 2, 2, 3]
     with pytest.raises(TrainingError, match="no training rows from 'd'; its sources are a, b, c"):
         upsample(rows, sources, ["d=2"])
+
+
+def test_a_fractional_upsample_takes_that_share_of_a_source_drawn_by_the_seed():
+    sources = np.array(["a"] * 10 + ["b"] * 4)
+    rows = np.arange(14)
+    half = upsample(rows, sources, ["a=0.5"], seed=1)
+    taken = [r for r in half.tolist() if r < 10]
+    assert len(taken) == 5 and len(set(taken)) == 5
+    assert sorted(r for r in half.tolist() if r >= 10) == [10, 11, 12, 13]
+    assert np.array_equal(upsample(rows, sources, ["a=0.5"], seed=1), half)
+    more = upsample(rows, sources, ["a=1.5"], seed=1).tolist()
+    assert len([r for r in more if r < 10]) == 15 and set(range(10)) <= set(more)
+    for bad in ("a=-1", "a=half", "a=1e9"):
+        with pytest.raises(TrainingError, match="SOURCE=N"):
+            upsample(rows, sources, [bad])
+
+
+@pytest.mark.slow
+@needs_torch
+def test_training_can_go_on_from_a_trained_reader(tmp_path: Path, pack_path: Path, capsys):
+    first, again, work = tmp_path / "first", tmp_path / "again", tmp_path / "work"
+    args = ["--from-pack", str(pack_path), "--work", str(work), "--device", "cpu"]
+    args += ["--batch-tokens", "160", "--epochs", "1"]
+    assert main([*args, "--out", str(first), "--tag", "first"]) == 0
+    # With a learning rate of 0 the run starts from, and so exports, the first run's weights,
+    # the span head's too (a fresh head would be random).
+    init = ["--init-from", str(first / "reader.npz"), "--lr", "0", "--tag", "again"]
+    assert main([*args, "--out", str(again), *init]) == 0
+    start, end = trained_weights(first / "reader.npz"), trained_weights(again / "reader.npz")
+    assert start.keys() == end.keys() and "span.w" in start
+    assert all(np.allclose(start[k], end[k], atol=1e-6) for k in start)
+    provenance = json.loads((again / "reader.json").read_text("utf-8"))
+    recorded = json.loads((first / "reader.json").read_text("utf-8"))["sha256"]
+    assert provenance["init_from"] == recorded
+
+    # A changed file is refused before training, naming it.
+    capsys.readouterr()
+    (first / "reader.npz").write_bytes(b"not weights")
+    assert main([*args, "--out", str(again), *init[:2], "--tag", "third"]) == 1
+    err = capsys.readouterr().err
+    assert "--init-from" in err and "checksum" in err and not list(work.glob("checkpoint-third*"))
 
 
 def test_resume_problems_name_what_changed():

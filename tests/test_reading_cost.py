@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from retrieval.answering.answer import Answerer, near_threshold, read_candidates
+from retrieval.answering.answer import Answerer, decline_floor, near_threshold, read_candidates
 from retrieval.answering.search import search
 from retrieval.index.reindex import reindex
 from retrieval.models.reader import Reading, Span
@@ -141,6 +141,48 @@ def test_a_follow_up_read_in_context_is_declined_only_when_the_reader_is_surer(t
     # The same reading asked on its own is declined: nothing says the articles cover it.
     alone = tiny_answerer.ask(follow_up.read_as)
     assert not alone.read_as and alone.kind == "declined"
+
+
+def test_an_english_question_is_declined_only_below_its_own_margin(tiny_answerer):
+    # English questions read beside Indonesian passages score lower: between the two margins
+    # an English question gets the passage, an Indonesian one is declined.
+    config = tiny_answerer.config
+    reader = config.reader
+    assert reader.english_decline_margin < -7.0 < reader.decline_margin
+    tiny_answerer.config = dataclasses.replace(
+        config,
+        reader=dataclasses.replace(reader, evidence_floor=-1.0),
+        search=dataclasses.replace(config.search, cross_lingual_threshold=-1.0),
+    )
+    tiny_answerer.reader = ScriptedReader(
+        {chunk.text: -7.0 for chunk in tiny_answerer.index.chunks}
+    )
+    english = tiny_answerer.ask("How much do chillies cost at Pasar Minggu?")
+    assert not english.read_as and english.kind == "passage"
+    assert tiny_answerer.ask("Berapa harga cabai di Pasar Minggu?").kind == "declined"
+    # Below the English margin too, the English question is declined.
+    tiny_answerer.reader = ScriptedReader(
+        {chunk.text: reader.english_decline_margin - 0.5 for chunk in tiny_answerer.index.chunks}
+    )
+    tiny_answerer._cache.clear()
+    assert tiny_answerer.ask("How much do chillies cost at Pasar Minggu?").kind == "declined"
+
+
+def test_the_decline_floor_of_each_kind_of_question(tiny_answerer):
+    config = dataclasses.replace(
+        tiny_answerer.config.reader,
+        decline_margin=-6.0,
+        follow_up_decline_margin=-8.0,
+        english_decline_margin=-7.0,
+    )
+    assert decline_floor(config, follow_up=False, english=False) == -6.0
+    assert decline_floor(config, follow_up=True, english=False) == -8.0
+    assert decline_floor(config, follow_up=False, english=True) == -7.0
+    # Both: the lower of the two.
+    assert decline_floor(config, follow_up=True, english=True) == -8.0
+    assert (
+        decline_floor(dataclasses.replace(config, english_decline_margin=-9.0), True, True) == -9.0
+    )
 
 
 @pytest.mark.parametrize(

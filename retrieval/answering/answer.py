@@ -288,16 +288,30 @@ def read_candidates(
         step = reader.workers
 
 
-def near_threshold(candidates: Sequence[Candidate], config: ReaderConfig, follow_up: bool) -> bool:
+def decline_floor(config: ReaderConfig, follow_up: bool, english: bool) -> float:
+    """The margin below which the reader declines: a follow-up read in the chat's context
+    and an English question (read beside Indonesian passages, its margins run lower) each
+    have their own, and a question that is both takes the lower."""
+    floors = [config.decline_margin]
+    if follow_up:
+        floors = [config.follow_up_decline_margin]
+    if english:
+        floors.append(config.english_decline_margin)
+    return min(floors)
+
+
+def near_threshold(
+    candidates: Sequence[Candidate], config: ReaderConfig, follow_up: bool, english: bool = False
+) -> bool:
     """Whether the kind of reply rests on a margin closer to its threshold than
-    `reader.recheck_margin`: the best margin to the decline margin (a follow-up's when
-    `follow_up`), or the first passage's span to the bold threshold. The int8 reader's margins
-    differ from the float32 reader's by 0.2 on average, so such a reply could go either way."""
+    `reader.recheck_margin`: the best margin to the decline margin (decline_floor), or the
+    first passage's span to the bold threshold. The int8 reader's margins differ from the
+    float32 reader's by 0.2 on average, so such a reply could go either way."""
     within = config.recheck_margin
     margins = [c.reading.margin for c in candidates if c.reading is not None]
     if within <= 0 or not margins:
         return False
-    floor = config.follow_up_decline_margin if follow_up else config.decline_margin
+    floor = decline_floor(config, follow_up, english)
     span = candidates[0].span
     return abs(max(margins) - floor) < within or (
         span is not None and abs(span.score - config.answer_margin) < within
@@ -378,8 +392,10 @@ def compose(
         # The reader judges the passages it read; the evidence floor catches questions about
         # something the articles do not cover at all, where some passage still offers a span.
         # A follow-up read in the chat's context is about what the chat was about: the
-        # articles cover its topic, and the reader may decline it only when surer.
-        floor = config.reader.follow_up_decline_margin if read_as else config.reader.decline_margin
+        # articles cover its topic, and the reader may decline it only when surer. An
+        # English question has its own floor: the evidence check (is_weak) keeps its own
+        # cosine threshold for questions about something the articles lack.
+        floor = decline_floor(config.reader, bool(read_as), query.english)
         declined = best < floor or is_weak(
             query, hits, support, search_config, config.reader.evidence_floor
         )
@@ -579,7 +595,7 @@ class Answerer:
                 self.reader, query, hits, self.config.reader, asked, earlier
             )
             if self.reader.runtime != "numpy" and near_threshold(
-                candidates, self.config.reader, bool(read_as)
+                candidates, self.config.reader, bool(read_as), query.english
             ):
                 # Too close to call in int8: the float32 reader reads them again.
                 candidates = read_candidates(

@@ -35,7 +35,10 @@ SET = "mrc/squad2_id_mt"
 # RIVAL of it.
 LEAST_OVERLAP = 0.2
 RIVAL = 0.8
-SOURCE = "github.com/chrischute/squad data/dev-v2.0.json (SQuAD 2.0 dev, 16 of 35 articles)"
+SOURCE = (
+    "github.com/chrischute/squad data/dev-v2.0.json at 85623adeb9e6639f145081fea9cae2d8f3a26379 "
+    "(SQuAD 2.0 dev, 16 of 35 articles)"
+)
 
 
 def invariant_words(text: str) -> set[str]:

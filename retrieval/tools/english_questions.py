@@ -28,6 +28,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from .train_reader import read_jsonl
+
 DATA = Path(__file__).parent / "data"
 OUT = DATA / "squad2_english.jsonl"
 SET = "mrc/squad2_id_mt"
@@ -44,10 +46,6 @@ SOURCE = (
 def invariant_words(text: str) -> set[str]:
     """Numbers and capitalised words of four letters or more: what translation keeps."""
     return {w.lower() for w in re.findall(r"\b(?:\d+(?:[.,]\d+)*|[A-Z][\w'-]{3,})", text)}
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def pair(squad: dict, questions: Iterable[dict], passages: dict[str, str]) -> tuple[list, dict]:

@@ -56,6 +56,12 @@ def read(question: str, *turns: Turn) -> FollowUp:
             "Apa yang ia bahas bersama politbiro?",
             "Apa yang Kim Jong Un bahas bersama politbiro?",
         ),
+        # A name with an English possessive stands for the person, without the "'s".
+        (
+            [unsure("How long was Kim's state visit?", "seminggu")],
+            "Where did he go?",
+            "Where did Kim go?",
+        ),
         # A title in the answer is not part of the name the pronoun stands for.
         (
             [answered("Siapa yang ditemui Kim?", "Menteri Pertahanan Rusia Sergei Shoigu")],
@@ -190,6 +196,17 @@ def test_then_and_that_day_become_the_time_answered():
             [unsure("Who said how contagious measles is?")],
             "Who is that doctor?",
             "Who is the doctor (said how contagious measles is)?",
+        ),
+        # Before "happen", "that" is the event, as "it" is, not a word on a noun.
+        (
+            [answered("Who shook hands with Kim Jong Un?", "Sergei Shoigu")],
+            "Where did that happen?",
+            "Where did Sergei Shoigu shook hands with Kim Jong Un?",
+        ),
+        (
+            [answered("Who shook hands with Kim Jong Un?", "Sergei Shoigu")],
+            "When did this take place?",
+            "When did Sergei Shoigu shook hands with Kim Jong Un?",
         ),
     ],
 )

@@ -316,7 +316,8 @@ def name_runs(text: str) -> list[str]:
         runs.append(current)
     found = []
     for run in runs:
-        text_run = "".join(tokens[run[0] : run[-1] + 1]).strip()
+        # "Kim's state visit": the name is "Kim".
+        text_run = re.sub(r"['’]s$", "", "".join(tokens[run[0] : run[-1] + 1]).strip())
         # A title alone ("presiden") is no name.
         if any(is_name(tokens[i]) for i in run):
             found.append(text_run)
@@ -708,8 +709,13 @@ def _demonstrative(
     following = tokens[indices[n + 1]] if n + 1 < len(indices) else ""
     if w in ("itu", "ini") and before in QUESTION_WORDS and is_name(following):
         return tokens[indices[n]], ""  # "Apa itu KCNA?": what is, not what that was
-    if w in ("that", "this") and following and after not in AUXILIARIES | PREPOSITIONS:
-        # "that doctor" -> "the doctor (<topic>)".
+    if (
+        w in ("that", "this")
+        and following
+        and after not in AUXILIARIES | PREPOSITIONS
+        and after not in LIGHT_VERBS
+    ):
+        # "that doctor" -> "the doctor (<topic>)"; "that happen" is the event, below.
         tokens[indices[n + 1]] = f"{following} ({topic(last)})"
         return "the", "demonstrative"
     if before in TIME_NOUNS:

@@ -292,12 +292,8 @@ def decline_floor(config: ReaderConfig, follow_up: bool, english: bool) -> float
     """The margin below which the reader declines: a follow-up read in the chat's context
     and an English question (read beside Indonesian passages, its margins run lower) each
     have their own, and a question that is both takes the lower."""
-    floors = [config.decline_margin]
-    if follow_up:
-        floors = [config.follow_up_decline_margin]
-    if english:
-        floors.append(config.english_decline_margin)
-    return min(floors)
+    floor = config.follow_up_decline_margin if follow_up else config.decline_margin
+    return min(floor, config.english_decline_margin) if english else floor
 
 
 def near_threshold(

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from .train_reader import read_jsonl
+from .train_reader import load_set
 
 DATA = Path(__file__).parent / "data"
 OUT = DATA / "squad2_english.jsonl"
@@ -100,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         squad = json.loads(Path(args.squad).read_text(encoding="utf-8"))
-        folder = Path(args.data) / SET
-        questions = [q for q in read_jsonl(folder / "questions.jsonl") if q["split"] == "valid"]
-        passages = {d["id"]: d["text"] for d in read_jsonl(folder / "corpus.jsonl")}
+        questions, passages = load_set(Path(args.data), SET, "valid")
     except (OSError, ValueError, KeyError) as exc:
         print(f"english_questions: cannot read the data: {exc}", file=sys.stderr)
         return 1

@@ -448,20 +448,8 @@ def torch_model(pack_data, device):
                 x = layer(x, mask)
             return self.span(x)
 
-        def load(self, weights: dict[str, np.ndarray]) -> None:
-            """Weights under the names export gives them (a trained reader's)."""
-            with torch.no_grad():
-                for name, parameter in self.named(weights).items():
-                    value = tensor(weights[name])
-                    if value.shape != parameter.shape:
-                        raise TrainingError(
-                            f"{name} has shape {tuple(value.shape)}, the model "
-                            f"{tuple(parameter.shape)}"
-                        )
-                    parameter.copy_(value)
-
-        def named(self, weights) -> dict:
-            """The parameter behind each exported name; every name must be in `weights`."""
+        def named(self) -> dict:
+            """Each parameter under the name the numpy reader loads it by."""
             table = {
                 "emb.pos": self.pos,
                 "emb.type": self.token_type,
@@ -474,30 +462,27 @@ def torch_model(pack_data, device):
                 for part in ("q", "k", "v", "ao", "fi", "fo", "aln", "oln"):
                     table[f"l{i}.{part}.w"] = getattr(layer, part).weight
                     table[f"l{i}.{part}.b"] = getattr(layer, part).bias
+            return table
+
+        def load(self, weights: dict[str, np.ndarray]) -> None:
+            """Weights under the names export gives them (a trained reader's)."""
+            table = self.named()
             missing = sorted(set(table) - set(weights))
             if missing:
                 raise TrainingError(f"the weights lack {', '.join(missing[:5])}")
-            return table
+            with torch.no_grad():
+                for name, parameter in table.items():
+                    value = tensor(weights[name])
+                    if value.shape != parameter.shape:
+                        raise TrainingError(
+                            f"{name} has shape {tuple(value.shape)}, the model "
+                            f"{tuple(parameter.shape)}"
+                        )
+                    parameter.copy_(value)
 
         def export(self) -> dict[str, np.ndarray]:
             """The weights under the names the numpy reader loads."""
-
-            def arr(p):
-                return p.detach().float().cpu().numpy()
-
-            out = {
-                "emb.pos": arr(self.pos),
-                "emb.type": arr(self.token_type),
-                "emb.ln.w": arr(self.ln.weight),
-                "emb.ln.b": arr(self.ln.bias),
-                "span.w": arr(self.span.weight),
-                "span.b": arr(self.span.bias),
-            }
-            for i, layer in enumerate(self.layers):
-                for part in ("q", "k", "v", "ao", "fi", "fo", "aln", "oln"):
-                    out[f"l{i}.{part}.w"] = arr(getattr(layer, part).weight)
-                    out[f"l{i}.{part}.b"] = arr(getattr(layer, part).bias)
-            return out
+            return {name: p.detach().float().cpu().numpy() for name, p in self.named().items()}
 
     return ReaderModel().to(device)
 

@@ -87,6 +87,7 @@ def test_cpu_training_checkpoints_resumes_and_exports_what_numpy_reads(
     assert main(args) == 0
     provenance = json.loads((out / "reader.json").read_text("utf-8"))
     assert provenance["device"] == "cpu" and provenance["seed"] == 13
+    assert provenance["sittings"] == [{"from_step": 0, "device": "cpu", "precision": "float32"}]
     # What went into the pack, as the pack recorded it.
     assert provenance["data"] == ["seed paragraphs"]
     assert provenance["pack"]["rows"]["valid"] >= 2 and provenance["pack"]["rows"]["train"] >= 4
@@ -110,6 +111,7 @@ def test_cpu_training_checkpoints_resumes_and_exports_what_numpy_reads(
     assert [h["epoch"] for h in resumed["validation_history"]] == [1, 2]
     assert resumed["validation_history"] == provenance["validation_history"]
     assert resumed["train_seconds"] >= round(state["seconds"], 1) > 0
+    assert resumed["sittings"] == provenance["sittings"]
 
     # A run with other settings, or another pack, does not go on from that checkpoint.
     capsys.readouterr()
@@ -164,10 +166,34 @@ def test_a_run_stopped_by_its_time_limit_goes_on_from_where_it_stopped(
     assert [(h["epoch"], h["stopped_at_step"]) for h in stopped] == [(1, 0)]
     state = torch.load(work / "checkpoint-reader.pt", weights_only=False)
     assert state["step"] == 0 and state["history"] == []
-    assert main(args) == 0
-    history = json.loads((out / "reader.json").read_text("utf-8"))["validation_history"]
+    # The second sitting computes in bfloat16: the run records each sitting's precision.
+    assert main([*args, "--bf16"]) == 0
+    provenance = json.loads((out / "reader.json").read_text("utf-8"))
+    history = provenance["validation_history"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert all("stopped_at_step" not in h for h in history)
+    assert [(s["from_step"], s["precision"]) for s in provenance["sittings"]] == [
+        (0, "float32"),
+        (0, "bfloat16 autocast"),
+    ]
+
+
+@pytest.mark.slow
+@needs_torch
+def test_a_checkpoint_without_sittings_says_the_first_was_not_recorded(
+    tmp_path: Path, pack_path: Path
+):
+    out, work = tmp_path / "out", tmp_path / "work"
+    args = ["--from-pack", str(pack_path), "--work", str(work), "--out", str(out)]
+    args += ["--epochs", "1", "--device", "cpu", "--batch-tokens", "160"]
+    assert main([*args, "--time-limit", "1e-9"]) == 0
+    checkpoint = work / "checkpoint-reader.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    del state["sittings"]  # as an older version wrote it
+    torch.save(state, checkpoint)
+    assert main(args) == 0
+    sittings = json.loads((out / "reader.json").read_text("utf-8"))["sittings"]
+    assert [s["precision"] for s in sittings] == ["not recorded", "float32"]
 
 
 @needs_torch

@@ -526,7 +526,9 @@ def tensors(rows: Rows, batch: list[int], device):
     )
 
 
-def validate(model, rows: Rows, selected: np.ndarray, device, batch_tokens: int) -> dict:
+def validate(
+    model, rows: Rows, selected: np.ndarray, device, batch_tokens: int, bf16: bool = False
+) -> dict:
     """Figures on the validation rows: per question, the best window's margin and span."""
     import torch
 
@@ -536,7 +538,7 @@ def validate(model, rows: Rows, selected: np.ndarray, device, batch_tokens: int)
         data = rows.data
         for batch in batches(rows.lengths, selected, batch_tokens, random.Random(0)):
             ids, real, allowed, _, _ = tensors(rows, batch, device)
-            with _autocast(device):
+            with _autocast(device, bf16):
                 logits = model(ids, real).float()
             logits = logits.masked_fill(~allowed[..., None], -1e4).cpu().numpy()
             for n, r in enumerate(batch):
@@ -566,13 +568,14 @@ def validate(model, rows: Rows, selected: np.ndarray, device, batch_tokens: int)
     return figures
 
 
-def _autocast(device):
+def _autocast(device, bf16: bool = False):
+    """bfloat16 autocast on the GPU, and on the CPU when asked (`--bf16`); else float32."""
     import contextlib
 
     import torch
 
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cuda" or bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -702,6 +705,8 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
     step = 0
     # Validation figures of finished epochs and training time, over every session of the run.
     history: list[dict] = []
+    # Each sitting of the run: the step it started at, its device and precision.
+    sittings: list[dict] = []
     seconds_before = 0.0
     if state is not None:
         model.load_state_dict(state["model"])
@@ -709,8 +714,13 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
         history = state["history"]
+        unknown = {"from_step": 0, "device": "not recorded", "precision": "not recorded"}
+        sittings = state.get("sittings", [unknown])
         seconds_before = state["seconds"]
         log.info("resuming from %s at step %d of %d", checkpoint, step, total)
+    precision = "bfloat16 autocast" if device.type == "cuda" or args.bf16 else "float32"
+    if step < total or not sittings:
+        sittings.append({"from_step": step, "device": str(device), "precision": precision})
     started = time.perf_counter()
 
     def elapsed() -> float:
@@ -725,6 +735,7 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
                 "scheduler": scheduler.state_dict(),
                 "step": step,
                 "history": history,
+                "sittings": sittings,
                 "seconds": elapsed(),
                 "pack_sha256": pack_sha256,
                 "settings": settings,
@@ -751,7 +762,7 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
                 stopped = True
                 break
             ids, real, allowed, start, end = tensors(rows, batch, device)
-            with _autocast(device):
+            with _autocast(device, args.bf16):
                 logits = model(ids, real).float()
             logits = logits.masked_fill(~allowed[..., None], -1e4)
             loss = (
@@ -772,18 +783,18 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
         if stopped:
             # Figures of the weights exported now, mid-epoch; the checkpoint does not keep them,
             # as the run goes on to finish the epoch.
-            figures = validate(model, rows, valid_rows, device, args.batch_tokens)
+            figures = validate(model, rows, valid_rows, device, args.batch_tokens, args.bf16)
             history.append({"epoch": epoch + 1, "stopped_at_step": step, **figures})
             log.info("epoch %d, stopped: %s", epoch + 1, json.dumps(figures))
         elif done == step and epoch + 1 not in validated:
-            figures = validate(model, rows, valid_rows, device, args.batch_tokens)
+            figures = validate(model, rows, valid_rows, device, args.batch_tokens, args.bf16)
             history.append({"epoch": epoch + 1, **figures})
             log.info("epoch %d: %s", epoch + 1, json.dumps(figures))
             save()
     bar.close()
     seconds = elapsed()
     made = json.loads(str(pack_data["provenance"])) if "provenance" in pack_data else None
-    export(model.export(), out, settings, history, seconds, device, pack_sha256, made)
+    export(model.export(), out, settings, history, seconds, sittings, pack_sha256, made)
     return {"history": history, "seconds": seconds}
 
 
@@ -793,7 +804,7 @@ def export(
     settings: dict,
     history: list,
     seconds: float,
-    device,
+    sittings: list[dict],
     pack_sha256: str,
     pack_provenance: dict | None = None,
 ) -> None:
@@ -813,7 +824,8 @@ def export(
         or [f"{name} {split}" for name, split in VALID_SETS],
         **settings,
         "date": datetime.date.today().isoformat(),
-        "device": str(device),
+        "device": sittings[-1]["device"],
+        "sittings": sittings,
         "train_seconds": round(seconds, 1),
         "pack_sha256": pack_sha256,
         "validation_history": history,
@@ -1070,6 +1082,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per batch")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="on the CPU too, compute in bfloat16 as on the GPU (faster where the CPU has AMX)",
+    )
     parser.add_argument("--checkpoint-every", type=int, default=200, help="batches")
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     parser.add_argument("--limit", type=int, default=0, help="train on this many rows (a trial)")

@@ -153,15 +153,22 @@ def test_cpu_training_checkpoints_resumes_and_exports_what_numpy_reads(
     assert 0 <= reading.start <= reading.end <= len(PARAGRAPHS[0])
 
 
+def stopped_at_once(tmp_path: Path, pack_path: Path, epochs: int) -> tuple[list[str], Path, Path]:
+    """A CPU run stopped by its time limit before its first batch: its arguments (to go on
+    with), its output folder and its work folder."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    args = ["--from-pack", str(pack_path), "--work", str(work), "--out", str(out)]
+    args += ["--epochs", str(epochs), "--device", "cpu", "--batch-tokens", "160"]
+    assert main([*args, "--time-limit", "1e-9"]) == 0
+    return args, out, work
+
+
 @pytest.mark.slow
 @needs_torch
 def test_a_run_stopped_by_its_time_limit_goes_on_from_where_it_stopped(
     tmp_path: Path, pack_path: Path
 ):
-    out, work = tmp_path / "out", tmp_path / "work"
-    args = ["--from-pack", str(pack_path), "--work", str(work), "--out", str(out)]
-    args += ["--epochs", "2", "--device", "cpu", "--batch-tokens", "160"]
-    assert main([*args, "--time-limit", "1e-9"]) == 0
+    args, out, work = stopped_at_once(tmp_path, pack_path, epochs=2)
     stopped = json.loads((out / "reader.json").read_text("utf-8"))["validation_history"]
     assert [(h["epoch"], h["stopped_at_step"]) for h in stopped] == [(1, 0)]
     state = torch.load(work / "checkpoint-reader.pt", weights_only=False)
@@ -183,10 +190,7 @@ def test_a_run_stopped_by_its_time_limit_goes_on_from_where_it_stopped(
 def test_a_checkpoint_without_sittings_says_the_first_was_not_recorded(
     tmp_path: Path, pack_path: Path
 ):
-    out, work = tmp_path / "out", tmp_path / "work"
-    args = ["--from-pack", str(pack_path), "--work", str(work), "--out", str(out)]
-    args += ["--epochs", "1", "--device", "cpu", "--batch-tokens", "160"]
-    assert main([*args, "--time-limit", "1e-9"]) == 0
+    args, out, work = stopped_at_once(tmp_path, pack_path, epochs=1)
     checkpoint = work / "checkpoint-reader.pt"
     state = torch.load(checkpoint, weights_only=False)
     del state["sittings"]  # as an older version wrote it

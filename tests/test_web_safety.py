@@ -421,3 +421,23 @@ def test_a_host_name_of_253_characters_is_stored(tmp_path, web):
         (outcome,) = ingest(config, [url], run_reindex=False, fetcher=fetcher).outcomes
     assert outcome.status == "added", outcome
     assert len(Path(outcome.path).parent.name) <= 100 + len("-65535")  # the site, its port
+
+
+def test_an_overlong_address_is_refused_and_never_stored(tmp_path, web):
+    config = config_for(tmp_path, allow_private_networks=True)
+    long_url = web.url("/berita/" + "a" * 3000)
+    web.serve("/ke-panjang", Response(302, headers={"Location": long_url}))
+    # A page that names an over-long address as its canonical URL: its own address is kept.
+    tag = f'<link rel="canonical" href="{web.url(ARTICLE)}">'.encode()
+    named = f'<link rel="canonical" href="{long_url}">'.encode()
+    page = web.page("berita.html").replace(tag, named)
+    assert page != web.page("berita.html")
+    web.serve("/kanonis-panjang", page)
+    urls = [long_url, web.url("/ke-panjang"), web.url("/kanonis-panjang")]
+    given, redirected, canonical = ingest(config, urls, run_reindex=False).outcomes
+    for outcome in (given, redirected):
+        assert outcome.kind == "bad_url" and "longer than 2,048 characters" in outcome.reason
+    assert canonical.status == "added"
+    (path,) = [p for p in config.corpus_path.rglob("*.md")]
+    assert "a" * 3000 not in path.read_text("utf-8")
+    assert web.url("/kanonis-panjang") in path.read_text("utf-8")

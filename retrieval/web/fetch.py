@@ -65,9 +65,16 @@ def normalise_url(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
 
 
+# Longer addresses are refused: no news article needs one, and each is kept in front matter,
+# feed state and every source line shown to users.
+MAX_URL_CHARS = 2048
+
+
 def check_url(url: str) -> str:
-    """The URL, normalised, if it is an http(s) address without a user name or password;
-    else Skip."""
+    """The URL, normalised, if it is an http(s) address without a user name or password, of
+    at most MAX_URL_CHARS characters; else Skip."""
+    if len(url.strip()) > MAX_URL_CHARS:
+        raise Skip("bad_url", f"the address is longer than {MAX_URL_CHARS:,} characters")
     try:
         parts = urlsplit(url.strip())
         port = parts.port

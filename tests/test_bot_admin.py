@@ -191,6 +191,21 @@ def test_feeds_are_read_on_a_timer(tiny_corpus, tmp_path, web, fake):
     assert len(web.requests_for(ARTICLE)) == 1
 
 
+def test_a_feed_followed_while_the_bot_runs_is_read_on_the_timer(tiny_corpus, tmp_path, web, fake):
+    config = admin_config(tiny_corpus, tmp_path, web, feeds=[], refresh_minutes=0.01)  # 0.6 s
+    embedder = FakeEmbedder()
+    reindex(config, embedder=embedder)
+    answerer = Answerer(config, embedder=embedder)
+    before = answerer.index.version
+    with running(answerer, fake):
+        time.sleep(1.5)  # rounds with no feed to read fetch nothing
+        assert web.hits == []
+        assert follow(config, web.url("/feed.xml"), "Warta", "2024-05-20")  # tanya-add --feed
+        fake.wait_for(lambda: answerer.index.version != before, timeout=30)
+        answer = one_reply(fake, fake.message(5, QUESTION))["text"]
+    assert "Rp 420 miliar" in answer
+
+
 def test_add_while_another_reindex_runs_says_try_again(site_qa, fake, web):
     with running(site_qa, fake), reindex_lock(site_qa.config.index_path):
         text = one_reply(fake, fake.message(ADMIN, f"/add {web.url(ARTICLE)}"), 30)["text"]

@@ -53,10 +53,12 @@ class AdminCommands:
             return report
 
     async def refresh_feeds_every(self) -> None:
-        """Read the feeds at start-up and then every sources.refresh_minutes."""
+        """Read the feeds at start-up and then every sources.refresh_minutes; a feed followed
+        while the bot runs (tanya-add --feed) is read from the next round on."""
         while True:
             try:
-                report = await self.run_ingest([], feeds=True)
+                has_feeds = await asyncio.to_thread(feed_urls, self.config)
+                report = await self.run_ingest([], feeds=True) if has_feeds else None
                 if report is not None:
                     log.info("feeds read: %s", report.summary)
                     for problem in report.feed_problems:

@@ -37,7 +37,6 @@ from chat.texts import TEXTS, Texts, for_question, for_user
 from retrieval.answering.answer import Answer, Answerer, clean_question
 from retrieval.config import Config
 from retrieval.errors import QuestionError, TanyaError
-from retrieval.web.feeds import feed_urls
 
 log = logging.getLogger("tanya")
 
@@ -139,7 +138,7 @@ class TanyaBot(AdminCommands):
         await asyncio.to_thread(self.state.open)
         await self.set_commands(app)
         self._watcher = asyncio.create_task(self.watch_index())
-        if self.config.sources.refresh_minutes > 0 and feed_urls(self.config):
+        if self.config.sources.refresh_minutes > 0:
             self._refresher = asyncio.create_task(self.refresh_feeds_every())
         self.ready = True
         log.info(

@@ -277,19 +277,6 @@ def test_the_person_pronoun_looks_back_past_a_turn_without_one():
     assert read("Apa jabatannya?", *turns).text == "Apa jabatan Sergei Shoigu?"
 
 
-@pytest.mark.parametrize(
-    ("question", "about"),
-    [
-        ("Untuk program apa dicari Pyongyang?", "dicari Pyongyang"),
-        ("Dari partai apa Yoon Suk Yeol?", "Yoon Suk Yeol"),
-        ("Di kota mana Kim berjabat tangan?", "Kim berjabat tangan"),
-        ("Kim membahas apa?", "Kim membahas"),
-    ],
-)
-def test_a_preposition_and_the_noun_apa_or_mana_asks_about_are_the_question(question, about):
-    assert topic(unsure(question)) == about
-
-
 def test_a_long_answer_to_what_is_not_put_into_the_event():
     turn = answered(
         "Apa yang dikhawatirkan Seoul dan Washington?",

@@ -440,8 +440,7 @@ EVENT_ANSWER_WORDS = 4
 def split_question(text: str) -> tuple[str, str, str, str | None]:
     """A question as (before, question phrase, after, its preposition): "Di kota mana Kim
     berjabat tangan?" -> ("", "Di kota mana", "Kim berjabat tangan", "di"). The phrase runs from
-    a preposition or slot noun before the question word, or a preposition and the noun that
-    apa or mana asks about ("Untuk program apa"), to the auxiliaries after it; without a
+    a preposition or slot noun before the question word to the auxiliaries after it; without a
     question word, everything is `before`."""
     tokens = tokens_of(strip_question(text))
     indices = _words(tokens)
@@ -452,13 +451,6 @@ def split_question(text: str) -> tuple[str, str, str, str | None]:
     first = start
     while first > 0 and (lower[first - 1] in PREPOSITIONS or lower[first - 1] in SLOT_NOUNS):
         first -= 1
-    if (
-        first == start >= 2
-        and lower[start] in ("apa", "mana")
-        and lower[start - 2] in PREPOSITIONS
-        and lower[start - 1] not in FUNCTION_WORDS
-    ):
-        first -= 2  # "Untuk program apa": a noun between a preposition and apa/mana asks it
     end = start + 1
     if lower[start] in ("mana", "berapa", "what", "which", "how"):
         while end < len(lower) and lower[end] in SLOT_NOUNS:

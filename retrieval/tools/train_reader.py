@@ -527,7 +527,7 @@ def tensors(rows: Rows, batch: list[int], device):
 
 
 def validate(
-    model, rows: Rows, selected: np.ndarray, device, batch_tokens: int, bf16: bool = False
+    model, rows: Rows, selected: np.ndarray, device, batch_tokens: int, bf16: bool
 ) -> dict:
     """Figures on the validation rows: per question, the best window's margin and span."""
     import torch
@@ -538,7 +538,7 @@ def validate(
         data = rows.data
         for batch in batches(rows.lengths, selected, batch_tokens, random.Random(0)):
             ids, real, allowed, _, _ = tensors(rows, batch, device)
-            with _autocast(device, bf16):
+            with _autocast(device.type, bf16):
                 logits = model(ids, real).float()
             logits = logits.masked_fill(~allowed[..., None], -1e4).cpu().numpy()
             for n, r in enumerate(batch):
@@ -568,15 +568,13 @@ def validate(
     return figures
 
 
-def _autocast(device, bf16: bool = False):
-    """bfloat16 autocast on the GPU, and on the CPU when asked (`--bf16`); else float32."""
+def _autocast(device_type: str, bf16: bool):
+    """bfloat16 autocast when `bf16` (always on the GPU, on the CPU with --bf16); else float32."""
     import contextlib
 
     import torch
 
-    if device.type == "cuda" or bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def upsample(
@@ -718,7 +716,9 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
         sittings = state.get("sittings", [unknown])
         seconds_before = state["seconds"]
         log.info("resuming from %s at step %d of %d", checkpoint, step, total)
-    precision = "bfloat16 autocast" if device.type == "cuda" or args.bf16 else "float32"
+    bf16 = device.type == "cuda" or args.bf16
+    precision = "bfloat16 autocast" if bf16 else "float32"
+    # A finished run exported again adds no sitting.
     if step < total or not sittings:
         sittings.append({"from_step": step, "device": str(device), "precision": precision})
     started = time.perf_counter()
@@ -762,7 +762,7 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
                 stopped = True
                 break
             ids, real, allowed, start, end = tensors(rows, batch, device)
-            with _autocast(device, args.bf16):
+            with _autocast(device.type, bf16):
                 logits = model(ids, real).float()
             logits = logits.masked_fill(~allowed[..., None], -1e4)
             loss = (
@@ -783,11 +783,11 @@ def train(pack_path: Path, work: Path, out: Path, args: argparse.Namespace) -> d
         if stopped:
             # Figures of the weights exported now, mid-epoch; the checkpoint does not keep them,
             # as the run goes on to finish the epoch.
-            figures = validate(model, rows, valid_rows, device, args.batch_tokens, args.bf16)
+            figures = validate(model, rows, valid_rows, device, args.batch_tokens, bf16)
             history.append({"epoch": epoch + 1, "stopped_at_step": step, **figures})
             log.info("epoch %d, stopped: %s", epoch + 1, json.dumps(figures))
         elif done == step and epoch + 1 not in validated:
-            figures = validate(model, rows, valid_rows, device, args.batch_tokens, args.bf16)
+            figures = validate(model, rows, valid_rows, device, args.batch_tokens, bf16)
             history.append({"epoch": epoch + 1, **figures})
             log.info("epoch %d: %s", epoch + 1, json.dumps(figures))
             save()
